@@ -1,0 +1,61 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads a cluster document from a file.
+func Load(path string) (*Cluster, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read cluster spec: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("cluster spec %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a cluster document strictly: an unknown field or a value of
+// the wrong type is an error that names the line.
+func Parse(data []byte) (*Cluster, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Cluster
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the document is empty")
+		}
+		return nil, oneLine(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, errors.New("more than one YAML document; want exactly one " + Kind)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, oneLine(err)
+	}
+	if c.APIVersion != APIVersion {
+		return nil, fmt.Errorf("apiVersion %q: want %q", c.APIVersion, APIVersion)
+	}
+	if c.Kind != Kind {
+		return nil, fmt.Errorf("kind %q: want %q", c.Kind, Kind)
+	}
+	return &c, nil
+}
+
+// oneLine folds yaml.v3's multi-line error lists into one line.
+func oneLine(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return errors.New(strings.Join(te.Errors, "; "))
+	}
+	return errors.New(strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", " "))
+}
