@@ -1,0 +1,123 @@
+// Package certs is the etcd PKI: a declarative table of the certificates each
+// host needs, the CA, issuing, PEM encoding, checking existing files against
+// the spec, and atomic writes.
+package certs
+
+import (
+	"crypto/x509"
+	"net"
+	"slices"
+
+	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// Profile describes one kind of certificate. The table below is the single
+// source of what gets issued; phases and checks are derived from it.
+type Profile struct {
+	// Name is the phase and renewal name, as kubeadm spells it.
+	Name string
+	// BaseName is the path below the cert dir, without .crt/.key.
+	BaseName string
+	// Short is a one-line description for help text.
+	Short string
+	// CommonName is the subject CN for a host.
+	CommonName func(h spec.Host) string
+	// Usages are the extended key usages.
+	Usages []x509.ExtKeyUsage
+	// AltNames returns the SANs for a host; nil for client certificates.
+	AltNames func(h spec.Host) *certutil.AltNames
+}
+
+// CA returns the etcd CA's profile. Its key stays in the CA store.
+func CA() Profile {
+	return Profile{
+		Name:       "etcd-ca",
+		BaseName:   "etcd/ca",
+		Short:      "the self-signed CA that signs every etcd certificate",
+		CommonName: func(spec.Host) string { return "etcd-ca" },
+	}
+}
+
+// Leaves returns the per-host certificates in kubeadm's order.
+func Leaves() []Profile {
+	return []Profile{
+		{
+			Name:       "etcd-server",
+			BaseName:   "etcd/server",
+			Short:      "the certificate etcd serves clients with",
+			CommonName: hostName,
+			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			AltNames:   func(h spec.Host) *certutil.AltNames { return memberAltNames(h, h.ServerCertSANs) },
+		},
+		{
+			Name:       "etcd-peer",
+			BaseName:   "etcd/peer",
+			Short:      "the certificate etcd members talk to each other with",
+			CommonName: hostName,
+			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			AltNames:   func(h spec.Host) *certutil.AltNames { return memberAltNames(h, h.PeerCertSANs) },
+		},
+		{
+			Name:       "etcd-healthcheck-client",
+			BaseName:   "etcd/healthcheck-client",
+			Short:      "the client certificate for health checks",
+			CommonName: func(spec.Host) string { return "kube-etcd-healthcheck-client" },
+			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		},
+		{
+			Name:       "apiserver-etcd-client",
+			BaseName:   "apiserver-etcd-client",
+			Short:      "the client certificate kube-apiserver uses to reach etcd",
+			CommonName: func(spec.Host) string { return "kube-apiserver-etcd-client" },
+			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		},
+	}
+}
+
+// Leaf returns the leaf profile with that name.
+func Leaf(name string) (Profile, bool) {
+	for _, p := range Leaves() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Profile{}, false
+}
+
+func hostName(h spec.Host) string { return h.Name }
+
+// memberAltNames are kubeadm's etcd SANs: the host name, localhost, the
+// host's address and both loopbacks, then the extra SANs.
+func memberAltNames(h spec.Host, extra []string) *certutil.AltNames {
+	alt := &certutil.AltNames{
+		DNSNames: []string{h.Name, "localhost"},
+		IPs:      []net.IP{h.IP(), net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	for _, san := range extra {
+		if ip := net.ParseIP(san); ip != nil {
+			alt.IPs = append(alt.IPs, ip)
+		} else {
+			alt.DNSNames = append(alt.DNSNames, san)
+		}
+	}
+	dedupe(alt)
+	return alt
+}
+
+// dedupe follows kubeadm: DNS names become a sorted set, IPs keep their
+// first-seen order.
+func dedupe(alt *certutil.AltNames) {
+	slices.Sort(alt.DNSNames)
+	alt.DNSNames = slices.Compact(alt.DNSNames)
+	seen := map[string]bool{}
+	ips := alt.IPs[:0]
+	for _, ip := range alt.IPs {
+		if !seen[ip.String()] {
+			seen[ip.String()] = true
+			ips = append(ips, ip)
+		}
+	}
+	alt.IPs = ips
+}

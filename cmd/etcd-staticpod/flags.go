@@ -1,0 +1,209 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/etcd-staticpod/etcd-staticpod/phases"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// clusterFlags are read by every generating command. Flags are made fresh
+// per command because urfave/cli keeps parse state in them.
+func clusterFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (" + spec.APIVersion + ", kind " + spec.Kind + "); flags override it"},
+		&cli.StringFlag{Name: "hosts", Usage: "every etcd host as `NAME=ADDRESS,...` (replaces the spec's host list)"},
+		&cli.StringSliceFlag{Name: "host", Usage: "one etcd host as `NAME=ADDRESS`; repeatable"},
+		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "./etcd-bundles", Usage: "bundle `DIR`: the CA store and one folder per host"},
+		&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the etcd hosts (default " + spec.DefaultCertDir + ")"},
+		&cli.StringFlag{Name: "node", Usage: "write only this host's files (run on the node itself with --root /)"},
+		&cli.StringFlag{Name: "root", Usage: "with --node: write the host's files under `DIR` instead of OUT/NAME"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "print what would be written and write nothing"},
+	}
+}
+
+func groupFlags(g phases.FlagGroup) []cli.Flag {
+	switch g {
+	case phases.FlagsCerts:
+		return []cli.Flag{
+			&cli.StringFlag{Name: "encryption-algorithm", Usage: "key type: " + strings.Join(spec.EncryptionAlgorithms(), ", ") + " (default " + spec.DefaultEncryptionAlgorithm + ")"},
+			&cli.StringFlag{Name: "certificate-validity", Usage: "lifetime of the host certificates, e.g. 8760h (default 8760h)"},
+			&cli.StringFlag{Name: "ca-certificate-validity", Usage: "lifetime of a new CA, e.g. 87600h (default 87600h)"},
+		}
+	case phases.FlagsCA:
+		return []cli.Flag{
+			&cli.StringFlag{Name: "ca-cert", Usage: "use this existing CA certificate `FILE` instead of OUT/pki/etcd/ca.crt"},
+			&cli.StringFlag{Name: "ca-key", Usage: "the key `FILE` of --ca-cert"},
+		}
+	case phases.FlagsEtcd:
+		return []cli.Flag{
+			&cli.StringFlag{Name: "image", Usage: "etcd image; overrides --image-repository and --etcd-version"},
+			&cli.StringFlag{Name: "image-repository", Usage: "registry the etcd image comes from (default " + spec.DefaultImageRepository + ")"},
+			&cli.StringFlag{Name: "etcd-version", Usage: "etcd image tag (default " + spec.DefaultEtcdVersion + ")"},
+			&cli.StringFlag{Name: "data-dir", Usage: "etcd data folder on the hosts (default " + spec.DefaultDataDir + ")"},
+			&cli.StringSliceFlag{Name: "extra-arg", Usage: "extra etcd flag `NAME=VALUE`, like kubeadm's etcd.local.extraArgs (replaces a default of that name); repeatable"},
+			&cli.StringSliceFlag{Name: "extra-env", Usage: "environment variable `NAME=VALUE` for etcd; repeatable"},
+			&cli.StringFlag{Name: "initial-cluster-state", Usage: "new or existing (default new)"},
+		}
+	case phases.FlagsKubelet:
+		return []cli.Flag{
+			&cli.StringFlag{Name: "cgroup-driver", Usage: "kubelet cgroup driver: systemd or cgroupfs (default " + spec.DefaultCgroupDriver + ")"},
+			&cli.StringFlag{Name: "container-runtime-endpoint", Usage: "CRI socket URL (default " + spec.DefaultContainerRuntimeEndpoint + ")"},
+			&cli.StringFlag{Name: "kubelet-path", Usage: "kubelet binary on the hosts (default " + spec.DefaultKubeletPath + ")"},
+			&cli.StringFlag{Name: "kubelet-config-patch", Usage: "`FILE` with a partial KubeletConfiguration merged over the generated one"},
+		}
+	case phases.FlagsControlPlane:
+		return []cli.Flag{
+			&cli.StringFlag{Name: "kubeadm-api-version", Usage: "kubeadm config API: v1beta4 or v1beta3 (default " + spec.DefaultKubeadmAPIVersion + ")"},
+			&cli.StringFlag{Name: "control-plane-cert-dir", Usage: "certificate folder on the control-plane nodes (default " + spec.DefaultControlPlaneCertDir + ")"},
+			&cli.StringFlag{Name: "kubernetes-version", Usage: "kubernetesVersion for kubeadm-config.yaml, e.g. v1.36.3"},
+			&cli.StringFlag{Name: "control-plane-endpoint", Usage: "controlPlaneEndpoint for kubeadm-config.yaml, `HOST[:PORT]`"},
+			&cli.StringFlag{Name: "pod-subnet", Usage: "networking.podSubnet for kubeadm-config.yaml (CIDR)"},
+			&cli.StringFlag{Name: "service-subnet", Usage: "networking.serviceSubnet for kubeadm-config.yaml (CIDR)"},
+			&cli.StringSliceFlag{Name: "apiserver-cert-sans", Usage: "apiServer.certSANs for kubeadm-config.yaml; comma-separated or repeated"},
+		}
+	}
+	return nil
+}
+
+// flagsFor returns the common flags plus those of the groups named.
+func flagsFor(groups []phases.FlagGroup) []cli.Flag {
+	flags := clusterFlags()
+	seen := map[phases.FlagGroup]bool{}
+	for _, g := range groups {
+		if !seen[g] {
+			seen[g] = true
+			flags = append(flags, groupFlags(g)...)
+		}
+	}
+	return flags
+}
+
+// allGroups are what `init` reads.
+func allGroups() []phases.FlagGroup {
+	return []phases.FlagGroup{phases.FlagsCerts, phases.FlagsCA, phases.FlagsEtcd, phases.FlagsKubelet, phases.FlagsControlPlane}
+}
+
+// loadCluster builds the spec: the file, then every flag given on top,
+// then defaults, then validation. Warnings go to stderr.
+func loadCluster(c *cli.Context) (*spec.Cluster, error) {
+	cl := &spec.Cluster{}
+	if path := c.String("config"); path != "" {
+		var err error
+		if cl, err = spec.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsSet("hosts") || c.IsSet("host") {
+		var hosts []spec.Host
+		if c.IsSet("hosts") {
+			hs, err := spec.ParseHosts(c.String("hosts"))
+			if err != nil {
+				return nil, fmt.Errorf("--hosts: %w", err)
+			}
+			hosts = hs
+		}
+		for _, s := range c.StringSlice("host") {
+			h, err := spec.ParseHost(s)
+			if err != nil {
+				return nil, fmt.Errorf("--host: %w", err)
+			}
+			hosts = append(hosts, h)
+		}
+		// Extra SANs from the file stay with the host of the same name.
+		for i := range hosts {
+			if old, ok := cl.Host(hosts[i].Name); ok && old.Address == hosts[i].Address {
+				hosts[i].ServerCertSANs, hosts[i].PeerCertSANs = old.ServerCertSANs, old.PeerCertSANs
+			}
+		}
+		cl.Hosts = hosts
+	}
+	strs := map[string]*string{
+		"cert-dir":                   &cl.CertDir,
+		"encryption-algorithm":       &cl.EncryptionAlgorithm,
+		"image":                      &cl.Etcd.Image,
+		"image-repository":           &cl.Etcd.ImageRepository,
+		"etcd-version":               &cl.Etcd.Version,
+		"data-dir":                   &cl.Etcd.DataDir,
+		"initial-cluster-state":      &cl.Etcd.ClusterState,
+		"cgroup-driver":              &cl.Kubelet.CgroupDriver,
+		"container-runtime-endpoint": &cl.Kubelet.ContainerRuntimeEndpoint,
+		"kubelet-path":               &cl.Kubelet.Path,
+		"kubelet-config-patch":       &cl.Kubelet.ConfigPatch,
+		"kubeadm-api-version":        &cl.ControlPlane.KubeadmAPIVersion,
+		"control-plane-cert-dir":     &cl.ControlPlane.CertDir,
+		"kubernetes-version":         &cl.ControlPlane.KubernetesVersion,
+		"control-plane-endpoint":     &cl.ControlPlane.ControlPlaneEndpoint,
+		"pod-subnet":                 &cl.ControlPlane.PodSubnet,
+		"service-subnet":             &cl.ControlPlane.ServiceSubnet,
+	}
+	for name, field := range strs {
+		if c.IsSet(name) {
+			*field = c.String(name)
+		}
+	}
+	for name, field := range map[string]*spec.Duration{
+		"certificate-validity":    &cl.CertificateValidity,
+		"ca-certificate-validity": &cl.CACertificateValidity,
+	} {
+		if !c.IsSet(name) {
+			continue
+		}
+		d, err := time.ParseDuration(c.String(name))
+		if err != nil {
+			return nil, fmt.Errorf("--%s %q: not a duration such as 8760h", name, c.String(name))
+		}
+		if d <= 0 {
+			return nil, fmt.Errorf("--%s %q: must be positive", name, c.String(name))
+		}
+		field.Duration = d
+	}
+	for name, field := range map[string]*[]spec.Arg{"extra-arg": &cl.Etcd.ExtraArgs, "extra-env": &cl.Etcd.ExtraEnv} {
+		if !c.IsSet(name) {
+			continue
+		}
+		var args []spec.Arg
+		for _, s := range c.StringSlice(name) {
+			a, err := spec.ParseArg("--"+name, s)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, a)
+		}
+		*field = args
+	}
+	if c.IsSet("apiserver-cert-sans") {
+		var sans []string
+		for _, s := range c.StringSlice("apiserver-cert-sans") {
+			sans = append(sans, strings.Split(s, ",")...)
+		}
+		cl.ControlPlane.APIServerCertSANs = sans
+	}
+	cl.SetDefaults()
+	warnings, err := cl.Validate()
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+	}
+	return cl, nil
+}
+
+// runnerOptions turns the parsed flags into phase options.
+func runnerOptions(c *cli.Context, cl *spec.Cluster) phases.Options {
+	return phases.Options{
+		Cluster: cl,
+		Out:     c.String("out"),
+		Node:    c.String("node"),
+		Root:    c.String("root"),
+		CACert:  c.String("ca-cert"),
+		CAKey:   c.String("ca-key"),
+		DryRun:  c.Bool("dry-run"),
+		Log:     c.App.Writer,
+	}
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/etcd-staticpod/etcd-staticpod/phases"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+const guideHosts = "etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17"
+
+// initCommand is `init` and its `phase` subcommands, generated from the
+// phase list the same way kubeadm's workflow does.
+func initCommand() *cli.Command {
+	list := phases.List()
+	var names []string
+	walkPhases("", list, func(path string, _ phases.Phase) { names = append(names, path) })
+	flags := append(flagsFor(allGroups()), &cli.StringSliceFlag{
+		Name:  "skip-phases",
+		Usage: "phases to skip, comma-separated or repeated: " + strings.Join(names, ", "),
+	})
+	return &cli.Command{
+		Name:  "init",
+		Usage: "make every host's bundle: certificates, kubelet settings, etcd static Pod and kubeadm configs",
+		Description: "Runs every phase for every host, in order: " + strings.Join(topNames(list), ", ") + ".\n" +
+			"The CA key stays in OUT/pki/etcd; each host gets OUT/NAME (a copy of its filesystem root) and OUT/NAME.tar.gz.\n\n" +
+			"Examples:\n" +
+			"  # the guide's three hosts\n" +
+			"  etcd-staticpod init --hosts " + guideHosts + "\n" +
+			"  # from a cluster spec, ECDSA keys, no archives\n" +
+			"  etcd-staticpod init --config cluster.yaml --encryption-algorithm ECDSA-P256 --skip-phases bundle\n" +
+			"  # on the node etcd02 itself, beside kubelet (the CA key is not needed when the certificates exist)\n" +
+			"  etcd-staticpod init --config cluster.yaml --node etcd02 --root / --skip-phases certs",
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			var skip []string
+			for _, s := range c.StringSlice("skip-phases") {
+				skip = append(skip, strings.Split(s, ",")...)
+			}
+			r, cl, err := newRunner(c)
+			if err != nil {
+				return err
+			}
+			paths, byPath, err := phases.Selected(list, skip)
+			if err != nil {
+				return err
+			}
+			var selected []phases.Phase
+			for _, p := range paths {
+				selected = append(selected, byPath[p])
+			}
+			if err := r.Run(selected); err != nil {
+				return err
+			}
+			if !c.Bool("dry-run") && c.String("node") == "" {
+				printCopyCommands(c.App.Writer, c.String("out"), cl)
+			}
+			return nil
+		},
+		Subcommands: []*cli.Command{{
+			Name:        "phase",
+			Usage:       "run one phase of init",
+			Description: "Each phase of init on its own, as kubeadm's `init phase`.",
+			Subcommands: phaseCommands("", list),
+		}},
+	}
+}
+
+func newRunner(c *cli.Context) (*phases.Runner, *spec.Cluster, error) {
+	cl, err := loadCluster(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := phases.NewRunner(runnerOptions(c, cl))
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, cl, nil
+}
+
+func walkPhases(prefix string, ps []phases.Phase, fn func(string, phases.Phase)) {
+	for _, p := range ps {
+		fn(prefix+p.Name, p)
+		walkPhases(prefix+p.Name+"/", p.Children, fn)
+	}
+}
+
+func topNames(ps []phases.Phase) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// leaves returns p itself, or its leaf descendants in order.
+func leaves(p phases.Phase) []phases.Phase {
+	if len(p.Children) == 0 {
+		return []phases.Phase{p}
+	}
+	var out []phases.Phase
+	for _, ch := range p.Children {
+		out = append(out, leaves(ch)...)
+	}
+	return out
+}
+
+func groupsOf(ps []phases.Phase) []phases.FlagGroup {
+	var gs []phases.FlagGroup
+	for _, p := range ps {
+		gs = append(gs, p.Flags...)
+	}
+	return gs
+}
+
+func phaseCommands(prefix string, ps []phases.Phase) []*cli.Command {
+	var cmds []*cli.Command
+	for _, p := range ps {
+		run := leaves(p)
+		cmd := &cli.Command{
+			Name:        p.Name,
+			Usage:       p.Short,
+			Description: p.Long,
+			Flags:       flagsFor(groupsOf(run)),
+			Action:      runPhases(run),
+		}
+		if p.Example != "" {
+			cmd.Description += "\n\nExample:\n  " + p.Example
+		}
+		if len(p.Children) > 0 {
+			cmd.Subcommands = phaseCommands(prefix+p.Name+"/", p.Children)
+			if p.RunAllChildren {
+				cmd.Subcommands = append([]*cli.Command{{
+					Name:        "all",
+					Usage:       "run every " + p.Name + " phase",
+					Description: p.Long,
+					Flags:       flagsFor(groupsOf(run)),
+					Action:      runPhases(run),
+				}}, cmd.Subcommands...)
+			}
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
+
+func runPhases(ps []phases.Phase) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.Args().Present() {
+			return fmt.Errorf("unexpected argument %q", c.Args().First())
+		}
+		r, _, err := newRunner(c)
+		if err != nil {
+			return err
+		}
+		return r.Run(ps)
+	}
+}
+
+// printCopyCommands tells the user how each bundle reaches its host.
+func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
+	fmt.Fprintf(w, "\nBundles are ready in %s. The CA key stays in %s/pki/etcd: keep it on this machine.\n", out, out)
+	fmt.Fprintln(w, "Copy each host's bundle and unpack it at /:")
+	for _, h := range cl.Hosts {
+		target := "root@" + h.Address
+		if h.IsIPv6() {
+			target = "root@[" + h.Address + "]"
+		}
+		fmt.Fprintf(w, "  scp %s/%s.tar.gz %s:/tmp/ && ssh %s 'tar -C / -xzf /tmp/%s.tar.gz && rm /tmp/%s.tar.gz && systemctl daemon-reload && systemctl restart kubelet'\n",
+			out, h.Name, target, target, h.Name, h.Name)
+	}
+	fmt.Fprintln(w, "Then, on the first control-plane node:")
+	fmt.Fprintf(w, "  scp -rp %s/control-plane/etc root@CONTROL-PLANE:/\n", out)
+	fmt.Fprintf(w, "  scp %s/kubeadm-config.yaml root@CONTROL-PLANE: && ssh root@CONTROL-PLANE 'kubeadm init --config kubeadm-config.yaml --upload-certs'\n", out)
+}

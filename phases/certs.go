@@ -1,0 +1,267 @@
+package phases
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// certsPhase is generated from the certificate table: one child per profile.
+func certsPhase() Phase {
+	ca := certs.CA()
+	children := []Phase{{
+		Name:  ca.Name,
+		Short: "Generate " + ca.Short,
+		Long: "Creates the etcd CA in OUT/pki/etcd (ca.crt, ca.key; the folder is 0700) unless one is there already or --ca-cert/--ca-key name one, " +
+			"and copies ca.crt (never ca.key) into every host's bundle. An existing CA is checked (a CA, not expired, key matching) and never replaced.",
+		Example: "etcd-staticpod init phase certs etcd-ca --hosts etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17",
+		Flags:   []FlagGroup{FlagsCerts, FlagsCA},
+		Check:   func(r *Runner) error { return r.checkHostCAs() },
+		Run:     func(r *Runner) error { return r.runCA() },
+	}}
+	for _, p := range certs.Leaves() {
+		children = append(children, Phase{
+			Name:  p.Name,
+			Short: "Generate " + p.Short + ", for every host",
+			Long: fmt.Sprintf("Writes %s.crt and %s.key under --cert-dir in each host's bundle, signed by the etcd CA. "+
+				"An existing certificate that still matches the spec is kept byte for byte; one that does not is an error that says what differs.", p.BaseName, p.BaseName),
+			Example: fmt.Sprintf("etcd-staticpod init phase certs %s --config cluster.yaml", p.Name),
+			Flags:   []FlagGroup{FlagsCerts, FlagsCA},
+			Check:   func(r *Runner) error { return r.checkLeaves(p) },
+			Run:     func(r *Runner) error { return r.runLeaf(p) },
+		})
+	}
+	return Phase{
+		Name:           "certs",
+		Short:          "Generate the etcd CA and every host's certificates",
+		Long:           "The certificates kubeadm v1.36 makes for an etcd member, with the same subjects, SANs, usages and validity.",
+		Children:       children,
+		RunAllChildren: true,
+	}
+}
+
+// caPaths says where the CA certificate and key live.
+func (r *Runner) caPaths() (certPath, keyPath string) {
+	if r.opts.CACert != "" {
+		return r.opts.CACert, r.opts.CAKey
+	}
+	return filepath.Join(r.CAStore(), "ca.crt"), filepath.Join(r.CAStore(), "ca.key")
+}
+
+// authority returns the CA, loading it once. With needKey the key is loaded
+// too; without it, a node that only has its ca.crt is enough.
+func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
+	if r.ca != nil && (r.ca.Key != nil || !needKey) {
+		return r.ca, nil
+	}
+	certPath, keyPath := r.caPaths()
+	certPEM, err := os.ReadFile(certPath)
+	if errors.Is(err, os.ErrNotExist) && !needKey && r.NodeMode() {
+		certPath = r.CertPath(r.Hosts()[0], certs.CA()) + ".crt"
+		certPEM, err = os.ReadFile(certPath)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no etcd CA at %s: run `etcd-staticpod init phase certs etcd-ca` first, or pass --ca-cert and --ca-key", certPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", err)
+	}
+	var keyPEM []byte
+	if needKey {
+		if keyPEM, err = os.ReadFile(keyPath); err != nil {
+			return nil, fmt.Errorf("read CA key %s: %w", keyPath, err)
+		}
+	}
+	ca, err := certs.ParseAuthority(certPEM, keyPEM, r.now())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certPath, err)
+	}
+	r.ca = ca
+	return ca, nil
+}
+
+// runCA loads or creates the CA, then gives every host its ca.crt.
+func (r *Runner) runCA() error {
+	certPath, keyPath := r.caPaths()
+	_, certErr := os.Stat(certPath)
+	_, keyErr := os.Stat(keyPath)
+	switch {
+	case certErr == nil && keyErr == nil:
+		ca, err := r.authority(true)
+		if err != nil {
+			return err
+		}
+		r.Logf("[certs] Using the existing etcd CA %s (expires %s)", certPath, ca.Cert.NotAfter.UTC().Format("2006-01-02"))
+	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
+		if r.opts.CACert != "" {
+			return fmt.Errorf("--ca-cert %q: no such file", certPath)
+		}
+		c := r.Cluster()
+		ca, err := certs.NewAuthority(c.EncryptionAlgorithm, c.CACertificateValidity.Duration, r.now())
+		if err != nil {
+			return err
+		}
+		keyPEM, err := certs.EncodeKey(ca.Key)
+		if err != nil {
+			return err
+		}
+		// The key first: a ca.crt without its key would look like a CA we cannot use.
+		if err := r.WriteFile(keyPath, keyPEM, modeKey, modePrivDir); err != nil {
+			return err
+		}
+		if err := r.WriteFile(certPath, certs.EncodeCert(ca.Cert), modeFile, modePrivDir); err != nil {
+			return err
+		}
+		r.ca = ca
+		r.Logf("[certs] Generated the etcd CA in %s (%s, valid until %s)", filepath.Dir(certPath), c.EncryptionAlgorithm, ca.Cert.NotAfter.UTC().Format("2006-01-02"))
+	case certErr == nil:
+		return fmt.Errorf("CA store: %s exists but %s does not; restore the key or remove both to make a new CA", certPath, keyPath)
+	case keyErr == nil:
+		return fmt.Errorf("CA store: %s exists but %s does not; restore the certificate or remove both to make a new CA", keyPath, certPath)
+	default:
+		return fmt.Errorf("CA store: %w", errors.Join(certErr, keyErr))
+	}
+	for _, h := range r.Hosts() {
+		if err := r.ensureHostCA(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkHostCAs refuses to replace a host's ca.crt that names another CA.
+func (r *Runner) checkHostCAs() error {
+	certPath, _ := r.caPaths()
+	want, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil // a new CA: any host ca.crt would be checked by the leaves
+	}
+	for _, h := range r.Hosts() {
+		path := r.CertPath(h, certs.CA()) + ".crt"
+		have, err := os.ReadFile(path)
+		if err == nil && !certs.SameCert(have, want) {
+			return fmt.Errorf("host %q: %s is not the CA certificate in %s; remove it if the host should move to this CA", h.Name, path, certPath)
+		}
+	}
+	return nil
+}
+
+// ensureHostCA writes the CA certificate into a host's bundle if missing.
+func (r *Runner) ensureHostCA(h spec.Host) error {
+	ca, err := r.authority(false)
+	if err != nil {
+		return err
+	}
+	path := r.CertPath(h, certs.CA()) + ".crt"
+	have, err := os.ReadFile(path)
+	if err == nil {
+		if !certs.SameCert(have, certs.EncodeCert(ca.Cert)) {
+			return fmt.Errorf("host %q: %s is not the CA certificate in use; remove it if the host should move to this CA", h.Name, path)
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("host %q: %w", h.Name, err)
+	}
+	return r.WriteFile(path, certs.EncodeCert(ca.Cert), modeFile, modeDir)
+}
+
+// leafState is what is on disk for one certificate.
+type leafState int
+
+const (
+	leafMissing leafState = iota
+	leafValid
+)
+
+// inspectLeaf compares an existing certificate and key with the spec.
+func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
+	base := r.CertPath(h, p)
+	certPEM, certErr := os.ReadFile(base + ".crt")
+	keyPEM, keyErr := os.ReadFile(base + ".key")
+	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
+		return leafMissing, nil
+	}
+	if certErr != nil {
+		return 0, fmt.Errorf("host %q: %s.key exists but its certificate cannot be read: %w", h.Name, base, certErr)
+	}
+	if keyErr != nil {
+		return 0, fmt.Errorf("host %q: %s.crt exists but its key cannot be read: %w", h.Name, base, keyErr)
+	}
+	cert, err := certs.ParseCert(certPEM)
+	if err != nil {
+		return 0, fmt.Errorf("host %q: %s.crt: %w", h.Name, base, err)
+	}
+	key, err := certs.ParseKey(keyPEM)
+	if err != nil {
+		return 0, fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
+	}
+	ca, err := r.authority(false)
+	if err != nil {
+		return 0, fmt.Errorf("host %q: cannot check the existing %s.crt: %w", h.Name, base, err)
+	}
+	c := r.Cluster()
+	req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
+	if diffs := certs.Differences(cert, key, ca, req, c.EncryptionAlgorithm, r.now()); len(diffs) > 0 {
+		return 0, fmt.Errorf("host %q: existing %s certificate %s.crt does not match the spec: %s; to replace it, remove %s.crt and %s.key and run again",
+			h.Name, p.Name, base, strings.Join(diffs, "; "), base, base)
+	}
+	return leafValid, nil
+}
+
+func (r *Runner) checkLeaves(p certs.Profile) error {
+	for _, h := range r.Hosts() {
+		if _, err := r.inspectLeaf(p, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Runner) runLeaf(p certs.Profile) error {
+	c := r.Cluster()
+	for _, h := range r.Hosts() {
+		if err := r.ensureHostCA(h); err != nil {
+			return err
+		}
+		state, err := r.inspectLeaf(p, h)
+		if err != nil {
+			return err
+		}
+		base := r.CertPath(h, p)
+		if state == leafValid {
+			r.Logf("[certs] Using the existing %s certificate and key for %s", p.Name, h.Name)
+			continue
+		}
+		ca, err := r.authority(true)
+		if err != nil {
+			return err
+		}
+		req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
+		cert, key, err := ca.IssueNew(req, c.EncryptionAlgorithm, r.now())
+		if err != nil {
+			return err
+		}
+		keyPEM, err := certs.EncodeKey(key)
+		if err != nil {
+			return err
+		}
+		if err := r.WriteFile(base+".key", keyPEM, modeKey, modeDir); err != nil {
+			return err
+		}
+		if err := r.WriteFile(base+".crt", certs.EncodeCert(cert), modeFile, modeDir); err != nil {
+			return err
+		}
+		sans := ""
+		if len(cert.DNSNames)+len(cert.IPAddresses) > 0 {
+			sans = fmt.Sprintf(", serving DNS %v and IPs %v", cert.DNSNames, cert.IPAddresses)
+		}
+		r.Logf("[certs] Generated %s for %s%s", p.Name, h.Name, sans)
+	}
+	return nil
+}

@@ -1,0 +1,8 @@
+package phases
+
+// List is init's phases in the order they run.
+func List() []Phase {
+	return []Phase{
+		certsPhase(),
+	}
+}

@@ -1,0 +1,244 @@
+// Package phases is the ordered list of what `init` does and the runner that
+// executes it. Phases are data: the CLI derives `init phase ...` commands and
+// --skip-phases from the list.
+package phases
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// Phase is one step of init, or a group of steps.
+type Phase struct {
+	Name    string
+	Short   string
+	Long    string
+	Example string
+	// Flags names the flag groups the phase reads, so its command shows
+	// only the flags that matter to it.
+	Flags []FlagGroup
+	// NeedsCA is true for phases that may sign with the CA key.
+	Children []Phase
+	// Check runs, for every selected phase, before any phase writes, so
+	// that a conflict found late leaves the disk untouched.
+	Check func(r *Runner) error
+	Run   func(r *Runner) error
+	// RunAllChildren adds an `all` subcommand, as kubeadm's certs phase has.
+	RunAllChildren bool
+}
+
+// FlagGroup is a set of related settings.
+type FlagGroup string
+
+// Flag groups phases can ask for.
+const (
+	FlagsCerts        FlagGroup = "certs"
+	FlagsCA           FlagGroup = "ca"
+	FlagsEtcd         FlagGroup = "etcd"
+	FlagsKubelet      FlagGroup = "kubelet"
+	FlagsControlPlane FlagGroup = "control-plane"
+)
+
+// Options is what a run works from; the CLI fills it.
+type Options struct {
+	Cluster *spec.Cluster
+	// Out is the bundle folder.
+	Out string
+	// Node, when set, limits the run to that host.
+	Node string
+	// Root, when set, receives the node's files instead of Out/<name>
+	// (e.g. "/" on the node itself).
+	Root string
+	// CACert and CAKey name a CA kept outside Out/pki/etcd.
+	CACert, CAKey string
+	DryRun        bool
+	Log           io.Writer
+	Now           func() time.Time
+}
+
+// Runner executes phases with shared state: the CA once loaded.
+type Runner struct {
+	opts Options
+	ca   *certs.Authority
+}
+
+// NewRunner checks the options that every phase relies on.
+func NewRunner(opts Options) (*Runner, error) {
+	if opts.Cluster == nil {
+		return nil, errors.New("no cluster spec")
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Out == "" {
+		opts.Out = "etcd-bundles"
+	}
+	if opts.Root != "" && opts.Node == "" {
+		return nil, fmt.Errorf("--root %q needs --node to say which host this is", opts.Root)
+	}
+	if opts.Node != "" {
+		if _, ok := opts.Cluster.Host(opts.Node); !ok {
+			return nil, fmt.Errorf("--node %q: no such host in the cluster spec", opts.Node)
+		}
+	}
+	if (opts.CACert == "") != (opts.CAKey == "") {
+		return nil, fmt.Errorf("--ca-cert %q and --ca-key %q: give both or neither", opts.CACert, opts.CAKey)
+	}
+	return &Runner{opts: opts}, nil
+}
+
+// Cluster is the spec the run works from.
+func (r *Runner) Cluster() *spec.Cluster { return r.opts.Cluster }
+
+// Selected returns the leaf phases of list in order, by slash path, minus
+// those skipped (a skipped group skips its children).
+func Selected(list []Phase, skip []string) ([]string, map[string]Phase, error) {
+	all := map[string]Phase{}
+	var order []string
+	var walk func(prefix string, ps []Phase)
+	walk = func(prefix string, ps []Phase) {
+		for _, p := range ps {
+			path := prefix + p.Name
+			all[path] = p
+			if len(p.Children) == 0 {
+				order = append(order, path)
+			}
+			walk(path+"/", p.Children)
+		}
+	}
+	walk("", list)
+	for _, s := range skip {
+		if _, ok := all[s]; !ok {
+			return nil, nil, fmt.Errorf("--skip-phases %q: no such phase (known: %s)", s, strings.Join(slices.Sorted(maps.Keys(all)), ", "))
+		}
+	}
+	var keep []string
+	for _, path := range order {
+		skipped := false
+		for _, s := range skip {
+			if path == s || strings.HasPrefix(path, s+"/") {
+				skipped = true
+			}
+		}
+		if !skipped {
+			keep = append(keep, path)
+		}
+	}
+	return keep, all, nil
+}
+
+// Run checks every phase, then runs them in order.
+func (r *Runner) Run(ps []Phase) error {
+	for _, p := range ps {
+		if p.Check != nil {
+			if err := p.Check(r); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range ps {
+		if p.Run == nil {
+			continue
+		}
+		if err := p.Run(r); err != nil {
+			return fmt.Errorf("phase %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// Hosts are the hosts this run writes for.
+func (r *Runner) Hosts() []spec.Host {
+	if r.opts.Node != "" {
+		h, _ := r.opts.Cluster.Host(r.opts.Node)
+		return []spec.Host{h}
+	}
+	return r.opts.Cluster.Hosts
+}
+
+// NodeMode reports whether the run writes one node's files in place.
+func (r *Runner) NodeMode() bool { return r.opts.Node != "" }
+
+// HostRoot is the folder that stands for a host's filesystem root.
+func (r *Runner) HostRoot(h spec.Host) string {
+	if r.opts.Root != "" {
+		return r.opts.Root
+	}
+	return filepath.Join(r.opts.Out, h.Name)
+}
+
+// HostPath is a path on host h (absolute on the node) inside its root.
+func (r *Runner) HostPath(h spec.Host, nodePath string) string {
+	return filepath.Join(r.HostRoot(h), nodePath)
+}
+
+// CertPath is a certificate's base path (without .crt/.key) on host h.
+func (r *Runner) CertPath(h spec.Host, p certs.Profile) string {
+	return r.HostPath(h, filepath.Join(r.opts.Cluster.CertDir, p.BaseName))
+}
+
+// CAStore is the folder holding the CA certificate and key.
+func (r *Runner) CAStore() string { return filepath.Join(r.opts.Out, "pki", "etcd") }
+
+// Out is the bundle folder.
+func (r *Runner) Out() string { return r.opts.Out }
+
+// Logf prints a progress line.
+func (r *Runner) Logf(format string, args ...any) {
+	fmt.Fprintf(r.opts.Log, format+"\n", args...)
+}
+
+// Dir modes as kubeadm leaves them.
+const (
+	modeDir     = 0o755
+	modePrivDir = 0o700
+	modeFile    = 0o644
+	modeKey     = 0o600
+)
+
+// WriteFile writes one output file (or, with --dry-run, says it would).
+// Missing parents are created 0755 and the file's own folder with dirMode.
+func (r *Runner) WriteFile(path string, data []byte, mode, dirMode os.FileMode) error {
+	if r.opts.DryRun {
+		r.Logf("[dry-run] would write %s (%04o, %d bytes)", path, mode, len(data))
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if err := certs.MkdirAll(filepath.Dir(dir), modeDir); err != nil {
+		return err
+	}
+	if err := certs.MkdirAll(dir, dirMode); err != nil {
+		return err
+	}
+	return certs.WriteFile(path, data, mode)
+}
+
+// MkdirAll creates a folder (or, with --dry-run, says it would).
+func (r *Runner) MkdirAll(path string, mode os.FileMode) error {
+	if r.opts.DryRun {
+		if _, err := os.Stat(path); err != nil {
+			r.Logf("[dry-run] would create folder %s (%04o)", path, mode)
+		}
+		return nil
+	}
+	if err := certs.MkdirAll(filepath.Dir(path), modeDir); err != nil {
+		return err
+	}
+	return certs.MkdirAll(path, mode)
+}
+
+// now is the run's clock.
+func (r *Runner) now() time.Time { return r.opts.Now() }
