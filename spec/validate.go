@@ -24,7 +24,7 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 			where = fmt.Sprintf("host %q", h.Name)
 		}
 		if errs := validation.IsDNS1123Label(h.Name); len(errs) > 0 {
-			return nil, fmt.Errorf("%s: name %q is not a DNS-1123 label: %s", where, h.Name, errs[0])
+			return nil, fmt.Errorf("%s: name %q is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", where, h.Name)
 		}
 		if j, dup := names[h.Name]; dup {
 			return nil, fmt.Errorf("%s: name %q is used by hosts[%d] too", where, h.Name, j)
