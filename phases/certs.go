@@ -101,6 +101,18 @@ func (r *Runner) runCA() error {
 		if r.opts.CACert != "" {
 			return fmt.Errorf("--ca-cert %q: no such file", certPath)
 		}
+		// A node that already trusts a CA keeps it: making a new one here
+		// would split the cluster.
+		if r.NodeMode() {
+			nodeCA := r.CertPath(r.Hosts()[0], certs.CA()) + ".crt"
+			if _, err := os.Stat(nodeCA); err == nil {
+				if _, err := r.authority(false); err != nil {
+					return err
+				}
+				r.Logf("[certs] Using the node's CA certificate %s (no CA key here)", nodeCA)
+				return nil
+			}
+		}
 		c := r.Cluster()
 		ca, err := certs.NewAuthority(c.EncryptionAlgorithm, c.CACertificateValidity.Duration, r.now())
 		if err != nil {

@@ -4,5 +4,9 @@ package phases
 func List() []Phase {
 	return []Phase{
 		certsPhase(),
+		kubeletPhase(),
+		etcdPhase(),
+		kubeadmConfigPhase(),
+		bundlePhase(),
 	}
 }

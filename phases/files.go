@@ -1,0 +1,277 @@
+package phases
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/kubeletconf"
+	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// Node paths kubeadm uses for what the guide writes.
+const (
+	manifestPath      = kubeletconf.StaticPodPath + "/etcd.yaml"
+	hostKubeadmConfig = "/etc/kubernetes/kubeadmcfg.yaml"
+	kubeadmConfigFile = "kubeadm-config.yaml"
+	controlPlaneDir   = "control-plane"
+)
+
+func kubeletPhase() Phase {
+	return Phase{
+		Name:  "kubelet",
+		Short: "Write the standalone kubelet's drop-in and KubeletConfiguration for every host",
+		Long: "Writes " + kubeletconf.ConfigPath + " (a KubeletConfiguration: no anonymous or webhook authentication, AlwaysAllow, " +
+			"address 127.0.0.1, static Pods from " + kubeletconf.StaticPodPath + ") and " + kubeletconf.DropInPath +
+			", which makes kubelet run with that file alone, as the kubeadm HA etcd guide does. --kubelet-config-patch merges any further field.",
+		Example: "etcd-staticpod init phase kubelet --config cluster.yaml --cgroup-driver cgroupfs --kubelet-config-patch kubelet-patch.yaml",
+		Flags:   []FlagGroup{FlagsKubelet},
+		Check: func(r *Runner) error {
+			_, err := r.kubeletConfig()
+			return err
+		},
+		Run: func(r *Runner) error {
+			conf, err := r.kubeletConfig()
+			if err != nil {
+				return err
+			}
+			dropIn := kubeletconf.DropIn(r.Cluster(), kubeletconf.ConfigPath)
+			for _, h := range r.Hosts() {
+				if err := r.WriteFile(r.HostPath(h, kubeletconf.ConfigPath), conf, modeFile, modeDir); err != nil {
+					return err
+				}
+				if err := r.WriteFile(r.HostPath(h, kubeletconf.DropInPath), dropIn, modeFile, modeDir); err != nil {
+					return err
+				}
+				r.Logf("[kubelet] Wrote %s and %s for %s", kubeletconf.ConfigPath, kubeletconf.DropInPath, h.Name)
+			}
+			return nil
+		},
+	}
+}
+
+func (r *Runner) kubeletConfig() ([]byte, error) {
+	var patch []byte
+	if path := r.Cluster().Kubelet.ConfigPatch; path != "" {
+		var err error
+		if patch, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("kubelet config patch: %w", err)
+		}
+	}
+	conf, err := kubeletconf.Config(r.Cluster(), patch)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet config patch %s: %w", r.Cluster().Kubelet.ConfigPatch, err)
+	}
+	return conf, nil
+}
+
+func etcdPhase() Phase {
+	return Phase{
+		Name:  "etcd",
+		Short: "Write the etcd static Pod manifest",
+		Children: []Phase{{
+			Name:  "local",
+			Short: "Write the etcd static Pod manifest for every host",
+			Long: "Writes " + manifestPath + " (0600, in a 0700 folder) exactly as `kubeadm init phase etcd local` does with the guide's per-host extraArgs, " +
+				"and creates the data folder (0700).",
+			Example: "etcd-staticpod init phase etcd local --config cluster.yaml --node etcd02 --root /",
+			Flags:   []FlagGroup{FlagsEtcd},
+			Check: func(r *Runner) error {
+				for _, h := range r.Hosts() {
+					if _, err := etcdManifest(r.Cluster(), h); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			Run: func(r *Runner) error {
+				for _, h := range r.Hosts() {
+					b, err := etcdManifest(r.Cluster(), h)
+					if err != nil {
+						return err
+					}
+					if err := r.WriteFile(r.HostPath(h, manifestPath), b, modeKey, modePrivDir); err != nil {
+						return err
+					}
+					if err := r.MkdirAll(r.HostPath(h, r.Cluster().Etcd.DataDir), modePrivDir); err != nil {
+						return err
+					}
+					r.Logf("[etcd] Wrote the static Pod manifest %s for %s", manifestPath, h.Name)
+				}
+				return nil
+			},
+		}},
+	}
+}
+
+func etcdManifest(c *spec.Cluster, h spec.Host) ([]byte, error) {
+	pod, err := manifests.EtcdPod(c, h, manifests.HostExtraArgs(c, h))
+	if err != nil {
+		return nil, fmt.Errorf("host %q: etcd manifest: %w", h.Name, err)
+	}
+	b, err := manifests.MarshalPod(pod)
+	if err != nil {
+		return nil, fmt.Errorf("host %q: etcd manifest: %w", h.Name, err)
+	}
+	return b, nil
+}
+
+func kubeadmConfigPhase() Phase {
+	return Phase{
+		Name:  "kubeadm-config",
+		Short: "Write the per-host kubeadm configs and the external-etcd kubeadm-config.yaml",
+		Long: "Writes " + hostKubeadmConfig + " on every host (the guide's InitConfiguration and ClusterConfiguration, so kubeadm's own phases still work), " +
+			"OUT/" + kubeadmConfigFile + " (the external-etcd ClusterConfiguration for `kubeadm init --config` on the first control-plane node) and " +
+			"OUT/" + controlPlaneDir + "/ with the etcd CA certificate and the apiserver-etcd-client certificate and key that node needs.",
+		Example: "etcd-staticpod init phase kubeadm-config --config cluster.yaml --control-plane-endpoint 10.107.88.9:6443 --pod-subnet 10.244.0.0/16",
+		Flags:   []FlagGroup{FlagsControlPlane, FlagsEtcd},
+		Check: func(r *Runner) error {
+			for _, h := range r.Hosts() {
+				if _, err := manifests.HostKubeadmConfig(r.Cluster(), h); err != nil {
+					return fmt.Errorf("host %q: kubeadm config: %w", h.Name, err)
+				}
+			}
+			_, err := manifests.ExternalEtcdConfig(r.Cluster())
+			return err
+		},
+		Run: func(r *Runner) error {
+			c := r.Cluster()
+			for _, h := range r.Hosts() {
+				b, err := manifests.HostKubeadmConfig(c, h)
+				if err != nil {
+					return fmt.Errorf("host %q: kubeadm config: %w", h.Name, err)
+				}
+				if err := r.WriteFile(r.HostPath(h, hostKubeadmConfig), b, modeKey, modeDir); err != nil {
+					return err
+				}
+				r.Logf("[kubeadm-config] Wrote %s for %s", hostKubeadmConfig, h.Name)
+			}
+			if r.NodeMode() {
+				return nil
+			}
+			b, err := manifests.ExternalEtcdConfig(c)
+			if err != nil {
+				return err
+			}
+			if err := r.WriteFile(filepath.Join(r.Out(), kubeadmConfigFile), b, modeKey, modeDir); err != nil {
+				return err
+			}
+			if err := r.writeControlPlane(); err != nil {
+				return err
+			}
+			r.Logf("[kubeadm-config] Wrote %s and %s/ for the first control-plane node", filepath.Join(r.Out(), kubeadmConfigFile), filepath.Join(r.Out(), controlPlaneDir))
+			return nil
+		},
+	}
+}
+
+// writeControlPlane copies what the guide copies to the first control-plane
+// node: the CA certificate and the apiserver-etcd-client pair (the same on
+// every host, since it names no host).
+func (r *Runner) writeControlPlane() error {
+	client, _ := certs.Leaf("apiserver-etcd-client")
+	root := filepath.Join(r.Out(), controlPlaneDir)
+	cpDir := r.Cluster().ControlPlane.CertDir
+	dst := filepath.Join(root, cpDir, client.BaseName)
+	caDst := filepath.Join(root, cpDir, certs.CA().BaseName+".crt")
+	if r.opts.DryRun {
+		// The certificates to copy may exist only in this dry run's imagination.
+		for _, p := range []string{caDst + " (0644)", dst + ".key (0600)", dst + ".crt (0644)"} {
+			r.Logf("[dry-run] would write %s", p)
+		}
+		return nil
+	}
+	ca, err := r.authority(false)
+	if err != nil {
+		return err
+	}
+	src := r.CertPath(r.Hosts()[0], client)
+	crt, errCrt := os.ReadFile(src + ".crt")
+	key, errKey := os.ReadFile(src + ".key")
+	if err := errors.Join(errCrt, errKey); err != nil {
+		return fmt.Errorf("the control plane's client certificate: run `etcd-staticpod init phase certs apiserver-etcd-client` first: %w", err)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{caDst, certs.EncodeCert(ca.Cert), modeFile},
+		{dst + ".key", key, modeKey},
+		{dst + ".crt", crt, modeFile},
+	} {
+		if err := r.WriteFile(f.path, f.data, f.mode, modeDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func bundlePhase() Phase {
+	return Phase{
+		Name:  "bundle",
+		Short: "Pack every host's folder as OUT/NAME.tar.gz and list them in OUT/SHA256SUMS",
+		Long: "Each archive holds the host's folder with its modes, owned by root, to unpack with `tar -C / -xzf NAME.tar.gz` on that host. " +
+			"A host folder that holds a CA key is refused: the CA key never leaves the CA store.",
+		Example: "etcd-staticpod init phase bundle --config cluster.yaml",
+		Run: func(r *Runner) error {
+			if r.NodeMode() {
+				r.Logf("[bundle] Nothing to pack: --node writes in place")
+				return nil
+			}
+			var names []string
+			dirs := map[string]string{}
+			for _, h := range r.Hosts() {
+				names = append(names, h.Name)
+				dirs[h.Name] = filepath.Join(r.Out(), h.Name)
+			}
+			if _, err := os.Stat(filepath.Join(r.Out(), controlPlaneDir)); err == nil || r.opts.DryRun {
+				names = append(names, controlPlaneDir)
+				dirs[controlPlaneDir] = filepath.Join(r.Out(), controlPlaneDir)
+			}
+			var archives []string
+			for _, name := range names {
+				if err := refuseCAKey(dirs[name]); err != nil {
+					return err
+				}
+				dst := filepath.Join(r.Out(), name+".tar.gz")
+				archives = append(archives, name+".tar.gz")
+				if r.opts.DryRun {
+					r.Logf("[dry-run] would write %s (0600)", dst)
+					continue
+				}
+				if err := archive.WriteTarGz(dirs[name], dst); err != nil {
+					return err
+				}
+				r.Logf("[bundle] Wrote %s", dst)
+			}
+			if r.opts.DryRun {
+				r.Logf("[dry-run] would write %s (0644)", filepath.Join(r.Out(), "SHA256SUMS"))
+				return nil
+			}
+			return archive.WriteSHA256Sums(r.Out(), archives)
+		},
+	}
+}
+
+// refuseCAKey fails if a folder about to leave this machine holds a CA key.
+func refuseCAKey(dir string) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && d.Name() == "ca.key" {
+			return fmt.Errorf("%s is a CA key inside a host folder; remove it, the CA key must stay in the CA store", path)
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,261 @@
+package phases
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+func runAll(t *testing.T, opts Options, skip ...string) string {
+	t.Helper()
+	var log bytes.Buffer
+	opts.Log = &log
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return fixedNow }
+	}
+	r, err := NewRunner(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, byPath, err := Selected(List(), skip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []Phase
+	for _, p := range paths {
+		ps = append(ps, byPath[p])
+	}
+	if err := r.Run(ps); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	return log.String()
+}
+
+// yamlDocs parses a multi-document YAML file for comparison.
+func yamlDocs(t *testing.T, b []byte) []any {
+	t.Helper()
+	var docs []any
+	for _, d := range strings.Split(string(b), "\n---") {
+		if strings.TrimSpace(strings.TrimPrefix(d, "---")) == "" {
+			continue
+		}
+		var v any
+		if err := yaml.Unmarshal([]byte(d), &v); err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, v)
+	}
+	return docs
+}
+
+func sameYAML(t *testing.T, gotPath, wantPath string) {
+	t.Helper()
+	got, err := os.ReadFile(gotPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(wantPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(yamlDocs(t, got), yamlDocs(t, want)) {
+		t.Errorf("%s differs from kubeadm's %s:\n--- ours\n%s\n--- kubeadm\n%s", gotPath, wantPath, got, want)
+	}
+}
+
+// TestInitMatchesKubeadm runs every phase for the guide's hosts and compares
+// the files on disk with kubeadm's.
+func TestInitMatchesKubeadm(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, func(c *spec.Cluster) {
+		c.ControlPlane.ControlPlaneEndpoint = "10.107.88.9:6443"
+		c.ControlPlane.PodSubnet = "10.244.0.0/16"
+	})
+	runAll(t, Options{Cluster: c, Out: out})
+	golden := filepath.Join("..", "testdata", "manifests")
+	for _, h := range guideHosts {
+		sameYAML(t, filepath.Join(out, h.Name, "etc/kubernetes/manifests/etcd.yaml"), filepath.Join(golden, "ha-3node", h.Name, "etcd.yaml"))
+		sameYAML(t, filepath.Join(out, h.Name, "etc/kubernetes/kubeadmcfg.yaml"), filepath.Join(golden, "ha-3node", h.Name, "kubeadmcfg.yaml"))
+		checkMode(t, filepath.Join(out, h.Name, "etc/kubernetes/manifests"), 0o700)
+		checkMode(t, filepath.Join(out, h.Name, "etc/kubernetes/manifests/etcd.yaml"), 0o600)
+		checkMode(t, filepath.Join(out, h.Name, "var/lib/etcd"), 0o700)
+		checkMode(t, filepath.Join(out, h.Name, "etc/systemd/system/kubelet.service.d/kubelet.conf"), 0o644)
+		checkMode(t, filepath.Join(out, h.Name, "etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf"), 0o644)
+		checkArchive(t, filepath.Join(out, h.Name+".tar.gz"), filepath.Join(out, h.Name))
+	}
+	sameYAML(t, filepath.Join(out, "kubeadm-config.yaml"), filepath.Join(golden, "external-etcd", "cluster-config-v1beta4.yaml"))
+	for _, f := range []string{"etc/kubernetes/pki/etcd/ca.crt", "etc/kubernetes/pki/apiserver-etcd-client.crt", "etc/kubernetes/pki/apiserver-etcd-client.key"} {
+		want, _ := os.ReadFile(filepath.Join(out, "etcd01", f))
+		got, err := os.ReadFile(filepath.Join(out, "control-plane", f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("control-plane/%s: %v", f, err)
+		}
+	}
+	checkArchive(t, filepath.Join(out, "control-plane.tar.gz"), filepath.Join(out, "control-plane"))
+	sums, err := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
+	if err != nil || strings.Count(string(sums), ".tar.gz\n") != 4 {
+		t.Errorf("SHA256SUMS: %v\n%s", err, sums)
+	}
+}
+
+// checkArchive: the archive holds exactly the folder, with modes, owned by
+// root, and no CA key.
+func checkArchive(t *testing.T, archivePath, dir string) {
+	t.Helper()
+	f, err := os.Open(archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	entries := map[string]os.FileMode{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimSuffix(hdr.Name, "/")
+		if filepath.Base(name) == "ca.key" {
+			t.Errorf("%s holds %s", archivePath, name)
+		}
+		if hdr.Uid != 0 || hdr.Gid != 0 {
+			t.Errorf("%s: %s owned by %d:%d", archivePath, name, hdr.Uid, hdr.Gid)
+		}
+		entries[name] = os.FileMode(hdr.Mode).Perm()
+	}
+	want := map[string]os.FileMode{}
+	_ = filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err == nil && path != dir {
+			rel, _ := filepath.Rel(dir, path)
+			want[rel] = fi.Mode().Perm()
+		}
+		return err
+	})
+	if !reflect.DeepEqual(entries, want) {
+		t.Errorf("%s:\n got %v\nwant %v", archivePath, entries, want)
+	}
+}
+
+// TestNodeModeWithoutCAKey: on a node, with the certificates in place and
+// no CA key anywhere, every phase but certs runs and writes only that host.
+func TestNodeModeWithoutCAKey(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t)
+	runAll(t, Options{Cluster: c, Out: out}, "bundle")
+	// The node: a copy of etcd02's bundle, then the CA store disappears.
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(filepath.Join(out, "etcd02"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(out, "pki")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "etc/kubernetes/manifests/etcd.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	log := runAll(t, Options{Cluster: c, Out: empty, Node: "etcd02", Root: root})
+	if !strings.Contains(log, "Using the existing etcd-server certificate and key for etcd02") {
+		t.Errorf("log:\n%s", log)
+	}
+	sameYAML(t, filepath.Join(root, "etc/kubernetes/manifests/etcd.yaml"), filepath.Join("..", "testdata", "manifests", "ha-3node", "etcd02", "etcd.yaml"))
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("node mode wrote into --out: %v", entries)
+	}
+	for _, other := range []string{"etcd01", "etcd03"} {
+		if _, err := os.Stat(filepath.Join(root, other)); !os.IsNotExist(err) {
+			t.Errorf("node mode wrote %s", other)
+		}
+	}
+}
+
+// TestNodeModeMissingCertNeedsCA: issuing on a node without the CA key is
+// a clear error and writes nothing.
+func TestNodeModeMissingCertNeedsCA(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t)
+	runAll(t, Options{Cluster: c, Out: out}, "bundle")
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(filepath.Join(out, "etcd02"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"server.crt", "server.key"} {
+		if err := os.Remove(filepath.Join(root, "etc/kubernetes/pki/etcd", f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := NewRunner(Options{Cluster: c, Out: t.TempDir(), Node: "etcd02", Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Run(leafPhases(certsPhase()))
+	if err == nil || !strings.Contains(err.Error(), "no etcd CA at") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes/pki/etcd/server.crt")); !os.IsNotExist(err) {
+		t.Error("server.crt written without a CA")
+	}
+}
+
+func TestSkipPhases(t *testing.T) {
+	paths, _, err := Selected(List(), []string{"certs/etcd-peer", "bundle", "kubelet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "certs/etcd-ca certs/etcd-server certs/etcd-healthcheck-client certs/apiserver-etcd-client etcd/local kubeadm-config"
+	if strings.Join(paths, " ") != want {
+		t.Errorf("got %v", paths)
+	}
+	if _, _, err := Selected(List(), []string{"certs/nope"}); err == nil {
+		t.Error("unknown phase accepted")
+	}
+}
+
+func TestInitDryRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "b")
+	log := runAll(t, Options{Cluster: guideCluster(t), Out: out, DryRun: true})
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Error("dry run created the output folder")
+	}
+	for _, want := range []string{"etcd02/etc/kubernetes/manifests/etcd.yaml (0600", "kubeadm-config.yaml (0600", "etcd03.tar.gz (0600", "SHA256SUMS"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("dry run log lacks %q", want)
+		}
+	}
+	if strings.Contains(log, "PRIVATE KEY") {
+		t.Error("dry run printed a key")
+	}
+}
+
+func TestBundleRefusesCAKeyInHostFolder(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t)
+	runAll(t, Options{Cluster: c, Out: out}, "bundle")
+	key, _ := os.ReadFile(filepath.Join(out, "pki/etcd/ca.key"))
+	if err := os.WriteFile(filepath.Join(out, "etcd03/etc/kubernetes/pki/etcd/ca.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := NewRunner(Options{Cluster: c, Out: out})
+	err := r.Run([]Phase{bundlePhase()})
+	if err == nil || !strings.Contains(err.Error(), "etcd03/etc/kubernetes/pki/etcd/ca.key is a CA key inside a host folder") {
+		t.Fatalf("got %v", err)
+	}
+}
