@@ -1,0 +1,239 @@
+// Package archive packs a host's staged files into the tarball a user copies
+// to that host and unpacks with "tar -C / -xzf", and writes the SHA256SUMS
+// that lets them check the copy.
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+)
+
+// modTimeUnix (2000-01-01T00:00:00Z) is the time stamp of every entry. A
+// fixed value makes identical input give identical bytes; not the Unix epoch,
+// which some tools read as "unset".
+const modTimeUnix = 946684800
+
+// Modes of what this package writes.
+const (
+	// ArchiveMode: the archives hold private keys.
+	ArchiveMode fs.FileMode = 0o600
+	SumsMode    fs.FileMode = 0o644
+	SumsFile                = "SHA256SUMS"
+)
+
+// WriteTarGz writes dst, a gzip'd tar of every folder and regular file under
+// srcDir, named relative to srcDir ("etc/kubernetes/pki/etcd/ca.crt"), so that
+// "tar -C / -xzf dst" puts them in place. Entries are owned by root (uid and
+// gid 0, names root) and keep their mode as on disk; srcDir itself is not an
+// entry, since extracting "./" would set the mode of / to that of srcDir.
+// Order is by name within each folder, a folder before what it holds, and
+// every entry has the same time stamp, so the same tree gives the same bytes.
+// Anything else (symlink, device, socket, pipe) is an error naming it.
+//
+// Extracting as root, GNU tar gives a folder that already exists the mode and
+// time stamp of its entry, /etc included: the staged folders must carry the
+// modes they should have on the host.
+//
+// dst is written with mode 0600 through a temp file in its folder that is
+// synced and renamed over it, so a reader never sees half an archive and a
+// failure leaves no temp file.
+func WriteTarGz(srcDir, dst string) error {
+	if err := checkOutside(srcDir, dst); err != nil {
+		return err
+	}
+	// The archive is built in memory: host bundles are a few certificates and
+	// config files, and the bytes can then go through the one atomic write.
+	var buf bytes.Buffer
+	if err := writeTarGz(&buf, srcDir); err != nil {
+		return fmt.Errorf("archive %s: %w", srcDir, err)
+	}
+	if err := certs.WriteFile(dst, buf.Bytes(), ArchiveMode); err != nil {
+		return fmt.Errorf("archive %s: %w", srcDir, err)
+	}
+	return nil
+}
+
+// checkOutside refuses a dst inside srcDir: a second run would pack the
+// first run's archive.
+func checkOutside(srcDir, dst string) error {
+	src, err := filepath.Abs(srcDir)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", srcDir, err)
+	}
+	d, err := filepath.Abs(dst)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", dst, err)
+	}
+	if rel, err := filepath.Rel(src, d); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("archive %s: destination %s is inside the folder being archived", srcDir, dst)
+	}
+	return nil
+}
+
+func writeTarGz(buf *bytes.Buffer, srcDir string) error {
+	fi, err := os.Lstat(srcDir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: %s, not a folder", srcDir, kind(fi.Mode()))
+	}
+	// A zero gzip header (no name, no time) keeps the output reproducible.
+	zw, err := gzip.NewWriterLevel(buf, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	// WalkDir visits entries in lexical order and a folder before its content.
+	err = filepath.WalkDir(srcDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path == srcDir {
+			return nil
+		}
+		rel, err := filepath.Rel(srcDir, path)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.IsDir():
+			return tw.WriteHeader(header(name+"/", tar.TypeDir, info.Mode(), 0))
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			// The size comes from what was read, so a file that changes
+			// under us cannot make the header and the content disagree.
+			if err := tw.WriteHeader(header(name, tar.TypeReg, info.Mode(), int64(len(data)))); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			if _, err := tw.Write(data); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			return nil
+		default:
+			return fmt.Errorf("%s: %s; only regular files and folders can be archived", path, kind(info.Mode()))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+func header(name string, typ byte, mode fs.FileMode, size int64) *tar.Header {
+	return &tar.Header{
+		Typeflag: typ,
+		Name:     name,
+		Mode:     tarMode(mode),
+		Size:     size,
+		Uid:      0,
+		Gid:      0,
+		Uname:    "root",
+		Gname:    "root",
+		ModTime:  time.Unix(modTimeUnix, 0),
+		// Format left unset: the writer uses plain USTAR when the name fits
+		// and PAX only for a longer one, and never records access or change
+		// times, which would differ between runs.
+	}
+}
+
+// tarMode maps Go's mode bits to the tar header's, which use the Unix values
+// for setuid, setgid and sticky.
+func tarMode(m fs.FileMode) int64 {
+	v := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		v |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		v |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		v |= 0o1000
+	}
+	return v
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsRegular():
+		return "a regular file"
+	default:
+		return "an unsupported file type (mode " + m.String() + ")"
+	}
+}
+
+// WriteSHA256Sums writes dir/SHA256SUMS for files (names relative to dir) in
+// the format of sha256sum, one "<hex>  <name>" line each, sorted by name, so
+// that "cd dir && sha256sum -c SHA256SUMS" checks them. It is written
+// atomically with mode 0644.
+func WriteSHA256Sums(dir string, files []string) error {
+	names := slices.Clone(files)
+	slices.Sort(names)
+	var b strings.Builder
+	for i, name := range names {
+		if err := checkSumName(name); err != nil {
+			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
+		}
+		if i > 0 && names[i-1] == name {
+			return fmt.Errorf("%s in %s: %q listed twice", SumsFile, dir, name)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
+		}
+		sum := sha256.Sum256(data)
+		b.WriteString(hex.EncodeToString(sum[:]) + "  " + name + "\n")
+	}
+	path := filepath.Join(dir, SumsFile)
+	if err := certs.WriteFile(path, []byte(b.String()), SumsMode); err != nil {
+		return fmt.Errorf("%s: %w", SumsFile, err)
+	}
+	return nil
+}
+
+// checkSumName accepts the names sha256sum -c reads back as written: it
+// escapes a name with a backslash or a line break, and the name must stay
+// inside dir.
+func checkSumName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty file name")
+	case strings.ContainsAny(name, "\\\n\r"):
+		return fmt.Errorf("file name %q: backslashes and line breaks are not supported", name)
+	case !filepath.IsLocal(filepath.FromSlash(name)):
+		return fmt.Errorf("file name %q: must be a relative path inside the folder", name)
+	}
+	return nil
+}
