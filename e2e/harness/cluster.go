@@ -1,0 +1,214 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Cluster is the members of one bundle, running in a lab.
+type Cluster struct {
+	Lab     *Lab
+	Bundle  Bundle
+	Members []*Member
+	started time.Time
+}
+
+// StartCluster wires every host of the bundle into the lab and starts its
+// etcd from its manifest. Members are stopped when the test ends, before
+// the lab's namespaces go; the logs of a failed test are printed.
+func StartCluster(t testing.TB, lab *Lab, tools Tools, b Bundle) *Cluster {
+	t.Helper()
+	if err := lab.Wire(b.Hosts); err != nil {
+		t.Fatalf("wire hosts: %v", err)
+	}
+	c := &Cluster{Lab: lab, Bundle: b}
+	scratch := t.TempDir()
+	for _, h := range b.Hosts {
+		hn, err := lab.host(h.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(scratch, h.Name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		m, err := newMember(lab, hn, b.HostRoot(h.Name), tools.Etcd, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rw := m.Rewrites(); len(rw) > 0 {
+			t.Logf("loopback fallback: %s: rewrote %d arguments, paths to the host's folders and %s", h.Name, len(rw), rw[metricsRewrite(rw)])
+		}
+		c.Members = append(c.Members, m)
+	}
+	t.Cleanup(func() { c.stopAll(t) })
+	c.started = time.Now()
+	for _, m := range c.Members {
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// stopAll kills the members: their data is thrown away, and a graceful
+// stop of every member at once spends seconds on leadership transfers
+// that cannot succeed.
+// metricsRewrite finds the --listen-metrics-urls change, the one worth a log line.
+func metricsRewrite(rw []string) int {
+	for i, r := range rw {
+		if strings.HasPrefix(r, "--listen-metrics-urls") {
+			return i
+		}
+	}
+	return 0
+}
+
+func (c *Cluster) stopAll(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range c.Members {
+		wg.Go(func() {
+			if err := m.Kill(ctx); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		for _, m := range c.Members {
+			t.Logf("log of %s (last 40 lines):\n%s", m.Name, m.LogTail(40))
+		}
+	}
+}
+
+// WaitReady waits for every member's probes and returns the time since the
+// members were started.
+func (c *Cluster) WaitReady(ctx context.Context) (time.Duration, error) {
+	errs := make([]error, len(c.Members))
+	var wg sync.WaitGroup
+	for i, m := range c.Members {
+		wg.Go(func() { errs[i] = m.WaitReady(ctx) })
+	}
+	wg.Wait()
+	return time.Since(c.started), errors.Join(errs...)
+}
+
+// Member returns the member of the named host.
+func (c *Cluster) Member(name string) *Member {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// Endpoints are the advertised client URLs of the named members, or of
+// all members, as their manifests state them.
+func (c *Cluster) Endpoints(names ...string) []string {
+	var eps []string
+	for _, m := range c.Members {
+		if len(names) == 0 || slices.Contains(names, m.Name) {
+			eps = append(eps, m.ClientURL())
+		}
+	}
+	return eps
+}
+
+// Client connects to the endpoints from the hub with the credentials.
+func (l *Lab) Client(creds Credentials, endpoints ...string) (*clientv3.Client, error) {
+	tlsCfg, err := creds.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		TLS:         tlsCfg,
+		DialTimeout: 5 * time.Second,
+		// Sockets are made in the hub, the only place the hosts are reachable from.
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return l.DialContext(ctx, "tcp", addr)
+		})},
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	return cli, nil
+}
+
+// Health checks one endpoint as `etcdctl endpoint health` does: a
+// linearizable read must succeed (or be refused only by auth), and no
+// alarm may be raised.
+func (l *Lab) Health(ctx context.Context, creds Credentials, endpoint string) error {
+	cli, err := l.Client(creds, endpoint)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	if _, err := cli.Get(ctx, "health"); err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return fmt.Errorf("%s: read: %w", endpoint, err)
+	}
+	alarms, err := cli.AlarmList(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: list alarms: %w", endpoint, err)
+	}
+	if len(alarms.Alarms) > 0 {
+		return fmt.Errorf("%s: alarms raised: %v", endpoint, alarms.Alarms)
+	}
+	return nil
+}
+
+// TLSHandshake connects to an https endpoint from the hub, completes the
+// TLS handshake and reads once, so that a server that refuses the client's
+// certificate after the handshake (TLS 1.3) is seen too. It returns the
+// first error; a server that accepts the client ends in a read timeout.
+func (l *Lab) TLSHandshake(ctx context.Context, endpoint string, creds Credentials) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	cfg, err := creds.TLSConfig()
+	if err != nil {
+		return err
+	}
+	cfg.NextProtos = []string{"h2"}
+	raw, err := l.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", u.Host, err)
+	}
+	defer raw.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := raw.SetDeadline(deadline); err != nil {
+		return err
+	}
+	conn := tls.Client(raw, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("TLS handshake with %s: %w", u.Host, err)
+	}
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return fmt.Errorf("read from %s after the handshake: %w", u.Host, err)
+	}
+	return nil
+}

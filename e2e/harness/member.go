@@ -1,0 +1,303 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// ManifestPath is where kubelet's staticPodPath puts the etcd Pod, under a
+// host's filesystem root.
+const ManifestPath = "/etc/kubernetes/manifests/etcd.yaml"
+
+// bundleRoot is the part of a host's filesystem that the bundle provides;
+// any other hostPath lives in the member's scratch folder.
+const bundleRoot = "/etc/kubernetes"
+
+// probePoll is how often probes are tried. kubelet waits periodSeconds
+// (10 s for etcd's startup probe) between tries; the probe's failure
+// budget still bounds the wait, only the steps are shorter.
+const probePoll = 200 * time.Millisecond
+
+// Member is one host's etcd, run from its static Pod manifest.
+type Member struct {
+	Name string
+	lab  *Lab
+	net  *hostNet
+	pod  *corev1.Pod
+	plan *podPlan
+	// probes holds the container's probes; a nil entry is an absent probe.
+	probes map[ProbeKind]*probeTarget
+	// script prepares the mount namespace (namespace mode only).
+	script string
+	// dir holds the host's filesystem outside the bundle, the mount stage
+	// and the log.
+	dir     string
+	logPath string
+
+	mu   sync.Mutex
+	proc *process
+}
+
+// process is one run of the member's etcd.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid once done is closed
+}
+
+// newMember reads the host's manifest from its bundle and plans the run.
+func newMember(lab *Lab, hn *hostNet, hostRoot, etcdBin, dir string) (*Member, error) {
+	pod, err := LoadPod(filepath.Join(hostRoot, ManifestPath))
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{Name: hn.Name, lab: lab, net: hn, pod: pod, dir: dir, logPath: filepath.Join(dir, "etcd.log")}
+	hostFS := func(p string) string {
+		p = path.Clean(p)
+		if p == bundleRoot || strings.HasPrefix(p, bundleRoot+"/") {
+			return filepath.Join(hostRoot, p)
+		}
+		return filepath.Join(dir, "rootfs", p)
+	}
+	if m.plan, err = planPod(pod, etcdBin, hostFS); err != nil {
+		return nil, fmt.Errorf("host %s: %w", hn.Name, err)
+	}
+	loopbackHost := ""
+	if lab.mode == ModeLoopback {
+		if err := m.plan.rewriteForLoopback(hn.Address); err != nil {
+			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
+		}
+		loopbackHost = hn.Address
+	} else {
+		stage := filepath.Join(dir, "stage")
+		if err := os.MkdirAll(stage, 0o700); err != nil {
+			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
+		}
+		if m.script, err = m.plan.mountScript(stage); err != nil {
+			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
+		}
+	}
+	c := m.plan.container
+	m.probes = map[ProbeKind]*probeTarget{}
+	for kind, p := range map[ProbeKind]*corev1.Probe{Startup: c.StartupProbe, Readiness: c.ReadinessProbe, Liveness: c.LivenessProbe} {
+		if m.probes[kind], err = resolveProbe(kind, p, c, hn.Address, loopbackHost); err != nil {
+			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
+		}
+	}
+	return m, nil
+}
+
+// Pod is the manifest the member runs.
+func (m *Member) Pod() *corev1.Pod { return m.pod }
+
+// Rewrites lists the argument changes made in loopback mode.
+func (m *Member) Rewrites() []string { return m.plan.rewrites }
+
+// Flag returns the value of --name=value in the manifest's command.
+func (m *Member) Flag(name string) string {
+	for _, a := range m.plan.container.Command {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// ClientURL is the member's first advertised client URL, from its manifest.
+func (m *Member) ClientURL() string {
+	u, _, _ := strings.Cut(m.Flag("advertise-client-urls"), ",")
+	return u
+}
+
+// Start runs etcd as kubelet would run the container: in the host's network
+// namespace, in a private mount namespace showing the hostPath volumes at
+// their mount paths.
+func (m *Member) Start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc != nil && !m.proc.exited() {
+		return fmt.Errorf("member %s is running already", m.Name)
+	}
+	var cmd *exec.Cmd
+	if m.lab.mode == ModeNamespace {
+		args := []string{"netns", "exec", m.net.ns.Name, "unshare", "--mount", "--propagation", "private", "sh", "-c", m.script, "etcd-" + m.Name}
+		cmd = exec.Command("ip", append(args, m.plan.argv...)...)
+	} else {
+		cmd = exec.Command(m.plan.argv[0], m.plan.argv[1:]...)
+	}
+	cmd.Env = m.plan.env
+	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("member %s: open log: %w", m.Name, err)
+	}
+	fmt.Fprintf(logf, "==== %s start\n", time.Now().Format(time.RFC3339Nano))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group, so that a stop reaches every process of the
+	// member; and death with the test binary, should it be killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("member %s: start etcd: %w", m.Name, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	m.proc = p
+	return nil
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (m *Member) current() *process {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proc
+}
+
+// Running reports whether the member's etcd process is alive.
+func (m *Member) Running() bool {
+	p := m.current()
+	return p != nil && !p.exited()
+}
+
+// Stop ends the member as kubelet ends a container: SIGTERM, then SIGKILL
+// once grace has passed. It returns when the process is gone.
+func (m *Member) Stop(ctx context.Context, grace time.Duration) error {
+	p := m.current()
+	if p == nil || p.exited() {
+		return nil
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("member %s: etcd (pid %d) did not exit: %w", m.Name, pgid, ctx.Err())
+	}
+}
+
+// Kill ends the member at once with SIGKILL, as a crash or power loss
+// would, and returns when the process is gone.
+func (m *Member) Kill(ctx context.Context) error {
+	p := m.current()
+	if p == nil || p.exited() {
+		return nil
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("member %s: etcd (pid %d) did not exit: %w", m.Name, p.cmd.Process.Pid, ctx.Err())
+	}
+}
+
+// WaitReady waits as kubelet would before it calls the Pod ready and live:
+// the startup probe until it passes, then the readiness probe, then the
+// liveness probe. Each is bounded by its own failure budget and by ctx; a
+// process that exits ends the wait with its log.
+func (m *Member) WaitReady(ctx context.Context) error {
+	for _, kind := range []ProbeKind{Startup, Readiness, Liveness} {
+		if err := m.waitProbe(ctx, kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Probe runs one attempt of a probe from inside the host's network.
+func (m *Member) Probe(ctx context.Context, kind ProbeKind) error {
+	p := m.probes[kind]
+	if p == nil {
+		return fmt.Errorf("member %s: the Pod has no %s probe", m.Name, kind)
+	}
+	return p.check(ctx, m.net.DialContext)
+}
+
+func (m *Member) waitProbe(ctx context.Context, kind ProbeKind) error {
+	p := m.probes[kind]
+	if p == nil {
+		return nil // kubelet treats an absent probe as passing
+	}
+	proc := m.current()
+	if proc == nil {
+		return fmt.Errorf("member %s was never started", m.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.budget)
+	defer cancel()
+	tick := time.NewTicker(probePoll)
+	defer tick.Stop()
+	var last error
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, p.timeout)
+		last = p.check(attempt, m.net.DialContext)
+		cancelAttempt()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-proc.done:
+			return fmt.Errorf("member %s: etcd exited (%v) before its %s probe passed; log:\n%s", m.Name, proc.err, kind, m.LogTail(30))
+		case <-ctx.Done():
+			return fmt.Errorf("member %s: %s probe did not pass within %s: %w; log:\n%s", m.Name, kind, p.budget, last, m.LogTail(30))
+		case <-tick.C:
+		}
+	}
+}
+
+// LogTail returns the last n lines etcd wrote.
+func (m *Member) LogTail(n int) string {
+	data, err := os.ReadFile(m.logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// ExitError reports how the last run ended, or nil while it runs.
+func (m *Member) ExitError() error {
+	p := m.current()
+	if p == nil {
+		return errors.New("never started")
+	}
+	if !p.exited() {
+		return nil
+	}
+	return p.err
+}
