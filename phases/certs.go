@@ -22,7 +22,13 @@ func certsPhase() Phase {
 		Example: "etcd-staticpod init phase certs etcd-ca --hosts etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17",
 		Flags:   []FlagGroup{FlagsCerts, FlagsCA},
 		Check:   func(r *Runner) error { return r.checkHostCAs() },
-		Run:     func(r *Runner) error { return r.runCA() },
+		Keys: func(r *Runner) int {
+			if r.caToCreate() {
+				return 1
+			}
+			return 0
+		},
+		Run: func(r *Runner) error { return r.runCA() },
 	}}
 	for _, p := range certs.Leaves() {
 		children = append(children, Phase{
@@ -33,6 +39,7 @@ func certsPhase() Phase {
 			Example: fmt.Sprintf("etcd-staticpod init phase certs %s --config cluster.yaml", p.Name),
 			Flags:   []FlagGroup{FlagsCerts, FlagsCA},
 			Check:   func(r *Runner) error { return r.checkLeaves(p) },
+			Keys:    func(r *Runner) int { return r.missingLeaves(p) },
 			Run:     func(r *Runner) error { return r.runLeaf(p) },
 		})
 	}
@@ -114,7 +121,11 @@ func (r *Runner) runCA() error {
 			}
 		}
 		c := r.Cluster()
-		ca, err := certs.NewAuthority(c.EncryptionAlgorithm, c.CACertificateValidity.Duration, r.now())
+		key, err := r.pool.Key(c.EncryptionAlgorithm)
+		if err != nil {
+			return fmt.Errorf("generate CA key: %w", err)
+		}
+		ca, err := certs.NewAuthorityWithKey(key, c.CACertificateValidity.Duration, r.now())
 		if err != nil {
 			return err
 		}
@@ -226,6 +237,31 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	return leafValid, nil
 }
 
+// caToCreate reports whether the etcd-ca phase will make a new CA.
+func (r *Runner) caToCreate() bool {
+	certPath, keyPath := r.caPaths()
+	if exists(certPath) || exists(keyPath) || r.opts.CACert != "" {
+		return false
+	}
+	return !r.NodeMode() || !exists(r.CertPath(r.Hosts()[0], certs.CA())+".crt")
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// missingLeaves counts the hosts that need a new p certificate.
+func (r *Runner) missingLeaves(p certs.Profile) int {
+	n := 0
+	for _, h := range r.Hosts() {
+		if state, err := r.inspectLeaf(p, h); err == nil && state == leafMissing {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *Runner) checkLeaves(p certs.Profile) error {
 	for _, h := range r.Hosts() {
 		if _, err := r.inspectLeaf(p, h); err != nil {
@@ -255,7 +291,11 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 			return err
 		}
 		req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
-		cert, key, err := ca.IssueNew(req, c.EncryptionAlgorithm, r.now())
+		key, err := r.pool.Key(c.EncryptionAlgorithm)
+		if err != nil {
+			return fmt.Errorf("generate %s key: %w", p.Name, err)
+		}
+		cert, err := ca.Issue(req, key.Public(), r.now())
 		if err != nil {
 			return err
 		}

@@ -32,7 +32,10 @@ type Phase struct {
 	// Check runs, for every selected phase, before any phase writes, so
 	// that a conflict found late leaves the disk untouched.
 	Check func(r *Runner) error
-	Run   func(r *Runner) error
+	// Keys counts the private keys Run will make, so that all of a run's
+	// keys can be made at once on every core.
+	Keys func(r *Runner) int
+	Run  func(r *Runner) error
 	// RunAllChildren adds an `all` subcommand, as kubeadm's certs phase has.
 	RunAllChildren bool
 }
@@ -70,6 +73,7 @@ type Options struct {
 type Runner struct {
 	opts Options
 	ca   *certs.Authority
+	pool *certs.KeyPool
 }
 
 // NewRunner checks the options that every phase relies on.
@@ -142,12 +146,20 @@ func Selected(list []Phase, skip []string) ([]string, map[string]Phase, error) {
 
 // Run checks every phase, then runs them in order.
 func (r *Runner) Run(ps []Phase) error {
+	keys := 0
 	for _, p := range ps {
 		if p.Check != nil {
 			if err := p.Check(r); err != nil {
 				return err
 			}
 		}
+		if p.Keys != nil {
+			keys += p.Keys(r)
+		}
+	}
+	if keys > 0 {
+		r.pool = certs.NewKeyPool(r.opts.Cluster.EncryptionAlgorithm, keys)
+		defer r.pool.Close()
 	}
 	for _, p := range ps {
 		if p.Run == nil {
