@@ -18,7 +18,7 @@ func clusterFlags() []cli.Flag {
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (" + spec.APIVersion + ", kind " + spec.Kind + "); flags override it"},
 		&cli.StringFlag{Name: "hosts", Usage: "every etcd host as `NAME=ADDRESS,...` (replaces the spec's host list)"},
 		&cli.StringSliceFlag{Name: "host", Usage: "one etcd host as `NAME=ADDRESS`; repeatable"},
-		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "./etcd-bundles", Usage: "bundle `DIR`: the CA store and one folder per host"},
+		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR`: the CA store and one folder per host"},
 		&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the etcd hosts (default " + spec.DefaultCertDir + ")"},
 		&cli.StringFlag{Name: "node", Usage: "write only this host's files (run on the node itself with --root /)"},
 		&cli.StringFlag{Name: "root", Usage: "with --node: write the host's files under `DIR` instead of OUT/NAME"},

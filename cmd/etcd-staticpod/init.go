@@ -170,7 +170,8 @@ func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
 		if h.IsIPv6() {
 			target = "root@[" + h.Address + "]"
 		}
-		fmt.Fprintf(w, "  scp %s/%s.tar.gz %s:/tmp/ && ssh %s 'tar -C / -xzf /tmp/%s.tar.gz && rm /tmp/%s.tar.gz && systemctl daemon-reload && systemctl restart kubelet'\n",
+		// --no-overwrite-dir keeps the modes and times of /etc and the like.
+		fmt.Fprintf(w, "  scp %s/%s.tar.gz %s:/tmp/ && ssh %s 'tar --no-overwrite-dir -C / -xzf /tmp/%s.tar.gz && rm /tmp/%s.tar.gz && systemctl daemon-reload && systemctl restart kubelet'\n",
 			out, h.Name, target, target, h.Name, h.Name)
 	}
 	fmt.Fprintln(w, "Then, on the first control-plane node:")
