@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -155,10 +156,16 @@ func (l *Lab) Client(creds Credentials, endpoints ...string) (*clientv3.Client, 
 	return cli, nil
 }
 
+// healthTimeout bounds one endpoint's health check, as etcdctl's default
+// --command-timeout does.
+const healthTimeout = 5 * time.Second
+
 // Health checks one endpoint as `etcdctl endpoint health` does: a
 // linearizable read must succeed (or be refused only by auth), and no
 // alarm may be raised.
 func (l *Lab) Health(ctx context.Context, creds Credentials, endpoint string) error {
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
 	cli, err := l.Client(creds, endpoint)
 	if err != nil {
 		return err
@@ -182,33 +189,54 @@ func (l *Lab) Health(ctx context.Context, creds Credentials, endpoint string) er
 // certificate after the handshake (TLS 1.3) is seen too. It returns the
 // first error; a server that accepts the client ends in a read timeout.
 func (l *Lab) TLSHandshake(ctx context.Context, endpoint string, creds Credentials) error {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return fmt.Errorf("endpoint %q: %w", endpoint, err)
-	}
-	cfg, err := creds.TLSConfig()
+	conn, err := l.dialTLS(ctx, endpoint, creds)
 	if err != nil {
 		return err
 	}
+	defer conn.Close()
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return fmt.Errorf("read from %s after the handshake: %w", endpoint, err)
+	}
+	return nil
+}
+
+// ServerCertificate is the certificate an https endpoint presents.
+func (l *Lab) ServerCertificate(ctx context.Context, endpoint string, creds Credentials) (*x509.Certificate, error) {
+	conn, err := l.dialTLS(ctx, endpoint, creds)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+func (l *Lab) dialTLS(ctx context.Context, endpoint string, creds Credentials) (*tls.Conn, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	cfg, err := creds.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
 	cfg.NextProtos = []string{"h2"}
+	cfg.ServerName = u.Hostname()
 	raw, err := l.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", u.Host, err)
+		return nil, fmt.Errorf("dial %s: %w", u.Host, err)
 	}
-	defer raw.Close()
 	deadline := time.Now().Add(3 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	if err := raw.SetDeadline(deadline); err != nil {
-		return err
+		raw.Close()
+		return nil, fmt.Errorf("dial %s: %w", u.Host, err)
 	}
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("TLS handshake with %s: %w", u.Host, err)
+		raw.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", u.Host, err)
 	}
-	if _, err := conn.Read(make([]byte, 1)); err != nil {
-		return fmt.Errorf("read from %s after the handshake: %w", u.Host, err)
-	}
-	return nil
+	return conn, nil
 }

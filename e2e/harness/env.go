@@ -43,9 +43,15 @@ func RequireTools(t testing.TB) Tools {
 		}
 		t.Skip("ETCD_BIN is not set: run `make etcd` and `make test` (or set ETCD_BIN) to run the end-to-end tests")
 	}
-	if _, err := os.Stat(tools.Etcd); err != nil {
+	// An absolute, resolved path: it is what /proc/PID/exe shows.
+	etcd, err := filepath.Abs(tools.Etcd)
+	if err == nil {
+		etcd, err = filepath.EvalSymlinks(etcd)
+	}
+	if err != nil {
 		t.Fatalf("ETCD_BIN: %v", err)
 	}
+	tools.Etcd = etcd
 	if tools.CLI == "" {
 		tools.CLI = buildCLI(t)
 	} else if _, err := os.Stat(tools.CLI); err != nil {

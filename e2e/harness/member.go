@@ -277,6 +277,64 @@ func (m *Member) waitProbe(ctx context.Context, kind ProbeKind) error {
 	}
 }
 
+// CheckIsolation verifies, from outside, that the running etcd is where
+// the harness means it to be: in its host's network namespace and a mount
+// namespace of its own, with every volume mounted at its mount path, while
+// mount paths missing on this machine are still missing here.
+func (m *Member) CheckIsolation() error {
+	if m.lab.mode != ModeNamespace {
+		return errors.New("loopback fallback: members share this machine's namespaces")
+	}
+	p := m.current()
+	if p == nil || p.exited() {
+		return fmt.Errorf("member %s is not running", m.Name)
+	}
+	proc := fmt.Sprintf("/proc/%d", p.cmd.Process.Pid)
+	if exe, err := os.Readlink(proc + "/exe"); err != nil || exe != m.plan.argv[0] {
+		return fmt.Errorf("member %s: process runs %q (%v), want %s", m.Name, exe, err, m.plan.argv[0])
+	}
+	same, err := sameFile(proc+"/ns/net", m.net.ns.path())
+	if err != nil || !same {
+		return fmt.Errorf("member %s: etcd is not in network namespace %s (%v)", m.Name, m.net.ns.Name, err)
+	}
+	if same, err := sameFile(proc+"/ns/mnt", "/proc/self/ns/mnt"); err != nil || same {
+		return fmt.Errorf("member %s: etcd shares the test's mount namespace (%v)", m.Name, err)
+	}
+	info, err := os.ReadFile(proc + "/mountinfo")
+	if err != nil {
+		return fmt.Errorf("member %s: %w", m.Name, err)
+	}
+	mountPoints := map[string]bool{}
+	for _, line := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			mountPoints[f[4]] = true
+		}
+	}
+	for _, b := range m.plan.binds {
+		if !mountPoints[b.target] {
+			return fmt.Errorf("member %s: %s is not a mount point in etcd's mount namespace", m.Name, b.target)
+		}
+	}
+	for _, missing := range m.plan.missing {
+		if _, err := os.Lstat(missing); err == nil {
+			return fmt.Errorf("member %s: %s appeared on this machine", m.Name, missing)
+		}
+	}
+	return nil
+}
+
+func sameFile(a, b string) (bool, error) {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(fa, fb), nil
+}
+
 // LogTail returns the last n lines etcd wrote.
 func (m *Member) LogTail(n int) string {
 	data, err := os.ReadFile(m.logPath)

@@ -48,6 +48,9 @@ type podPlan struct {
 	binds     []bind
 	// rewrites lists the argument changes of loopback mode, for the log.
 	rewrites []string
+	// missing are mount paths this machine lacks; they appear only inside
+	// the member's mount namespace.
+	missing []string
 }
 
 // etcdContainer picks the container running etcd: the only one, or the one
@@ -241,6 +244,7 @@ func (p *podPlan) mountScript(stage string) (string, error) {
 		if _, err := os.Lstat(b.target); err == nil {
 			continue
 		}
+		p.missing = append(p.missing, b.target)
 		anc := path.Dir(b.target)
 		for {
 			if _, err := os.Stat(anc); err == nil {
