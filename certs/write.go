@@ -5,68 +5,140 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 )
 
-// WriteFile replaces path atomically: a temp file in the same folder gets the
-// data and the exact mode (whatever the umask), is synced, then renamed over
-// path, and the folder is synced. A reader sees the old file or the new one,
-// never part of one; a failure leaves no temp file behind.
-func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
+const tempInfix = ".tmp-"
+
+// IsTemp reports whether a file name is one of WriteFiles' temp files, which
+// a killed process can leave behind.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, tempInfix)
 }
 
-// MkdirAll creates path and any missing parents with exactly perm (the umask
-// does not apply); folders that already exist keep their mode.
-func MkdirAll(path string, perm os.FileMode) error {
-	fi, err := os.Stat(path)
-	if err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("mkdir %s: exists and is not a folder", path)
+// File is one file to write atomically.
+type File struct {
+	Path string
+	Data []byte
+	Mode os.FileMode
+}
+
+// WriteFile replaces one file atomically; see WriteFiles.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteFiles([]File{{Path: path, Data: data, Mode: perm}})
+}
+
+// WriteFiles replaces each file atomically: its data goes to a temp file in
+// the same folder with the exact mode (whatever the umask) and is synced, and
+// only when every temp file is on disk are they renamed over their targets,
+// in order, and their folders synced once. A reader, or a machine that
+// crashed, sees each file old or new, never part of one; as renames happen in
+// order, a crash leaves a prefix of the list replaced. Temp files are written
+// concurrently, so their syncs share journal commits. On failure no temp file
+// is left behind.
+func WriteFiles(files []File) error {
+	temps := make([]string, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, f := range files {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			temps[i], errs[i] = writeTemp(f)
+		})
+	}
+	wg.Wait()
+	cleanup := func(from int) {
+		for _, t := range temps[from:] {
+			if t != "" {
+				_ = os.Remove(t)
+			}
 		}
-		return nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("mkdir %s: %w", path, err)
+	if err := errors.Join(errs...); err != nil {
+		cleanup(0)
+		return err
 	}
-	if parent := filepath.Dir(path); parent != path {
-		if err := MkdirAll(parent, perm); err != nil {
+	dirs := map[string]bool{}
+	var order []string
+	for i, f := range files {
+		if err := os.Rename(temps[i], f.Path); err != nil {
+			cleanup(i)
+			return fmt.Errorf("write %s: %w", f.Path, err)
+		}
+		if d := filepath.Dir(f.Path); !dirs[d] {
+			dirs[d] = true
+			order = append(order, d)
+		}
+	}
+	for _, d := range order {
+		if err := syncDir(d); err != nil {
 			return err
 		}
 	}
-	if err := os.Mkdir(path, perm); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("mkdir %s: %w", path, err)
-	}
-	if err := os.Chmod(path, perm); err != nil {
-		return fmt.Errorf("chmod %s: %w", path, err)
-	}
 	return nil
+}
+
+func writeTemp(f File) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+tempInfix+"*")
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", f.Path, err)
+	}
+	name := tmp.Name()
+	fail := func(err error) (string, error) {
+		_ = tmp.Close()
+		_ = os.Remove(name)
+		return "", fmt.Errorf("write %s: %w", f.Path, err)
+	}
+	if err := tmp.Chmod(f.Mode); err != nil {
+		return fail(err)
+	}
+	if _, err := tmp.Write(f.Data); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Close(); err != nil {
+		_ = os.Remove(name)
+		return "", fmt.Errorf("write %s: %w", f.Path, err)
+	}
+	return name, nil
+}
+
+// MkdirAll creates path and any missing parents with exactly perm (the umask
+// does not apply); folders that already exist keep their mode. It returns
+// the folders it created, outermost first.
+func MkdirAll(path string, perm os.FileMode) ([]string, error) {
+	fi, err := os.Stat(path)
+	if err == nil {
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("mkdir %s: exists and is not a folder", path)
+		}
+		return nil, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("mkdir %s: %w", path, err)
+	}
+	var created []string
+	if parent := filepath.Dir(path); parent != path {
+		if created, err = MkdirAll(parent, perm); err != nil {
+			return created, err
+		}
+	}
+	if err := os.Mkdir(path, perm); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return created, nil
+		}
+		return created, fmt.Errorf("mkdir %s: %w", path, err)
+	}
+	created = append(created, path)
+	if err := os.Chmod(path, perm); err != nil {
+		return created, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return created, nil
 }
 
 func syncDir(dir string) error {

@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"crypto"
 	"errors"
 	"fmt"
 	"os"
@@ -125,25 +126,36 @@ func (r *Runner) runCA() error {
 		if err != nil {
 			return fmt.Errorf("generate CA key: %w", err)
 		}
-		ca, err := certs.NewAuthorityWithKey(key, c.CACertificateValidity.Duration, r.now())
+		keyPEM, err := certs.EncodeKey(key)
 		if err != nil {
 			return err
 		}
-		keyPEM, err := certs.EncodeKey(ca.Key)
-		if err != nil {
-			return err
-		}
-		// The key first: a ca.crt without its key would look like a CA we cannot use.
+		// The key first: a run killed between the two leaves a key alone,
+		// which the next run completes (below) without replacing it.
 		if err := r.WriteFile(keyPath, keyPEM, modeKey, modePrivDir); err != nil {
 			return err
 		}
-		if err := r.WriteFile(certPath, certs.EncodeCert(ca.Cert), modeFile, modePrivDir); err != nil {
+		if err := r.selfSign(key, certPath); err != nil {
 			return err
 		}
-		r.ca = ca
-		r.Logf("[certs] Generated the etcd CA in %s (%s, valid until %s)", filepath.Dir(certPath), c.EncryptionAlgorithm, ca.Cert.NotAfter.UTC().Format("2006-01-02"))
+		r.Logf("[certs] Generated the etcd CA in %s (%s, valid until %s)", filepath.Dir(certPath), c.EncryptionAlgorithm, r.ca.Cert.NotAfter.UTC().Format("2006-01-02"))
 	case certErr == nil:
 		return fmt.Errorf("CA store: %s exists but %s does not; restore the key or remove both to make a new CA", certPath, keyPath)
+	case keyErr == nil && r.opts.CACert == "" && !r.anyHostCA():
+		// Only an interrupted first run leaves a CA key with no certificate
+		// anywhere: nothing was ever signed, so sign the CA itself now.
+		keyPEM, err := os.ReadFile(keyPath)
+		if err != nil {
+			return fmt.Errorf("read CA key: %w", err)
+		}
+		key, err := certs.ParseKey(keyPEM)
+		if err != nil {
+			return fmt.Errorf("%s: %w", keyPath, err)
+		}
+		if err := r.selfSign(key, certPath); err != nil {
+			return err
+		}
+		r.Logf("[certs] Completed the etcd CA in %s: an interrupted run had left its key without a certificate", filepath.Dir(certPath))
 	case keyErr == nil:
 		return fmt.Errorf("CA store: %s exists but %s does not; restore the certificate or remove both to make a new CA", keyPath, certPath)
 	default:
@@ -155,6 +167,29 @@ func (r *Runner) runCA() error {
 		}
 	}
 	return nil
+}
+
+// selfSign makes the CA certificate for key and queues it.
+func (r *Runner) selfSign(key crypto.Signer, certPath string) error {
+	ca, err := certs.NewAuthorityWithKey(key, r.Cluster().CACertificateValidity.Duration, r.now())
+	if err != nil {
+		return err
+	}
+	if err := r.WriteFile(certPath, certs.EncodeCert(ca.Cert), modeFile, modePrivDir); err != nil {
+		return err
+	}
+	r.ca = ca
+	return nil
+}
+
+// anyHostCA reports whether a host already holds a CA certificate.
+func (r *Runner) anyHostCA() bool {
+	for _, h := range r.opts.Cluster.Hosts {
+		if exists(filepath.Join(r.opts.Out, h.Name, r.opts.Cluster.CertDir, certs.CA().BaseName+".crt")) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkHostCAs refuses to replace a host's ca.crt that names another CA.
@@ -199,6 +234,7 @@ type leafState int
 
 const (
 	leafMissing leafState = iota
+	leafKeyOnly
 	leafValid
 )
 
@@ -209,6 +245,18 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	keyPEM, keyErr := os.ReadFile(base + ".key")
 	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
 		return leafMissing, nil
+	}
+	if errors.Is(certErr, os.ErrNotExist) && keyErr == nil {
+		// We write a key before its certificate, so this is a run that was
+		// interrupted between the two: the next run certifies that key.
+		key, err := certs.ParseKey(keyPEM)
+		if err != nil {
+			return 0, fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
+		}
+		if got := certs.KeyAlgorithm(key.Public()); got != r.Cluster().EncryptionAlgorithm {
+			return 0, fmt.Errorf("host %q: %s.key has no certificate and is %s, want %s; remove it and run again", h.Name, base, got, r.Cluster().EncryptionAlgorithm)
+		}
+		return leafKeyOnly, nil
 	}
 	if certErr != nil {
 		return 0, fmt.Errorf("host %q: %s.key exists but its certificate cannot be read: %w", h.Name, base, certErr)
@@ -291,19 +339,30 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 			return err
 		}
 		req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
-		key, err := r.pool.Key(c.EncryptionAlgorithm)
-		if err != nil {
-			return fmt.Errorf("generate %s key: %w", p.Name, err)
+		var key crypto.Signer
+		if state == leafKeyOnly {
+			keyPEM, err := os.ReadFile(base + ".key")
+			if err != nil {
+				return fmt.Errorf("host %q: %w", h.Name, err)
+			}
+			if key, err = certs.ParseKey(keyPEM); err != nil {
+				return fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
+			}
+			r.Logf("[certs] Certifying the key %s.key an interrupted run left without a certificate", base)
+		} else {
+			if key, err = r.pool.Key(c.EncryptionAlgorithm); err != nil {
+				return fmt.Errorf("generate %s key: %w", p.Name, err)
+			}
+			keyPEM, err := certs.EncodeKey(key)
+			if err != nil {
+				return err
+			}
+			if err := r.WriteFile(base+".key", keyPEM, modeKey, modeDir); err != nil {
+				return err
+			}
 		}
 		cert, err := ca.Issue(req, key.Public(), r.now())
 		if err != nil {
-			return err
-		}
-		keyPEM, err := certs.EncodeKey(key)
-		if err != nil {
-			return err
-		}
-		if err := r.WriteFile(base+".key", keyPEM, modeKey, modeDir); err != nil {
 			return err
 		}
 		if err := r.WriteFile(base+".crt", certs.EncodeCert(cert), modeFile, modeDir); err != nil {

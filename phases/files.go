@@ -236,7 +236,7 @@ func bundlePhase() Phase {
 			}
 			var archives []string
 			for _, name := range names {
-				if err := refuseCAKey(dirs[name]); err != nil {
+				if err := prepareForShipping(dirs[name]); err != nil {
 					return err
 				}
 				dst := filepath.Join(r.Out(), name+".tar.gz")
@@ -245,6 +245,7 @@ func bundlePhase() Phase {
 					r.Logf("[dry-run] would write %s (0600)", dst)
 					continue
 				}
+				r.Track(dst)
 				if err := archive.WriteTarGz(dirs[name], dst); err != nil {
 					return err
 				}
@@ -254,19 +255,28 @@ func bundlePhase() Phase {
 				r.Logf("[dry-run] would write %s (0644)", filepath.Join(r.Out(), "SHA256SUMS"))
 				return nil
 			}
+			r.Track(filepath.Join(r.Out(), archive.SumsFile))
 			return archive.WriteSHA256Sums(r.Out(), archives)
 		},
 	}
 }
 
-// refuseCAKey fails if a folder about to leave this machine holds a CA key.
-func refuseCAKey(dir string) error {
+// prepareForShipping readies a folder that is about to leave this machine:
+// it fails if the folder holds a CA key, and removes temp files a killed run
+// left behind (they may hold parts of a key).
+func prepareForShipping(dir string) error {
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() && d.Name() == "ca.key" {
+		switch {
+		case d.IsDir():
+		case d.Name() == "ca.key":
 			return fmt.Errorf("%s is a CA key inside a host folder; remove it, the CA key must stay in the CA store", path)
+		case certs.IsTemp(d.Name()):
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("remove the stale temp file %s: %w", path, err)
+			}
 		}
 		return nil
 	})

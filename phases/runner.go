@@ -74,6 +74,10 @@ type Runner struct {
 	opts Options
 	ca   *certs.Authority
 	pool *certs.KeyPool
+	// pending are the files the running phase has queued.
+	pending []pendingFile
+	// created lists what this run made, oldest first.
+	created []string
 }
 
 // NewRunner checks the options that every phase relies on.
@@ -165,7 +169,13 @@ func (r *Runner) Run(ps []Phase) error {
 		if p.Run == nil {
 			continue
 		}
-		if err := p.Run(r); err != nil {
+		err := p.Run(r)
+		if err == nil {
+			err = r.flush()
+		}
+		r.pending = nil
+		if err != nil {
+			r.rollback()
 			return fmt.Errorf("phase %s: %w", p.Name, err)
 		}
 	}
@@ -221,21 +231,66 @@ const (
 	modeKey     = 0o600
 )
 
-// WriteFile writes one output file (or, with --dry-run, says it would).
-// Missing parents are created 0755 and the file's own folder with dirMode.
+// WriteFile queues one output file (or, with --dry-run, says it would write
+// it). Queued files are written together, atomically and in order, when the
+// phase ends. Missing parents are created 0755 and the file's own folder
+// with dirMode.
 func (r *Runner) WriteFile(path string, data []byte, mode, dirMode os.FileMode) error {
 	if r.opts.DryRun {
 		r.Logf("[dry-run] would write %s (%04o, %d bytes)", path, mode, len(data))
 		return nil
 	}
-	dir := filepath.Dir(path)
-	if err := certs.MkdirAll(filepath.Dir(dir), modeDir); err != nil {
-		return err
+	r.pending = append(r.pending, pendingFile{File: certs.File{Path: path, Data: data, Mode: mode}, dirMode: dirMode})
+	return nil
+}
+
+type pendingFile struct {
+	certs.File
+	dirMode os.FileMode
+}
+
+// flush writes the files the phase queued, noting what did not exist before
+// so that a failed run can take it back.
+func (r *Runner) flush() error {
+	files := make([]certs.File, 0, len(r.pending))
+	for _, f := range r.pending {
+		dir := filepath.Dir(f.Path)
+		if err := r.mkdirs(filepath.Dir(dir), modeDir); err != nil {
+			return err
+		}
+		if err := r.mkdirs(dir, f.dirMode); err != nil {
+			return err
+		}
+		if !exists(f.Path) {
+			r.created = append(r.created, f.Path)
+		}
+		files = append(files, f.File)
 	}
-	if err := certs.MkdirAll(dir, dirMode); err != nil {
-		return err
+	r.pending = nil
+	return certs.WriteFiles(files)
+}
+
+func (r *Runner) mkdirs(path string, mode os.FileMode) error {
+	created, err := certs.MkdirAll(path, mode)
+	r.created = append(r.created, created...)
+	return err
+}
+
+// Track records a path a phase is about to create by other means than
+// WriteFile, so that a failed run removes it too.
+func (r *Runner) Track(path string) {
+	if !exists(path) {
+		r.created = append(r.created, path)
 	}
-	return certs.WriteFile(path, data, mode)
+}
+
+// rollback removes, newest first, every file and folder this run created.
+// Files it replaced stay replaced: each is a complete new version.
+func (r *Runner) rollback() {
+	for i := len(r.created) - 1; i >= 0; i-- {
+		_ = os.Remove(r.created[i])
+	}
+	r.created = nil
 }
 
 // MkdirAll creates a folder (or, with --dry-run, says it would).
@@ -246,10 +301,10 @@ func (r *Runner) MkdirAll(path string, mode os.FileMode) error {
 		}
 		return nil
 	}
-	if err := certs.MkdirAll(filepath.Dir(path), modeDir); err != nil {
+	if err := r.mkdirs(filepath.Dir(path), modeDir); err != nil {
 		return err
 	}
-	return certs.MkdirAll(path, mode)
+	return r.mkdirs(path, mode)
 }
 
 // now is the run's clock.

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+)
+
+// binary returns the CLI built from this tree (ETCD_STATICPOD_BIN when make
+// built it already).
+func binary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("ETCD_STATICPOD_BIN"); p != "" {
+		return p
+	}
+	p := filepath.Join(t.TempDir(), "etcd-staticpod")
+	if out, err := exec.Command("go", "build", "-o", p, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return p
+}
+
+// TestKilledInitRecovers kills `init` with SIGKILL at points spread over a
+// whole run, runs it again, and checks that the result is complete and
+// valid and that a CA, once on disk, never changed.
+func TestKilledInitRecovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills dozens of processes")
+	}
+	bin := binary(t)
+	for _, tc := range []struct {
+		alg    string
+		points int
+	}{{"ECDSA-P256", 40}, {"RSA-2048", 12}} {
+		t.Run(tc.alg, func(t *testing.T) {
+			args := []string{"init", "--hosts", threeHosts, "--encryption-algorithm", tc.alg}
+			// How long a whole run takes here, to spread the kill points over it.
+			start := time.Now()
+			if out, err := exec.Command(bin, append(args, "--out", t.TempDir())...).CombinedOutput(); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			full := time.Since(start)
+			killedMidway := 0
+			for i := 0; i < tc.points; i++ {
+				out := t.TempDir()
+				cmd := exec.Command(bin, append(args, "--out", out)...)
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(full * time.Duration(i) / time.Duration(tc.points))
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				if err := cmd.Wait(); err != nil {
+					killedMidway++
+				}
+				caBefore, caErr := os.ReadFile(filepath.Join(out, "pki/etcd/ca.crt"))
+				if o, err := exec.Command(bin, append(args, "--out", out)...).CombinedOutput(); err != nil {
+					t.Fatalf("kill point %d/%d: re-run failed: %v\n%s", i, tc.points, err, o)
+				}
+				caAfter, err := os.ReadFile(filepath.Join(out, "pki/etcd/ca.crt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if caErr == nil && !bytes.Equal(caBefore, caAfter) {
+					t.Fatalf("kill point %d: the CA changed", i)
+				}
+				checkComplete(t, out, caAfter)
+			}
+			t.Logf("%s: %d of %d runs were killed before they finished (a whole run takes %v here)", tc.alg, killedMidway, tc.points, full)
+			if killedMidway == 0 {
+				t.Error("no run was interrupted: the kill points missed the run")
+			}
+		})
+	}
+}
+
+// checkComplete: every host has every file, every certificate chains to
+// the CA and matches its key, and no temp file is left in a host folder.
+func checkComplete(t *testing.T, out string, caPEM []byte) {
+	t.Helper()
+	ca, err := certs.ParseCert(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	for _, h := range []string{"etcd01", "etcd02", "etcd03"} {
+		host := filepath.Join(out, h)
+		for _, p := range certs.Leaves() {
+			base := filepath.Join(host, "etc/kubernetes/pki", p.BaseName)
+			crtPEM, err1 := os.ReadFile(base + ".crt")
+			keyPEM, err2 := os.ReadFile(base + ".key")
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%s: %v %v", base, err1, err2)
+			}
+			crt, err := certs.ParseCert(crtPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := certs.ParseKey(keyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := certs.KeyMatches(crt, key); err != nil {
+				t.Fatalf("%s: %v", base, err)
+			}
+			if _, err := crt.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				t.Fatalf("%s: %v", base, err)
+			}
+		}
+		for _, f := range []string{"etc/kubernetes/pki/etcd/ca.crt", "etc/kubernetes/manifests/etcd.yaml", "etc/kubernetes/kubeadmcfg.yaml",
+			"etc/systemd/system/kubelet.service.d/kubelet.conf", "etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf"} {
+			if _, err := os.Stat(filepath.Join(host, f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = filepath.WalkDir(host, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && certs.IsTemp(d.Name()) {
+				t.Errorf("temp file left in a host folder: %s", path)
+			}
+			return err
+		})
+		if _, err := os.Stat(host + ".tar.gz"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums, err := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
+	if err != nil || !strings.Contains(string(sums), "etcd03.tar.gz") {
+		t.Fatalf("SHA256SUMS: %v", err)
+	}
+	cmd := exec.Command("sha256sum", "-c", "--strict", "SHA256SUMS")
+	cmd.Dir = out
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, o)
+	}
+}
