@@ -51,11 +51,13 @@ func Parse(data []byte) (*Cluster, error) {
 	return &c, nil
 }
 
-// oneLine folds yaml.v3's multi-line error lists into one line.
+// oneLine folds yaml.v3's multi-line error lists into one line; a newline
+// quoted from the input is shown escaped.
 func oneLine(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
-		return errors.New(strings.Join(te.Errors, "; "))
+		msg = strings.Join(te.Errors, "; ")
 	}
-	return errors.New(strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", " "))
+	return errors.New(strings.ReplaceAll(msg, "\n", `\n`))
 }
