@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// mounted runs fn on a fresh mount made by the mount arguments, as root.
+func mounted(t *testing.T, mountArgs ...string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root")
+		}
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	args := append(append([]string{}, mountArgs...), dir)
+	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mount %v: %v\n%s", args, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+func runBinary(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// TestUnwritableOutput: a read-only folder is reported in one line and
+// stays as it was.
+func TestUnwritableOutput(t *testing.T) {
+	bin := binary(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "keep"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ro := mounted(t, "--bind", dir)
+	if out, err := exec.Command("mount", "-o", "remount,ro,bind", ro).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v\n%s", err, out)
+	}
+	before := treeHash(t, ro)
+	out, code := runBinary(t, bin, "init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--out", filepath.Join(ro, "bundles"))
+	if code == 0 || !strings.Contains(out, "read-only file system") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if last := lastLine(out); !strings.HasPrefix(last, "error: ") || !strings.Contains(last, filepath.Join(ro, "bundles")) {
+		t.Errorf("error line %q does not name the folder", last)
+	}
+	if treeHash(t, ro) != before {
+		t.Error("read-only folder changed")
+	}
+}
+
+// TestFullDisk: when the disk fills up midway, the run fails and takes back
+// everything it created.
+func TestFullDisk(t *testing.T) {
+	bin := binary(t)
+	for _, size := range []string{"16k", "48k", "96k", "160k"} {
+		t.Run(size, func(t *testing.T) {
+			fs := mounted(t, "-t", "tmpfs", "-o", "size="+size, "tmpfs")
+			out, code := runBinary(t, bin, "init", "--hosts", threeHosts, "--out", filepath.Join(fs, "bundles"))
+			if code == 0 {
+				t.Skipf("%s was enough for a whole run", size)
+			}
+			if !strings.Contains(out, "no space left on device") {
+				t.Fatalf("exit %d:\n%s", code, out)
+			}
+			entries, err := os.ReadDir(fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 0 {
+				t.Errorf("left behind: %v\n%s", entries, out)
+			}
+		})
+	}
+}
