@@ -313,7 +313,13 @@ func checkKeyFile(t *testing.T, path string, cert *x509.Certificate, alg string)
 // TestBundleModes checks every file's and folder's mode against kubeadm's,
 // under a hostile umask.
 func TestBundleModes(t *testing.T) {
-	old := umask(0o077)
+	for _, mask := range []int{0, 0o077} {
+		t.Run(fmt.Sprintf("umask=%04o", mask), func(t *testing.T) { testBundleModes(t, mask) })
+	}
+}
+
+func testBundleModes(t *testing.T, mask int) {
+	old := umask(mask)
 	defer umask(old)
 	out := t.TempDir()
 	runCerts(t, guideCluster(t), out)
