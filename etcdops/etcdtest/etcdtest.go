@@ -1,0 +1,457 @@
+// Package etcdtest runs real etcd clusters from the bundles that
+// `etcd-staticpod init` writes, for tests of the day-2 commands. Each
+// member runs the command line of its own static Pod manifest, with the
+// bundle's certificates, on its own loopback address (127.0.0.11, .12, ...)
+// and free ports; the manifests in the bundle folder are rewritten to those
+// ports so that resolving from a bundle finds the running cluster.
+package etcdtest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+)
+
+// StartTimeout bounds the wait for members to become ready.
+const StartTimeout = 45 * time.Second
+
+// ModuleRoot is the folder holding our go.mod, found upwards from the
+// working folder (a package folder under go test).
+func ModuleRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("no go.mod above the working folder")
+		}
+		dir = parent
+	}
+}
+
+// EtcdBinary is $ETCD_BIN, else .bin/etcd in the module (made by `make
+// etcd`); the test is skipped when neither exists.
+func EtcdBinary(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("ETCD_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			tb.Fatalf("ETCD_BIN: %v", err)
+		}
+		return p
+	}
+	p := filepath.Join(ModuleRoot(tb), ".bin", "etcd")
+	if _, err := os.Stat(p); err != nil {
+		tb.Skipf("no etcd binary: set ETCD_BIN or run `make etcd` to build %s", p)
+	}
+	return p
+}
+
+// CLIBinary is $ETCD_STATICPOD_BIN, else a fresh build of the command.
+func CLIBinary(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("ETCD_STATICPOD_BIN"); p != "" {
+		return p
+	}
+	out := filepath.Join(tb.TempDir(), "etcd-staticpod")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/etcd-staticpod")
+	cmd.Dir = ModuleRoot(tb)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build etcd-staticpod: %v\n%s", err, b)
+	}
+	return out
+}
+
+// Initializer runs `etcd-staticpod init` with these arguments.
+type Initializer func(args ...string) error
+
+// ExecInit runs init from a built binary.
+func ExecInit(bin string) Initializer {
+	return func(args ...string) error {
+		cmd := exec.Command(bin, append([]string{"init"}, args...)...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s init: %w\n%s", bin, err, b)
+		}
+		return nil
+	}
+}
+
+// Hosts names n hosts etcd01... on 127.0.0.11...; loopback only.
+func Hosts(n int) string {
+	var hosts []string
+	for i := 1; i <= n; i++ {
+		hosts = append(hosts, fmt.Sprintf("etcd%02d=127.0.0.%d", i, 10+i))
+	}
+	return strings.Join(hosts, ",")
+}
+
+// Bundles writes the bundles of n hosts with init and returns the folder.
+// ECDSA keys keep it quick; extra arguments are passed on.
+func Bundles(tb testing.TB, init Initializer, n int, extra ...string) string {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), "bundles")
+	args := append([]string{"--hosts", Hosts(n), "--out", dir, "--encryption-algorithm", "ECDSA-P256"}, extra...)
+	if err := init(args...); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// Member is one running (or stopped) etcd.
+type Member struct {
+	Name string
+	// Bundle is the host folder DIR/NAME.
+	Bundle string
+	// ClientURL and PeerURL are the advertised URLs with their real ports.
+	ClientURL, PeerURL string
+	// MetricsURL serves /readyz over plain HTTP.
+	MetricsURL string
+	DataDir    string
+	LogFile    string
+
+	bin  string
+	args []string
+	proc *process
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// Running reports whether the member's process is alive.
+func (m *Member) Running() bool {
+	if m.proc == nil {
+		return false
+	}
+	select {
+	case <-m.proc.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Cluster is the members started from one bundle folder.
+type Cluster struct {
+	// Dir is the bundle folder (DIR with pki/ and one folder per host).
+	Dir     string
+	Members []*Member
+}
+
+// Member returns the member with that name.
+func (c *Cluster) Member(name string) *Member {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// Endpoints are every member's client URL.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.ClientURL)
+	}
+	return out
+}
+
+// urlHost matches the host:port of each http(s) URL in a flag value, also
+// inside lists such as --initial-cluster=a=https://...,b=https://...
+var urlHost = regexp.MustCompile(`(https?://)([^/,\s"']+)`)
+
+// Run starts every host folder in dir that holds a manifest, waits until
+// all are ready, and stops them when the test ends.
+func Run(tb testing.TB, dir string) *Cluster {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("starts real etcd processes; skipped with -short")
+	}
+	bin := EtcdBinary(tb)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &Cluster{Dir: dir}
+	var manifests []*etcdops.Manifest
+	for _, e := range entries {
+		mf := filepath.Join(dir, e.Name(), filepath.FromSlash(etcdops.ManifestPath))
+		if !e.IsDir() {
+			continue
+		}
+		m, err := etcdops.ReadManifest(mf)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		manifests = append(manifests, m)
+		c.Members = append(c.Members, &Member{Name: m.Name, Bundle: filepath.Join(dir, e.Name()), bin: bin})
+	}
+	if len(c.Members) == 0 {
+		tb.Fatalf("no host folder with %s in %s", etcdops.ManifestPath, dir)
+	}
+
+	// Every member address keeps its address and gets free ports.
+	ports := newPorts(tb)
+	shared := map[string]string{}
+	for _, m := range manifests {
+		if len(m.PeerURLs) == 0 {
+			tb.Fatalf("%s: no --initial-advertise-peer-urls", m.Path)
+		}
+		u, err := url.Parse(m.PeerURLs[0])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		host := u.Hostname()
+		for _, p := range []int{2379, 2380} {
+			shared[net.JoinHostPort(host, strconv.Itoa(p))] = ports.take(host)
+		}
+	}
+	for i, m := range manifests {
+		mem := c.Members[i]
+		own := map[string]string{}
+		mapURLs := func(v string) string {
+			return urlHost.ReplaceAllStringFunc(v, func(s string) string {
+				sub := urlHost.FindStringSubmatch(s)
+				hp := sub[2]
+				if to, ok := shared[hp]; ok {
+					return sub[1] + to
+				}
+				// Loopback listeners such as the metrics port would clash
+				// between members: each member gets its own.
+				if _, ok := own[hp]; !ok {
+					h, _, err := net.SplitHostPort(hp)
+					if err != nil {
+						return s
+					}
+					own[hp] = ports.take(h)
+				}
+				return sub[1] + own[hp]
+			})
+		}
+		mem.DataDir = filepath.Join(tb.TempDir(), "data")
+		mem.LogFile = filepath.Join(tb.TempDir(), m.Name+".log")
+		for _, a := range m.Command[1:] {
+			name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+			switch {
+			case !ok:
+			case name == "data-dir":
+				value = mem.DataDir
+			case strings.HasPrefix(value, "/"):
+				if _, err := os.Stat(filepath.Join(mem.Bundle, value)); err == nil {
+					value = filepath.Join(mem.Bundle, value)
+				}
+			default:
+				value = mapURLs(value)
+			}
+			if ok {
+				a = "--" + name + "=" + value
+			}
+			mem.args = append(mem.args, a)
+		}
+		mem.ClientURL = mapURLs(m.ClientURLs[0])
+		mem.PeerURL = mapURLs(m.PeerURLs[0])
+		if v, ok := m.Flag("listen-metrics-urls"); ok {
+			mem.MetricsURL = strings.Split(mapURLs(v), ",")[0]
+		} else {
+			mem.MetricsURL = "http://" + ports.take("127.0.0.1")
+			mem.args = append(mem.args, "--listen-metrics-urls="+mem.MetricsURL)
+		}
+		// The manifest now names the ports the member really serves on.
+		data, err := os.ReadFile(m.Path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		data = urlHost.ReplaceAllFunc(data, func(s []byte) []byte {
+			sub := urlHost.FindSubmatch(s)
+			if to, ok := shared[string(sub[2])]; ok {
+				return append(append([]byte{}, sub[1]...), to...)
+			}
+			return s
+		})
+		if err := os.WriteFile(m.Path, data, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	ports.release()
+
+	tb.Cleanup(func() {
+		for _, m := range c.Members {
+			m.stop()
+		}
+		if tb.Failed() {
+			for _, m := range c.Members {
+				tb.Logf("last lines of %s's log:\n%s", m.Name, tail(m.LogFile, 25))
+			}
+		}
+	})
+	for _, m := range c.Members {
+		if err := m.start(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for _, m := range c.Members {
+		if err := m.waitReady(StartTimeout); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return c
+}
+
+// Stop stops a member (SIGTERM, then SIGKILL) and waits for it to exit.
+func (c *Cluster) Stop(tb testing.TB, name string) {
+	tb.Helper()
+	m := c.Member(name)
+	if m == nil {
+		tb.Fatalf("no member %s", name)
+	}
+	m.stop()
+}
+
+// Start starts a stopped member again on its data and waits until ready.
+func (c *Cluster) Start(tb testing.TB, name string) {
+	tb.Helper()
+	m := c.Member(name)
+	if m == nil {
+		tb.Fatalf("no member %s", name)
+	}
+	if err := m.start(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := m.waitReady(StartTimeout); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (m *Member) start() error {
+	if m.Running() {
+		return nil
+	}
+	logf, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("etcd log: %w", err)
+	}
+	cmd := exec.Command(m.bin, m.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// etcd dies with the test binary, even when the test is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start etcd %s: %w", m.Name, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	m.proc = p
+	return nil
+}
+
+func (m *Member) stop() {
+	if m.proc == nil {
+		return
+	}
+	p := m.proc
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// waitReady polls /readyz, which needs a leader and a linearizable read.
+func (m *Member) waitReady(timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-m.proc.done:
+			return fmt.Errorf("etcd %s exited: %v\n%s", m.Name, m.proc.err, tail(m.LogFile, 25))
+		default:
+		}
+		resp, err := client.Get(m.MetricsURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("etcd %s not ready within %v\n%s", m.Name, timeout, tail(m.LogFile, 25))
+}
+
+// ports hands out free ports, holding each listener until release so that
+// no port is given twice.
+type ports struct {
+	tb        testing.TB
+	listeners []net.Listener
+}
+
+func newPorts(tb testing.TB) *ports { return &ports{tb: tb} }
+
+func (p *ports) take(host string) string {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		p.tb.Fatalf("free port on %s: %v", host, err)
+	}
+	p.listeners = append(p.listeners, l)
+	return l.Addr().String()
+}
+
+func (p *ports) release() {
+	for _, l := range p.listeners {
+		l.Close()
+	}
+}
+
+func tail(file string, n int) string {
+	f, err := os.Open(file)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	for s.Scan() {
+		lines = append(lines, s.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,127 @@
+package etcdops
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// ManifestPath is where kubeadm's etcd static Pod lives, relative to a
+// node's filesystem root (or to a host folder in the bundles).
+const ManifestPath = "etc/kubernetes/manifests/etcd.yaml"
+
+// AdvertiseClientURLsAnnotation is the annotation kubeadm puts the member's
+// client URLs in.
+const AdvertiseClientURLsAnnotation = "kubeadm.kubernetes.io/etcd.advertise-client-urls"
+
+// Manifest is what an etcd static Pod tells us about its member.
+type Manifest struct {
+	// Path is the file read.
+	Path string
+	// Command is the etcd container's command followed by its args.
+	Command []string
+	// Name is the member name (--name).
+	Name string
+	// ClientURLs are the advertised client URLs: the annotation, else
+	// --advertise-client-urls.
+	ClientURLs []string
+	// PeerURLs are --initial-advertise-peer-urls.
+	PeerURLs []string
+	// CertDir is the node's certificate folder, such as /etc/kubernetes/pki,
+	// taken from --trusted-ca-file (which is CERTDIR/etcd/ca.crt).
+	CertDir string
+}
+
+// pod is the part of a Pod we read; everything else is ignored.
+type pod struct {
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Annotations map[string]string `yaml:"annotations"`
+	} `yaml:"metadata"`
+	Spec struct {
+		Containers []struct {
+			Name    string   `yaml:"name"`
+			Command []string `yaml:"command"`
+			Args    []string `yaml:"args"`
+		} `yaml:"containers"`
+	} `yaml:"spec"`
+}
+
+// ReadManifest parses an etcd static Pod manifest.
+func ReadManifest(file string) (*Manifest, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read etcd manifest: %w", err)
+	}
+	m, err := ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("etcd manifest %s: %w", file, err)
+	}
+	m.Path = file
+	return m, nil
+}
+
+// ParseManifest reads the member's name, URLs and certificate folder from
+// the static Pod's etcd container.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var p pod
+	if err := yaml.Unmarshal(data, &p); err != nil {
+		return nil, errors.New(strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", " "))
+	}
+	if p.Kind != "Pod" {
+		return nil, fmt.Errorf("kind %q: want Pod", p.Kind)
+	}
+	found := -1
+	for i, c := range p.Spec.Containers {
+		if c.Name == "etcd" || (found < 0 && len(c.Command) > 0 && path.Base(c.Command[0]) == "etcd") {
+			found = i
+		}
+	}
+	if found < 0 {
+		return nil, errors.New("no etcd container")
+	}
+	c := p.Spec.Containers[found]
+	m := &Manifest{Command: append(append([]string{}, c.Command...), c.Args...)}
+	m.Name, _ = m.Flag("name")
+	if v := p.Metadata.Annotations[AdvertiseClientURLsAnnotation]; v != "" {
+		m.ClientURLs = splitList(v)
+	} else if v, ok := m.Flag("advertise-client-urls"); ok {
+		m.ClientURLs = splitList(v)
+	}
+	if v, ok := m.Flag("initial-advertise-peer-urls"); ok {
+		m.PeerURLs = splitList(v)
+	}
+	m.CertDir = spec.DefaultCertDir
+	if ca, ok := m.Flag("trusted-ca-file"); ok && path.Base(path.Dir(ca)) == "etcd" {
+		m.CertDir = path.Dir(path.Dir(ca))
+	}
+	return m, nil
+}
+
+// Flag returns the value of --name=value in the command; etcd uses the
+// last one when a flag is repeated, and so do we.
+func (m *Manifest) Flag(name string) (string, bool) {
+	value, found := "", false
+	for _, a := range m.Command {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			value, found = v, true
+		}
+	}
+	return value, found
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,466 @@
+package etcdops
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// DefaultTimeout bounds each request and each endpoint's check.
+const DefaultTimeout = 5 * time.Second
+
+// Client identities: which certificate pair from the host's folder is shown
+// to etcd.
+const (
+	// IdentityHealthcheck is CERTDIR/etcd/healthcheck-client.{crt,key}, the
+	// identity kubeadm gives etcd's own health checks. The default.
+	IdentityHealthcheck = "healthcheck-client"
+	// IdentityAPIServer is CERTDIR/apiserver-etcd-client.{crt,key}, the
+	// identity kube-apiserver uses.
+	IdentityAPIServer = "apiserver-etcd-client"
+)
+
+// Identities lists the accepted Options.Identity values.
+func Identities() []string { return []string{IdentityHealthcheck, IdentityAPIServer} }
+
+// Options say where to find the cluster. The fields mirror the CLI flags of
+// the same names, and errors about them name those flags.
+type Options struct {
+	// Endpoints are client URLs used exactly as given: no member-list lookup.
+	Endpoints []string
+	// CACert, Cert and Key are TLS files. Each replaces the file of the same
+	// role from Bundle; without Bundle they are the only TLS files used.
+	CACert, Cert, Key string
+	// Bundle is a host folder written by init (DIR/NAME). Its certificates
+	// and manifest are used; the other host folders in DIR are the fallback
+	// when this host's member does not answer.
+	Bundle string
+	// Root is a node's filesystem root ("" means "/"): its CERTDIR and
+	// etc/kubernetes/manifests/etcd.yaml are read when Bundle is empty.
+	Root string
+	// Identity is IdentityHealthcheck ("" means that) or IdentityAPIServer.
+	Identity string
+	// Timeout bounds each request and each endpoint's check; 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+}
+
+// OptionError is bad input: a flag and its value. The CLI exits 2 on it.
+type OptionError struct {
+	Flag  string // without dashes, e.g. "endpoints"
+	Value string
+	Err   error
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("--%s %q: %v", e.Flag, e.Value, e.Err)
+}
+
+func (e *OptionError) Unwrap() error { return e.Err }
+
+func optionErr(flag, value string, format string, args ...any) error {
+	return &OptionError{Flag: flag, Value: value, Err: fmt.Errorf(format, args...)}
+}
+
+// TLSFiles are the paths of the CA bundle and the client pair in use.
+type TLSFiles struct {
+	CA   string `json:"ca,omitempty"`
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+}
+
+// Target is a resolved cluster: where to connect and as whom. Every
+// operation takes one, so later commands reuse the discovery.
+type Target struct {
+	// Endpoints are the client URLs to check, one per member when they came
+	// from the member list.
+	Endpoints []string
+	// Files are the TLS files loaded (paths only).
+	Files TLSFiles
+	// Source says where the endpoints came from, for messages.
+	Source string
+	// Members is the member list read while resolving; nil when the
+	// endpoints were given or no member answered.
+	Members []Member
+	// MemberListErr is why no member list could be read, if so; Endpoints
+	// are then every manifest's client URLs.
+	MemberListErr error
+	// Notes are things worth telling the user, such as a fallback taken.
+	Notes []string
+	// Timeout bounds each request and each endpoint's check.
+	Timeout time.Duration
+
+	tls *tls.Config
+}
+
+// TLSConfig returns a copy of the client TLS settings; nil means plain HTTP.
+func (t *Target) TLSConfig() *tls.Config {
+	if t.tls == nil {
+		return nil
+	}
+	return t.tls.Clone()
+}
+
+// Config is a client configuration for the given endpoints (all of the
+// target's when none are given).
+func (t *Target) Config(endpoints ...string) clientv3.Config {
+	if len(endpoints) == 0 {
+		endpoints = t.Endpoints
+	}
+	return clientv3.Config{
+		Endpoints: slices.Clone(endpoints),
+		TLS:       t.TLSConfig(),
+		// The client's own warnings would interleave with our output; errors
+		// reach the caller through return values instead.
+		Logger: zap.NewNop(),
+		// Surface an unreachable member as an error, not a silent retry
+		// loop; every call is bounded by the caller's context anyway.
+		DialKeepAliveTime:    30 * time.Second,
+		DialKeepAliveTimeout: t.Timeout,
+	}
+}
+
+// Client connects to the given endpoints (all of the target's when none are
+// given). The caller closes it.
+func (t *Target) Client(endpoints ...string) (*clientv3.Client, error) {
+	cfg := t.Config(endpoints...)
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	return cli, nil
+}
+
+// Resolve finds the endpoints and TLS settings from the options, reading
+// the member list when the endpoints come from a manifest.
+func Resolve(ctx context.Context, o Options) (*Target, error) {
+	t := &Target{Timeout: o.Timeout}
+	if o.Timeout < 0 {
+		return nil, optionErr("timeout", o.Timeout.String(), "must not be negative")
+	}
+	if t.Timeout == 0 {
+		t.Timeout = DefaultTimeout
+	}
+	identity := o.Identity
+	if identity == "" {
+		identity = IdentityHealthcheck
+	}
+	if !slices.Contains(Identities(), identity) {
+		return nil, optionErr("identity", o.Identity, "want one of %s", strings.Join(Identities(), ", "))
+	}
+	if (o.Cert == "") != (o.Key == "") {
+		if o.Cert == "" {
+			return nil, optionErr("key", o.Key, "give --cert with it")
+		}
+		return nil, optionErr("cert", o.Cert, "give --key with it")
+	}
+	endpoints, err := parseEndpoints(o.Endpoints)
+	if err != nil {
+		return nil, err
+	}
+
+	// The local files: a bundle's host folder, or a node's root.
+	localFlag, local := "root", o.Root
+	if o.Bundle != "" {
+		localFlag, local = "bundle", o.Bundle
+		if fi, err := os.Stat(local); err != nil {
+			return nil, optionErr("bundle", local, "%w", err)
+		} else if !fi.IsDir() {
+			return nil, optionErr("bundle", local, "not a folder; want a host folder such as ./etcd-bundles/etcd01")
+		}
+	}
+	if local == "" {
+		local = "/"
+	}
+	explicitTLS := o.CACert != "" || o.Cert != ""
+	needManifest := len(endpoints) == 0
+	useLocalTLS := o.Bundle != "" || !explicitTLS
+	var m *Manifest
+	if needManifest || useLocalTLS {
+		mf := filepath.Join(local, filepath.FromSlash(ManifestPath))
+		m, err = ReadManifest(mf)
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrNotExist) && !needManifest && o.Bundle == "":
+			// Explicit endpoints on a machine that is not an etcd node: the
+			// certificates may still be in the default place.
+			m = nil
+		case errors.Is(err, os.ErrNotExist):
+			return nil, optionErr(localFlag, local, "no %s; give --bundle DIR/NAME, --root, or --endpoints with --cacert, --cert and --key", ManifestPath)
+		default:
+			return nil, optionErr(localFlag, local, "%w", err)
+		}
+	}
+
+	if err := t.loadTLS(o, identity, localFlag, local, m, useLocalTLS, endpoints); err != nil {
+		return nil, err
+	}
+
+	if len(endpoints) > 0 {
+		t.Endpoints = endpoints
+		t.Source = "--endpoints"
+		return t, nil
+	}
+	if len(m.ClientURLs) == 0 {
+		return nil, optionErr(localFlag, local, "%s advertises no client URL (no %s annotation or --advertise-client-urls)", m.Path, AdvertiseClientURLsAnnotation)
+	}
+	own := seed{name: m.Name, urls: m.ClientURLs}
+	var others []seed
+	if o.Bundle != "" {
+		others = t.siblings(o.Bundle)
+		t.Source = "bundle " + o.Bundle
+	} else {
+		t.Source = "node " + local
+	}
+	t.discover(ctx, own, others)
+	return t, nil
+}
+
+// loadTLS picks and loads the CA and client pair; errors name the flag the
+// file came from and never show file contents.
+func (t *Target) loadTLS(o Options, identity, localFlag, local string, m *Manifest, useLocal bool, endpoints []string) error {
+	type file struct{ flag, path string }
+	var ca, cert, key file
+	if useLocal {
+		certDir := spec.DefaultCertDir
+		if m != nil {
+			certDir = m.CertDir
+		}
+		base := filepath.Join(local, filepath.FromSlash(certDir))
+		ca = file{localFlag, filepath.Join(base, "etcd", "ca.crt")}
+		pair := filepath.Join(base, "etcd", "healthcheck-client")
+		if identity == IdentityAPIServer {
+			pair = filepath.Join(base, "apiserver-etcd-client")
+		}
+		cert, key = file{localFlag, pair + ".crt"}, file{localFlag, pair + ".key"}
+		if o.Bundle == "" && len(endpoints) > 0 && plainOnly(endpoints) {
+			if _, err := os.Stat(ca.path); errors.Is(err, os.ErrNotExist) {
+				// http:// endpoints from a machine without certificates.
+				ca, cert, key = file{}, file{}, file{}
+			}
+		}
+	}
+	if o.CACert != "" {
+		ca = file{"cacert", o.CACert}
+	}
+	if o.Cert != "" {
+		cert, key = file{"cert", o.Cert}, file{"key", o.Key}
+	}
+	if ca.path == "" && cert.path == "" {
+		return nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca.path != "" {
+		pem, err := os.ReadFile(ca.path)
+		if err != nil {
+			return optionErr(ca.flag, flagValue(ca.flag, ca.path, local), "read CA certificate: %w%s", err, missingHint(ca.flag, err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return optionErr(ca.flag, flagValue(ca.flag, ca.path, local), "%s holds no PEM certificate", ca.path)
+		}
+		cfg.RootCAs = pool
+		t.Files.CA = ca.path
+	}
+	if cert.path != "" {
+		pair, err := tls.LoadX509KeyPair(cert.path, key.path)
+		if err != nil {
+			return optionErr(cert.flag, flagValue(cert.flag, cert.path, local), "load client certificate %s and key %s: %w%s", cert.path, key.path, err, missingHint(cert.flag, err))
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+		t.Files.Cert, t.Files.Key = cert.path, key.path
+	}
+	t.tls = cfg
+	return nil
+}
+
+// missingHint says how to name the files when the local ones are absent.
+func missingHint(flag string, err error) string {
+	if (flag == "bundle" || flag == "root") && errors.Is(err, os.ErrNotExist) {
+		return "; give --cacert, --cert and --key"
+	}
+	return ""
+}
+
+// flagValue is the value the user typed for the flag a file came from.
+func flagValue(flag, path, local string) string {
+	if flag == "bundle" || flag == "root" {
+		return local
+	}
+	return path
+}
+
+func plainOnly(endpoints []string) bool {
+	for _, e := range endpoints {
+		if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "unix://") {
+			return false
+		}
+	}
+	return true
+}
+
+// parseEndpoints checks each URL (or HOST:PORT, as etcdctl accepts).
+func parseEndpoints(in []string) ([]string, error) {
+	var out []string
+	for _, raw := range in {
+		for _, e := range strings.Split(raw, ",") {
+			e = strings.TrimSpace(e)
+			if e == "" {
+				return nil, optionErr("endpoints", raw, "empty entry in the list")
+			}
+			if err := checkEndpoint(e); err != nil {
+				return nil, optionErr("endpoints", e, "%w", err)
+			}
+			if !slices.Contains(out, e) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
+}
+
+func checkEndpoint(e string) error {
+	hostport := e
+	if strings.Contains(e, "://") {
+		u, err := url.Parse(e)
+		if err != nil {
+			return errors.New("not a URL")
+		}
+		switch u.Scheme {
+		case "https", "http":
+		case "unix", "unixs":
+			return nil
+		default:
+			return fmt.Errorf("scheme %q: want https or http", u.Scheme)
+		}
+		if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+			return errors.New("want SCHEME://HOST:PORT with no path")
+		}
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" {
+		return errors.New("want https://HOST:PORT")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q: want 1-65535", port)
+	}
+	return nil
+}
+
+// seed is a member known from a manifest.
+type seed struct {
+	name string
+	urls []string
+}
+
+// siblings are the other host folders beside bundle that hold a manifest,
+// in name order.
+func (t *Target) siblings(bundle string) []seed {
+	self := filepath.Clean(bundle)
+	parent := filepath.Dir(self)
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		t.Notes = append(t.Notes, fmt.Sprintf("cannot list the other hosts in %s: %v", parent, err))
+		return nil
+	}
+	var out []seed
+	for _, e := range entries {
+		dir := filepath.Join(parent, e.Name())
+		if !e.IsDir() || dir == self {
+			continue
+		}
+		m, err := ReadManifest(filepath.Join(dir, filepath.FromSlash(ManifestPath)))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Notes = append(t.Notes, fmt.Sprintf("skipped host folder %s: %v", dir, err))
+			continue
+		}
+		name := m.Name
+		if name == "" {
+			name = e.Name()
+		}
+		if len(m.ClientURLs) > 0 {
+			out = append(out, seed{name: name, urls: m.ClientURLs})
+		}
+	}
+	return out
+}
+
+// discover reads the member list from the own member, else from the
+// others together, and takes every member's client URLs as the endpoints
+// (etcdctl's --cluster). If nobody answers, the manifests' URLs are used
+// so that health and status can still report each of them.
+func (t *Target) discover(ctx context.Context, own seed, others []seed) {
+	// A member that refuses connections is skipped at once rather than
+	// after the whole timeout.
+	ownErr := t.probeAny(own.urls)
+	if ownErr == nil {
+		t.Members, ownErr = t.listMembers(ctx, own.urls, false)
+		if ownErr == nil {
+			t.Endpoints = clientEndpoints(t.Members)
+			return
+		}
+	}
+	all := slices.Clone(own.urls)
+	var names []string
+	var urls []string
+	for _, s := range others {
+		names = append(names, s.name)
+		urls = append(urls, s.urls...)
+	}
+	all = appendNew(all, urls...)
+	if len(urls) == 0 {
+		t.MemberListErr = fmt.Errorf("member list from %s: %w", strings.Join(own.urls, ","), ownErr)
+		t.Endpoints = all
+		t.Notes = append(t.Notes, fmt.Sprintf("could not read the member list (%v); checking the manifest's endpoint only", ownErr))
+		return
+	}
+	members, err := t.listMembers(ctx, urls, false)
+	if err != nil {
+		t.MemberListErr = fmt.Errorf("member list from %s: %w; from %s: %w", strings.Join(own.urls, ","), ownErr, strings.Join(urls, ","), err)
+		t.Endpoints = all
+		t.Notes = append(t.Notes, fmt.Sprintf("no member answered the member list (%v); checking every manifest's endpoint", err))
+		return
+	}
+	t.Members = members
+	t.Endpoints = appendNew(clientEndpoints(members), own.urls...)
+	t.Notes = append(t.Notes, fmt.Sprintf("%s (%s) gave no member list (%v); found the members through %s", own.name, strings.Join(own.urls, ","), ownErr, strings.Join(names, ", ")))
+}
+
+// probeAny succeeds when any of the URLs accepts a TCP connection.
+func (t *Target) probeAny(urls []string) error {
+	var err error
+	for _, u := range urls {
+		if err = t.probe(u, false); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func appendNew(list []string, more ...string) []string {
+	for _, s := range more {
+		if !slices.Contains(list, s) {
+			list = append(list, s)
+		}
+	}
+	return list
+}
