@@ -1,6 +1,7 @@
 # Tools the tests need are built here from the Go module proxy.
 BIN      := $(CURDIR)/.bin
 ETCD_MOD := tools/etcd.mod
+KUBEADM_MOD := tools/kubeadm.mod
 GO       ?= go
 
 .PHONY: all build test test-unit lint bench etcd clean
@@ -21,12 +22,26 @@ $(BIN)/etcdctl: $(ETCD_MOD)
 $(BIN)/etcdutl: $(ETCD_MOD)
 	cd tools && $(GO) build -mod=mod -modfile=etcd.mod -o $(BIN)/etcdutl go.etcd.io/etcd/etcdutl/v3
 
+# kubeadm at the release our files reproduce. Its version is normally stamped
+# by its release scripts; without it kubeadm reports v0.0.0-master and picks
+# other defaults (kubernetesVersion, etcd image), so stamp it here.
+KUBEADM_VERSION := v1.36.3
+KUBEADM_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(p).gitVersion=$(KUBEADM_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=36 \
+	-X $(p).gitCommit=module-proxy-$(KUBEADM_VERSION) -X $(p).gitTreeState=clean)
+
+.PHONY: kubeadm
+kubeadm: $(BIN)/kubeadm
+
+$(BIN)/kubeadm: $(KUBEADM_MOD)
+	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=kubeadm.mod -trimpath -ldflags '$(KUBEADM_LDFLAGS)' -o $(BIN)/kubeadm k8s.io/kubernetes/cmd/kubeadm
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint etcd build
-	ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod \
+test: lint etcd kubeadm build
+	ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod KUBEADM_BIN=$(BIN)/kubeadm \
 		$(GO) test -race -count=1 -timeout 40m ./...
 
 test-unit:
