@@ -61,3 +61,21 @@ func oneLine(err error) error {
 	}
 	return errors.New(strings.ReplaceAll(msg, "\n", `\n`))
 }
+
+// FileName is where a bundle folder records the spec it was made from.
+const FileName = "cluster.yaml"
+
+// Marshal writes the spec as a cluster document that Parse reads back.
+func Marshal(c *Cluster) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# The cluster spec these bundles were made from; later commands read it from here.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encode cluster spec: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode cluster spec: %w", err)
+	}
+	return buf.Bytes(), nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,27 @@ func TestLoadMissing(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	c, err := Load(filepath.Join("..", "examples", "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	b, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(c, back) {
+		t.Errorf("round trip differs:\n%+v\n%+v\n%s", c, back, b)
+	}
+	if !strings.Contains(string(b), "certificateValidity: 8760h0m0s") {
+		t.Errorf("durations:\n%s", b)
 	}
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -15,7 +18,7 @@ import (
 // per command because urfave/cli keeps parse state in them.
 func clusterFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (" + spec.APIVersion + ", kind " + spec.Kind + "); flags override it"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (" + spec.APIVersion + ", kind " + spec.Kind + "); flags override it (default: OUT/" + spec.FileName + " when it exists)"},
 		&cli.StringFlag{Name: "hosts", Usage: "every etcd host as `NAME=ADDRESS,...` (replaces the spec's host list)"},
 		&cli.StringSliceFlag{Name: "host", Usage: "one etcd host as `NAME=ADDRESS`; repeatable"},
 		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR`: the CA store and one folder per host"},
@@ -92,7 +95,12 @@ func allGroups() []phases.FlagGroup {
 // then defaults, then validation. Warnings go to stderr.
 func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 	cl := &spec.Cluster{}
-	if path := c.String("config"); path != "" {
+	path := c.String("config")
+	if recorded := filepath.Join(c.String("out"), spec.FileName); path == "" && fileExists(recorded) {
+		// The spec init recorded beside the bundles.
+		path = recorded
+	}
+	if path != "" {
 		var err error
 		if cl, err = spec.Load(path); err != nil {
 			return nil, err
@@ -206,4 +214,26 @@ func runnerOptions(c *cli.Context, cl *spec.Cluster) phases.Options {
 		DryRun:  c.Bool("dry-run"),
 		Log:     c.App.Writer,
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// saveCluster records the spec beside the bundles, so that later commands
+// (and a later init) start from what the bundles were made from.
+func saveCluster(c *cli.Context, cl *spec.Cluster) error {
+	if c.Bool("dry-run") || c.String("node") != "" {
+		return nil
+	}
+	b, err := spec.Marshal(cl)
+	if err != nil {
+		return err
+	}
+	out := c.String("out")
+	if _, err := certs.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return certs.WriteFile(filepath.Join(out, spec.FileName), b, 0o644)
 }

@@ -56,6 +56,9 @@ func initCommand() *cli.Command {
 			if err := r.Run(selected); err != nil {
 				return err
 			}
+			if err := saveCluster(c, cl); err != nil {
+				return err
+			}
 			if !c.Bool("dry-run") && c.String("node") == "" {
 				printCopyCommands(c.App.Writer, c.String("out"), cl)
 			}
@@ -153,11 +156,14 @@ func runPhases(ps []phases.Phase) cli.ActionFunc {
 		if c.Args().Present() {
 			return fmt.Errorf("unexpected argument %q", c.Args().First())
 		}
-		r, _, err := newRunner(c)
+		r, cl, err := newRunner(c)
 		if err != nil {
 			return err
 		}
-		return r.Run(ps)
+		if err := r.Run(ps); err != nil {
+			return err
+		}
+		return saveCluster(c, cl)
 	}
 }
 

@@ -101,6 +101,7 @@ func TestRejectsBadInput(t *testing.T) {
 	truncKey := writeFile(t, filepath.Join(inputs, "trunc.key"), string(leafKeyPEM[:len(leafKeyPEM)/2]))
 	unknownField := writeFile(t, filepath.Join(inputs, "unknown.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts:\n- name: etcd01\n  address: 10.0.0.1\n  sans: [x]\n")
 	wrongType := writeFile(t, filepath.Join(inputs, "type.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts: etcd01\n")
+	noHosts := writeFile(t, filepath.Join(inputs, "nohosts.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts: []\n")
 	badSAN := writeFile(t, filepath.Join(inputs, "san.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts:\n- name: etcd01\n  address: 10.0.0.1\n  serverCertSANs: [\"bad name!\"]\n")
 	_ = otherCA
 
@@ -113,7 +114,7 @@ func TestRejectsBadInput(t *testing.T) {
 		{"duplicate addresses", []string{"--hosts", "a=10.0.0.1,b=10.0.0.1"}, `host "b": address "10.0.0.1" is used by host "a" too`},
 		{"address not an IP", []string{"--hosts", "a=etcd-a"}, `host "a": address "etcd-a" is not an IPv4 or IPv6 address`},
 		{"name not a label", []string{"--hosts", "ETCD.1=10.0.0.1"}, `host "ETCD.1": name "ETCD.1" is not a DNS-1123 label`},
-		{"no hosts", []string{}, "hosts: at least one host is required"},
+		{"no hosts", []string{"--config", noHosts}, "hosts: at least one host is required"},
 		{"empty hosts entry", []string{"--hosts", "a=10.0.0.1,"}, "--hosts: hosts \"a=10.0.0.1,\": empty entry"},
 		{"IPv6 zone", []string{"--hosts", "a=fe80::1%eth0"}, `host "a": address "fe80::1%eth0" has a zone`},
 		{"bad extra SAN", []string{"--config", badSAN}, `host "etcd01": serverCertSANs "bad name!" is neither an IP address nor a DNS name`},
