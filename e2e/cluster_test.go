@@ -77,10 +77,11 @@ func TestStoppedMember(t *testing.T) {
 	r := startCluster(t, 3, harness.IPv4)
 	stopped := r.cluster.Members[2]
 	ctx := stepContext(t, 2*time.Minute)
+	begin := time.Now()
 	if err := stopped.Stop(ctx, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("stopped %s: %v", stopped.Name, stopped.ExitError())
+	t.Logf("stopped %s in %s: %v", stopped.Name, time.Since(begin).Round(time.Millisecond), stopped.ExitError())
 
 	checkHealth(t, r, []string{stopped.Name})
 	rest := r.cluster.Endpoints(r.cluster.Members[0].Name, r.cluster.Members[1].Name)
@@ -94,12 +95,14 @@ func TestStoppedMember(t *testing.T) {
 		last = resp.Header.Revision
 	}
 
+	begin = time.Now()
 	if err := stopped.Start(); err != nil {
 		t.Fatal(err)
 	}
 	if err := stopped.WaitReady(ctx); err != nil {
 		t.Fatalf("restarted member: %v", err)
 	}
+	t.Logf("restarted %s from the same manifest and data: ready after %s", stopped.Name, time.Since(begin).Round(time.Millisecond))
 	waitCaughtUp(t, r, stopped, last)
 	checkHealth(t, r, nil)
 }
@@ -133,9 +136,8 @@ func TestLinkCut(t *testing.T) {
 		}
 		last = resp.Header.Revision
 	}
-	if err := r.lab.Health(stepContext(t, 3*time.Second), r.healthcheck(), cut.ClientURL()); err == nil {
-		t.Fatalf("%s answers although its link is down", cut.Name)
-	}
+	// Health must find the cut member unreachable and the others healthy.
+	checkHealth(t, r, []string{cut.Name})
 	if !cut.Running() {
 		t.Fatalf("%s exited while cut off: %v", cut.Name, cut.ExitError())
 	}

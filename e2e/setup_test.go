@@ -43,7 +43,7 @@ func startCluster(t *testing.T, n int, family harness.Family, initFlags ...strin
 // ready and live.
 func (r *run) start(t *testing.T, n int, family harness.Family, initFlags ...string) {
 	t.Helper()
-	hosts := r.lab.Hosts(n, family)
+	hosts := r.lab.Hosts(t, n, family)
 	r.bundle = harness.Init(t, r.tools, hosts, initFlags...)
 	r.cluster = harness.StartCluster(t, r.lab, r.tools, r.bundle)
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -68,9 +67,6 @@ func StartCluster(t testing.TB, lab *Lab, tools Tools, b Bundle) *Cluster {
 	return c
 }
 
-// stopAll kills the members: their data is thrown away, and a graceful
-// stop of every member at once spends seconds on leadership transfers
-// that cannot succeed.
 // metricsRewrite finds the --listen-metrics-urls change, the one worth a log line.
 func metricsRewrite(rw []string) int {
 	for i, r := range rw {
@@ -81,6 +77,9 @@ func metricsRewrite(rw []string) int {
 	return 0
 }
 
+// stopAll kills the members: their data is thrown away, and a graceful
+// stop of every member at once spends seconds on leadership transfers
+// that cannot succeed.
 func (c *Cluster) stopAll(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -154,34 +153,6 @@ func (l *Lab) Client(creds Credentials, endpoints ...string) (*clientv3.Client, 
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	return cli, nil
-}
-
-// healthTimeout bounds one endpoint's health check, as etcdctl's default
-// --command-timeout does.
-const healthTimeout = 5 * time.Second
-
-// Health checks one endpoint as `etcdctl endpoint health` does: a
-// linearizable read must succeed (or be refused only by auth), and no
-// alarm may be raised.
-func (l *Lab) Health(ctx context.Context, creds Credentials, endpoint string) error {
-	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
-	defer cancel()
-	cli, err := l.Client(creds, endpoint)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	if _, err := cli.Get(ctx, "health"); err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
-		return fmt.Errorf("%s: read: %w", endpoint, err)
-	}
-	alarms, err := cli.AlarmList(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: list alarms: %w", endpoint, err)
-	}
-	if len(alarms.Alarms) > 0 {
-		return fmt.Errorf("%s: alarms raised: %v", endpoint, alarms.Alarms)
-	}
-	return nil
 }
 
 // TLSHandshake connects to an https endpoint from the hub, completes the

@@ -168,13 +168,13 @@ func (l *Lab) makeHub(ctx context.Context) error {
 
 // Hosts names n hosts etcd01..etcdNN with addresses that this lab can give
 // them: the HA guide's 10.107.88.15 on, or fd00:e2e::1 on, in namespace
-// mode; 127.a.b.11 on in loopback mode.
-func (l *Lab) Hosts(n int, family Family) []Host {
-	l.t.Helper()
+// mode; 127.a.b.11 on in loopback mode, where IPv6 skips the test.
+func (l *Lab) Hosts(t testing.TB, n int, family Family) []Host {
+	t.Helper()
 	var first netip.Addr
 	switch {
 	case l.mode == ModeLoopback && family == IPv6:
-		l.t.Skip("loopback fallback: only ::1 exists on the loopback device; an IPv6 cluster needs namespace mode")
+		t.Skip("loopback fallback: only ::1 exists on the loopback device; an IPv6 cluster needs namespace mode")
 	case l.mode == ModeLoopback:
 		first = netip.AddrFrom4([4]byte{l.loopbackNet[0], l.loopbackNet[1], l.loopbackNet[2], 11})
 	case family == IPv6:
