@@ -22,6 +22,10 @@ func newApp() *cli.App {
 	var cmds []*cli.Command
 	cmds = append(cmds, initCommand())
 	cmds = append(cmds, clusterCommands()...)
+	cmds = append(cmds, memberCommands()...)
+	cmds = append(cmds, snapshotCommands()...)
+	cmds = append(cmds, certsCommands()...)
+	cmds = append(cmds, upgradeCommands()...)
 	return &cli.App{
 		Name:                 "etcd-staticpod",
 		Usage:                "make and run an external HA etcd cluster as kubelet static Pods",
