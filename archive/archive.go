@@ -91,8 +91,9 @@ func writeTarGz(buf *bytes.Buffer, srcDir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s: %s, not a folder", srcDir, kind(fi.Mode()))
 	}
-	// A zero gzip header (no name, no time) keeps the output reproducible.
-	zw, err := gzip.NewWriterLevel(buf, gzip.BestCompression)
+	// A zero gzip header (no name, no time) keeps the output reproducible;
+	// keys and certificates barely compress, so the fastest level is enough.
+	zw, err := gzip.NewWriterLevel(buf, gzip.BestSpeed)
 	if err != nil {
 		return err
 	}

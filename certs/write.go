@@ -73,12 +73,17 @@ func WriteFiles(files []File) error {
 			order = append(order, d)
 		}
 	}
-	for _, d := range order {
-		if err := syncDir(d); err != nil {
-			return err
-		}
+	// The folders' syncs overlap too, so their journal commits are shared.
+	dirErrs := make([]error, len(order))
+	for i, d := range order {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			dirErrs[i] = syncDir(d)
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(dirErrs...)
 }
 
 func writeTemp(f File) (string, error) {

@@ -68,10 +68,10 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 		return r.ca, nil
 	}
 	certPath, keyPath := r.caPaths()
-	certPEM, err := os.ReadFile(certPath)
+	certPEM, err := r.readFile(certPath)
 	if errors.Is(err, os.ErrNotExist) && !needKey && r.NodeMode() {
 		certPath = r.CertPath(r.Hosts()[0], certs.CA()) + ".crt"
-		certPEM, err = os.ReadFile(certPath)
+		certPEM, err = r.readFile(certPath)
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no etcd CA at %s: run `etcd-staticpod init phase certs etcd-ca` first, or pass --ca-cert and --ca-key", certPath)
@@ -81,7 +81,7 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 	}
 	var keyPEM []byte
 	if needKey {
-		if keyPEM, err = os.ReadFile(keyPath); err != nil {
+		if keyPEM, err = r.readFile(keyPath); err != nil {
 			return nil, fmt.Errorf("read CA key %s: %w", keyPath, err)
 		}
 	}
@@ -144,7 +144,7 @@ func (r *Runner) runCA() error {
 	case keyErr == nil && r.opts.CACert == "" && !r.anyHostCA():
 		// Only an interrupted first run leaves a CA key with no certificate
 		// anywhere: nothing was ever signed, so sign the CA itself now.
-		keyPEM, err := os.ReadFile(keyPath)
+		keyPEM, err := r.readFile(keyPath)
 		if err != nil {
 			return fmt.Errorf("read CA key: %w", err)
 		}
@@ -185,7 +185,7 @@ func (r *Runner) selfSign(key crypto.Signer, certPath string) error {
 // anyHostCA reports whether a host already holds a CA certificate.
 func (r *Runner) anyHostCA() bool {
 	for _, h := range r.opts.Cluster.Hosts {
-		if exists(filepath.Join(r.opts.Out, h.Name, r.opts.Cluster.CertDir, certs.CA().BaseName+".crt")) {
+		if r.exists(filepath.Join(r.opts.Out, h.Name, r.opts.Cluster.CertDir, certs.CA().BaseName+".crt")) {
 			return true
 		}
 	}
@@ -195,13 +195,13 @@ func (r *Runner) anyHostCA() bool {
 // checkHostCAs refuses to replace a host's ca.crt that names another CA.
 func (r *Runner) checkHostCAs() error {
 	certPath, _ := r.caPaths()
-	want, err := os.ReadFile(certPath)
+	want, err := r.readFile(certPath)
 	if err != nil {
 		return nil // a new CA: any host ca.crt would be checked by the leaves
 	}
 	for _, h := range r.Hosts() {
 		path := r.CertPath(h, certs.CA()) + ".crt"
-		have, err := os.ReadFile(path)
+		have, err := r.readFile(path)
 		if err == nil && !certs.SameCert(have, want) {
 			return fmt.Errorf("host %q: %s is not the CA certificate in %s; remove it if the host should move to this CA", h.Name, path, certPath)
 		}
@@ -216,7 +216,7 @@ func (r *Runner) ensureHostCA(h spec.Host) error {
 		return err
 	}
 	path := r.CertPath(h, certs.CA()) + ".crt"
-	have, err := os.ReadFile(path)
+	have, err := r.readFile(path)
 	if err == nil {
 		if !certs.SameCert(have, certs.EncodeCert(ca.Cert)) {
 			return fmt.Errorf("host %q: %s is not the CA certificate in use; remove it if the host should move to this CA", h.Name, path)
@@ -241,8 +241,8 @@ const (
 // inspectLeaf compares an existing certificate and key with the spec.
 func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	base := r.CertPath(h, p)
-	certPEM, certErr := os.ReadFile(base + ".crt")
-	keyPEM, keyErr := os.ReadFile(base + ".key")
+	certPEM, certErr := r.readFile(base + ".crt")
+	keyPEM, keyErr := r.readFile(base + ".key")
 	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
 		return leafMissing, nil
 	}
@@ -288,15 +288,23 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 // caToCreate reports whether the etcd-ca phase will make a new CA.
 func (r *Runner) caToCreate() bool {
 	certPath, keyPath := r.caPaths()
-	if exists(certPath) || exists(keyPath) || r.opts.CACert != "" {
+	if r.exists(certPath) || r.exists(keyPath) || r.opts.CACert != "" {
 		return false
 	}
-	return !r.NodeMode() || !exists(r.CertPath(r.Hosts()[0], certs.CA())+".crt")
+	return !r.NodeMode() || !r.exists(r.CertPath(r.Hosts()[0], certs.CA())+".crt")
 }
 
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// exists reports whether path is on disk or queued to be written.
+func (r *Runner) exists(path string) bool {
+	if _, ok := r.queued(path); ok {
+		return true
+	}
+	return exists(path)
 }
 
 // missingLeaves counts the hosts that need a new p certificate.
@@ -341,7 +349,7 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 		req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
 		var key crypto.Signer
 		if state == leafKeyOnly {
-			keyPEM, err := os.ReadFile(base + ".key")
+			keyPEM, err := r.readFile(base + ".key")
 			if err != nil {
 				return fmt.Errorf("host %q: %w", h.Name, err)
 			}

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
@@ -191,8 +193,8 @@ func (r *Runner) writeControlPlane() error {
 		return err
 	}
 	src := r.CertPath(r.Hosts()[0], client)
-	crt, errCrt := os.ReadFile(src + ".crt")
-	key, errKey := os.ReadFile(src + ".key")
+	crt, errCrt := r.readFile(src + ".crt")
+	key, errKey := r.readFile(src + ".key")
 	if err := errors.Join(errCrt, errKey); err != nil {
 		return fmt.Errorf("the control plane's client certificate: run `etcd-staticpod init phase certs apiserver-etcd-client` first: %w", err)
 	}
@@ -218,7 +220,8 @@ func bundlePhase() Phase {
 		Short: "Pack every host's folder as OUT/NAME.tar.gz and list them in OUT/SHA256SUMS",
 		Long: "Each archive holds the host's folder with its modes, owned by root, to unpack with `tar -C / -xzf NAME.tar.gz` on that host. " +
 			"A host folder that holds a CA key is refused: the CA key never leaves the CA store.",
-		Example: "etcd-staticpod init phase bundle --config cluster.yaml",
+		Example:   "etcd-staticpod init phase bundle --config cluster.yaml",
+		ReadsDisk: true,
 		Run: func(r *Runner) error {
 			if r.NodeMode() {
 				r.Logf("[bundle] Nothing to pack: --node writes in place")
@@ -246,10 +249,20 @@ func bundlePhase() Phase {
 					continue
 				}
 				r.Track(dst)
-				if err := archive.WriteTarGz(dirs[name], dst); err != nil {
+			}
+			if !r.opts.DryRun {
+				// Archives are independent; packing them at once overlaps
+				// their compression and their syncs.
+				errs := make([]error, len(names))
+				var wg sync.WaitGroup
+				for i, name := range names {
+					wg.Go(func() { errs[i] = archive.WriteTarGz(dirs[name], filepath.Join(r.Out(), name+".tar.gz")) })
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
 					return err
 				}
-				r.Logf("[bundle] Wrote %s", dst)
+				r.Logf("[bundle] Wrote %s", strings.Join(archives, ", "))
 			}
 			if r.opts.DryRun {
 				r.Logf("[dry-run] would write %s (0644)", filepath.Join(r.Out(), "SHA256SUMS"))

@@ -38,6 +38,9 @@ type Phase struct {
 	Run  func(r *Runner) error
 	// RunAllChildren adds an `all` subcommand, as kubeadm's certs phase has.
 	RunAllChildren bool
+	// ReadsDisk is set for phases that read earlier phases' output from
+	// disk rather than through the runner; queued files are written first.
+	ReadsDisk bool
 }
 
 // FlagGroup is a set of related settings.
@@ -74,7 +77,7 @@ type Runner struct {
 	opts Options
 	ca   *certs.Authority
 	pool *certs.KeyPool
-	// pending are the files the running phase has queued.
+	// pending are the files queued and not yet written.
 	pending []pendingFile
 	// created lists what this run made, oldest first.
 	created []string
@@ -165,21 +168,50 @@ func (r *Runner) Run(ps []Phase) error {
 		r.pool = certs.NewKeyPool(r.opts.Cluster.EncryptionAlgorithm, keys)
 		defer r.pool.Close()
 	}
+	// Files are queued across phases and written together, so a run that
+	// fails before the end has written nothing, and the writes' syncs
+	// overlap.
 	for _, p := range ps {
 		if p.Run == nil {
 			continue
 		}
-		err := p.Run(r)
-		if err == nil {
+		var err error
+		if p.ReadsDisk {
 			err = r.flush()
 		}
-		r.pending = nil
+		if err == nil {
+			err = p.Run(r)
+		}
 		if err != nil {
+			r.pending = nil
 			r.rollback()
 			return fmt.Errorf("phase %s: %w", p.Name, err)
 		}
 	}
+	if err := r.flush(); err != nil {
+		r.rollback()
+		return err
+	}
 	return nil
+}
+
+// queued returns the data last queued for path.
+func (r *Runner) queued(path string) ([]byte, bool) {
+	for i := len(r.pending) - 1; i >= 0; i-- {
+		if r.pending[i].Path == path {
+			return r.pending[i].Data, true
+		}
+	}
+	return nil, false
+}
+
+// readFile reads what a phase sees at path: the data queued for it, or the
+// file on disk.
+func (r *Runner) readFile(path string) ([]byte, error) {
+	if b, ok := r.queued(path); ok {
+		return b, nil
+	}
+	return os.ReadFile(path)
 }
 
 // Hosts are the hosts this run writes for.
@@ -232,8 +264,8 @@ const (
 )
 
 // WriteFile queues one output file (or, with --dry-run, says it would write
-// it). Queued files are written together, atomically and in order, when the
-// phase ends. Missing parents are created 0755 and the file's own folder
+// it). Queued files are written together, atomically and in order, at the
+// end of the run or before a phase that reads the disk. Missing parents are created 0755 and the file's own folder
 // with dirMode.
 func (r *Runner) WriteFile(path string, data []byte, mode, dirMode os.FileMode) error {
 	if r.opts.DryRun {
