@@ -17,7 +17,7 @@ import (
 
 // binary returns the CLI built from this tree (ETCD_STATICPOD_BIN when make
 // built it already).
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("ETCD_STATICPOD_BIN"); p != "" {
 		return p
