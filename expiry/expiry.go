@@ -1,0 +1,264 @@
+// Package expiry reads the etcd certificates of a bundle folder or of a node
+// and judges how long each has left, the way kubeadm's `certs
+// check-expiration` does, with a threshold for scripts.
+package expiry
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+)
+
+// ControlPlaneHost is the host name given to the bundle's control-plane
+// folder, which holds the first host's apiserver-etcd-client pair.
+const ControlPlaneHost = "control-plane"
+
+// Item is one place a certificate should be.
+type Item struct {
+	// Name is the certificate's name: a leaf profile's (etcd-server, ...)
+	// or etcd-ca.
+	Name string
+	// Host is the host folder it belongs to, ControlPlaneHost, or "" for
+	// the CA store.
+	Host string
+	// Path is the certificate file.
+	Path string
+	// CA marks a CA certificate.
+	CA bool
+	// CAKey is where the key of the CA that signs it (its own, for a CA)
+	// lives. Without that key here the certificate cannot be renewed here:
+	// kubeadm calls it externally managed.
+	CAKey string
+}
+
+// Bundle lists where a bundle folder keeps certificates: the CA store, each
+// host's folder and, when it exists, the control-plane folder.
+func Bundle(out string, hosts []string, certDir, controlPlaneCertDir string) []Item {
+	caKey := filepath.Join(out, "pki", "etcd", "ca.key")
+	items := []Item{{Name: certs.CA().Name, Path: filepath.Join(out, "pki", "etcd", "ca.crt"), CA: true, CAKey: caKey}}
+	for _, h := range hosts {
+		items = append(items, hostItems(filepath.Join(out, h), h, certDir, caKey)...)
+	}
+	cp := filepath.Join(out, ControlPlaneHost)
+	if fi, err := os.Stat(cp); err == nil && fi.IsDir() {
+		client, _ := certs.Leaf("apiserver-etcd-client")
+		items = append(items,
+			Item{Name: certs.CA().Name, Host: ControlPlaneHost, Path: certFile(cp, controlPlaneCertDir, certs.CA()), CA: true, CAKey: caKey},
+			Item{Name: client.Name, Host: ControlPlaneHost, Path: certFile(cp, controlPlaneCertDir, client), CAKey: caKey},
+		)
+	}
+	return items
+}
+
+// Node lists the certificates of one etcd host whose filesystem root is
+// root. The CA key is normally not on a node, so they are usually
+// externally managed there.
+func Node(root, host, certDir string) []Item {
+	return hostItems(root, host, certDir, filepath.Join(root, certDir, certs.CA().BaseName+".key"))
+}
+
+func hostItems(root, host, certDir, caKey string) []Item {
+	items := []Item{{Name: certs.CA().Name, Host: host, Path: certFile(root, certDir, certs.CA()), CA: true, CAKey: caKey}}
+	for _, p := range certs.Leaves() {
+		items = append(items, Item{Name: p.Name, Host: host, Path: certFile(root, certDir, p), CAKey: caKey})
+	}
+	return items
+}
+
+func certFile(root, certDir string, p certs.Profile) string {
+	return filepath.Join(root, certDir, p.BaseName+".crt")
+}
+
+// Entry is what was found for one item, judged at one instant.
+type Entry struct {
+	Item
+	// Cert is nil when the file is missing or unreadable.
+	Cert *x509.Certificate
+	// Missing is set when there is no file.
+	Missing bool
+	// Err says why an existing file could not be read as a certificate.
+	Err error
+	// ExternallyManaged is set when the signing CA's key is not here.
+	ExternallyManaged bool
+	// Residual is the time left, to the second; negative once expired.
+	Residual time.Duration
+	// Expired is set once NotAfter has passed.
+	Expired bool
+}
+
+// Read reads every item and judges it at now.
+func Read(items []Item, now time.Time) []Entry {
+	out := make([]Entry, 0, len(items))
+	for _, it := range items {
+		e := Entry{Item: it}
+		if it.CAKey != "" {
+			_, err := os.Stat(it.CAKey)
+			e.ExternallyManaged = err != nil
+		}
+		data, err := os.ReadFile(it.Path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			e.Missing = true
+		case err != nil:
+			e.Err = err
+		default:
+			if e.Cert, err = certs.ParseCert(data); err != nil {
+				e.Err = fmt.Errorf("%s: %w", it.Path, err)
+			}
+		}
+		if e.Cert != nil {
+			// As kubeadm: whole seconds left.
+			e.Residual = e.Cert.NotAfter.Sub(now).Truncate(time.Second)
+			e.Expired = !now.Before(e.Cert.NotAfter)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Due reports whether the entry needs attention before within has passed:
+// it is missing, expired, or expires within it. An unreadable file is not
+// due: it is an error of its own.
+func (e Entry) Due(within time.Duration) bool {
+	if e.Missing {
+		return true
+	}
+	return e.Cert != nil && (e.Expired || e.Residual < within)
+}
+
+// Label names the entry for people: HOST/NAME, or NAME in the CA store.
+func (e Entry) Label() string {
+	if e.Host == "" {
+		return e.Name
+	}
+	return e.Host + "/" + e.Name
+}
+
+// Issuer is the common name of the CA that signed the certificate; "" for
+// a CA, a missing or an unreadable file.
+func (e Entry) Issuer() string {
+	if e.Cert == nil || e.CA {
+		return ""
+	}
+	return e.Cert.Issuer.CommonName
+}
+
+// Split separates leaves from CAs, keeping the order.
+func Split(entries []Entry) (leaves, authorities []Entry) {
+	for _, e := range entries {
+		if e.CA {
+			authorities = append(authorities, e)
+		} else {
+			leaves = append(leaves, e)
+		}
+	}
+	return leaves, authorities
+}
+
+// ResidualTime is kubeadm's RESIDUAL TIME: "364d", "9y", "23h", and
+// "<invalid>" once expired.
+func ResidualTime(d time.Duration) string {
+	return duration.HumanDuration(d.Truncate(time.Second))
+}
+
+// Expires is kubeadm's EXPIRES: "Nov 22, 2027 03:09 UTC".
+func Expires(t time.Time) string {
+	return t.UTC().Format("Jan 02, 2006 15:04 MST")
+}
+
+// Serial prints a serial number as openssl's -serial does: upper-case hex.
+func Serial(n *big.Int) string {
+	if n == nil {
+		return ""
+	}
+	return strings.ToUpper(n.Text(16))
+}
+
+// ParseWithin reads a threshold: a Go duration such as 720h, or whole days
+// such as 30d.
+func ParseWithin(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 32)
+		if err != nil {
+			return 0, errors.New("not a duration such as 720h or 30d")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("not a duration such as 720h or 30d")
+	}
+	if d < 0 {
+		return 0, errors.New("must not be negative")
+	}
+	return d, nil
+}
+
+// Row is an entry as -o json and -o yaml print it. The field names are part
+// of the command-line interface and stay stable.
+type Row struct {
+	Name string `json:"name"`
+	// Host is the host folder, "control-plane", or "" for the CA store.
+	Host string `json:"host"`
+	Path string `json:"path"`
+	// NotAfter is RFC 3339 in UTC; "" when there is no certificate.
+	NotAfter string `json:"notAfter"`
+	// Residual is the time left as a Go duration ("8759h55m0s"), negative
+	// once expired; ResidualSeconds is the same in seconds.
+	Residual        string `json:"residual"`
+	ResidualSeconds int64  `json:"residualSeconds"`
+	// Authority is the CN of the signing CA; "" for a CA.
+	Authority         string `json:"authority"`
+	ExternallyManaged bool   `json:"externallyManaged"`
+	Serial            string `json:"serial"`
+	Expired           bool   `json:"expired"`
+	Missing           bool   `json:"missing"`
+	// Due is set when a threshold was given and the certificate is missing,
+	// expired or expires within it.
+	Due   bool   `json:"due"`
+	Error string `json:"error"`
+}
+
+// Document is the whole -o json / -o yaml output.
+type Document struct {
+	Certificates           []Row `json:"certificates"`
+	CertificateAuthorities []Row `json:"certificateAuthorities"`
+}
+
+// Rows turns entries into the printed document; within < 0 means no
+// threshold was given.
+func Rows(entries []Entry, within time.Duration) Document {
+	doc := Document{Certificates: []Row{}, CertificateAuthorities: []Row{}}
+	for _, e := range entries {
+		r := Row{
+			Name: e.Name, Host: e.Host, Path: e.Path, Authority: e.Issuer(),
+			ExternallyManaged: e.ExternallyManaged, Expired: e.Expired, Missing: e.Missing,
+			Due: within >= 0 && e.Due(within),
+		}
+		if e.Err != nil {
+			r.Error = e.Err.Error()
+		}
+		if e.Cert != nil {
+			r.NotAfter = e.Cert.NotAfter.UTC().Format(time.RFC3339)
+			r.Residual = e.Residual.String()
+			r.ResidualSeconds = int64(e.Residual / time.Second)
+			r.Serial = Serial(e.Cert.SerialNumber)
+		}
+		if e.CA {
+			doc.CertificateAuthorities = append(doc.CertificateAuthorities, r)
+		} else {
+			doc.Certificates = append(doc.Certificates, r)
+		}
+	}
+	return doc
+}
