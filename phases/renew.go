@@ -1,0 +1,204 @@
+package phases
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+)
+
+// Renewal is one certificate that Renew replaced (or, with DryRun, would
+// replace).
+type Renewal struct {
+	// Name is the certificate's profile name, such as etcd-server.
+	Name string
+	Host string
+	// Path is the certificate file; its key is beside it, as .key.
+	Path string
+	// Old is the certificate replaced; nil when there was none or it could
+	// not be read.
+	Old *x509.Certificate
+	// New is the certificate written; nil with DryRun.
+	New *x509.Certificate
+	// NotAfter is when the new certificate expires (with DryRun too).
+	NotAfter time.Time
+}
+
+// Renew gives every host of the run a new key and a new certificate for
+// each profile, signed by the CA in use and built from the current spec:
+// unlike kubeadm, which copies the old certificate's SANs, a SAN added to
+// the spec is in the new certificate. The existing leaf is not consulted,
+// only reported. The CA is never written. Each host's ca.crt must be that
+// CA, so a host never gets a certificate it would not trust.
+//
+// In bundle mode (no Root) the control-plane folder's copy of the first
+// host's apiserver-etcd-client pair follows that pair, and the archives and
+// SHA256SUMS are packed again. Files are written as init writes them: all
+// at the end, each atomically, keys before their certificates.
+func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
+	if len(profiles) == 0 {
+		return nil, errors.New("no certificate to renew")
+	}
+	var done []Renewal
+	var ps []Phase
+	for _, p := range profiles {
+		ps = append(ps, Phase{
+			Name:  p.Name,
+			Check: func(r *Runner) error { return r.checkRenew() },
+			Keys: func(r *Runner) int {
+				if r.opts.DryRun {
+					return 0
+				}
+				return len(r.Hosts())
+			},
+			Run: func(r *Runner) error {
+				renewed, err := r.renewLeaf(p)
+				done = append(done, renewed...)
+				return err
+			},
+		})
+	}
+	ps = append(ps,
+		Phase{Name: controlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(done) }},
+		Phase{Name: "bundle", ReadsDisk: true, Run: func(r *Runner) error { return r.repack() }},
+	)
+	if err := r.Run(ps); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// checkRenew needs the CA key, and every host to trust that CA.
+func (r *Runner) checkRenew() error {
+	ca, err := r.authority(true)
+	if err != nil {
+		return err
+	}
+	want := certs.EncodeCert(ca.Cert)
+	for _, h := range r.Hosts() {
+		path := r.CertPath(h, certs.CA()) + ".crt"
+		have, err := r.readFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("host %q: no %s: renew replaces certificates of a host made by init; run `etcd-staticpod init` for it first", h.Name, path)
+		}
+		if err != nil {
+			return fmt.Errorf("host %q: %w", h.Name, err)
+		}
+		if !certs.SameCert(have, want) {
+			certPath, _ := r.caPaths()
+			return fmt.Errorf("host %q: %s is not the CA certificate %s; a certificate from this CA would not be trusted there", h.Name, path, certPath)
+		}
+	}
+	return nil
+}
+
+// renewLeaf queues a new key, then its certificate, for every host.
+func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
+	c := r.Cluster()
+	ca, err := r.authority(true)
+	if err != nil {
+		return nil, err
+	}
+	var done []Renewal
+	for _, h := range r.Hosts() {
+		base := r.CertPath(h, p)
+		rn := Renewal{Name: p.Name, Host: h.Name, Path: base + ".crt", NotAfter: r.now().Add(c.CertificateValidity.Duration).UTC()}
+		if old, err := r.readFile(base + ".crt"); err == nil {
+			if rn.Old, err = certs.ParseCert(old); err != nil {
+				r.Logf("[renew] warning: %s.crt cannot be read (%v); replacing it", base, err)
+			}
+		}
+		if rn.NotAfter.After(ca.Cert.NotAfter) {
+			r.Logf("[renew] warning: the CA expires on %s, before the new %s certificate of %s; renew the CA before then", ca.Cert.NotAfter.UTC().Format(time.RFC3339), p.Name, h.Name)
+		}
+		if r.opts.DryRun {
+			r.Logf("[dry-run] would renew %s for %s (key and certificate), valid until %s", p.Name, h.Name, rn.NotAfter.Format(time.RFC3339))
+			done = append(done, rn)
+			continue
+		}
+		key, err := r.pool.Key(c.EncryptionAlgorithm)
+		if err != nil {
+			return done, fmt.Errorf("generate %s key: %w", p.Name, err)
+		}
+		keyPEM, err := certs.EncodeKey(key)
+		if err != nil {
+			return done, err
+		}
+		req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
+		if rn.New, err = ca.Issue(req, key.Public(), r.now()); err != nil {
+			return done, err
+		}
+		rn.NotAfter = rn.New.NotAfter
+		// The key first: a run killed between the two leaves the new key
+		// with no matching certificate, which init then certifies.
+		if err := r.WriteFile(base+".key", keyPEM, modeKey, modeDir); err != nil {
+			return done, err
+		}
+		if err := r.WriteFile(base+".crt", certs.EncodeCert(rn.New), modeFile, modeDir); err != nil {
+			return done, err
+		}
+		r.Logf("[renew] Renewed %s for %s: valid until %s", p.Name, h.Name, rn.NotAfter.Format(time.RFC3339))
+		done = append(done, rn)
+	}
+	return done, nil
+}
+
+// renewControlPlane refreshes the control plane's copy of the first host's
+// apiserver-etcd-client pair when that pair was renewed.
+func (r *Runner) renewControlPlane(done []Renewal) error {
+	client, _ := certs.Leaf("apiserver-etcd-client")
+	first := r.Cluster().Hosts[0]
+	if r.opts.Root != "" || !slices.ContainsFunc(done, func(rn Renewal) bool { return rn.Name == client.Name && rn.Host == first.Name }) {
+		return nil
+	}
+	root := filepath.Join(r.Out(), controlPlaneDir)
+	if _, err := os.Stat(root); err != nil {
+		return nil // no control-plane folder to keep up to date
+	}
+	src := r.CertPath(first, client)
+	dst := filepath.Join(root, r.Cluster().ControlPlane.CertDir, client.BaseName)
+	if r.opts.DryRun {
+		r.Logf("[dry-run] would write %s.key (0600) and %s.crt (0644), copies of %s's new pair", dst, dst, first.Name)
+		return nil
+	}
+	for _, f := range []struct {
+		ext  string
+		mode os.FileMode
+	}{{".key", modeKey}, {".crt", modeFile}} {
+		data, err := r.readFile(src + f.ext)
+		if err != nil {
+			return fmt.Errorf("the control plane's client certificate: %w", err)
+		}
+		if err := r.WriteFile(dst+f.ext, data, f.mode, modeDir); err != nil {
+			return err
+		}
+	}
+	r.Logf("[renew] Copied %s's new %s pair to %s", first.Name, client.Name, dst)
+	return nil
+}
+
+// repack packs every host's archive and SHA256SUMS again in bundle mode.
+// With --node the other hosts' archives are packed too: SHA256SUMS lists
+// them all, and the same folder gives the same bytes.
+func (r *Runner) repack() error {
+	if r.opts.Root != "" {
+		return nil
+	}
+	for _, h := range r.Cluster().Hosts {
+		if _, err := os.Stat(filepath.Join(r.Out(), h.Name)); err != nil {
+			r.Logf("[bundle] Not packing the archives again: %s has no folder in %s; run `etcd-staticpod init phase bundle` once it has", h.Name, r.Out())
+			return nil
+		}
+	}
+	whole := &Runner{opts: r.opts, ca: r.ca}
+	whole.opts.Node = ""
+	err := bundlePhase().Run(whole)
+	// A failed run takes back what the pack made, as init does.
+	r.created = append(r.created, whole.created...)
+	return err
+}

@@ -1,0 +1,396 @@
+package phases
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// renewLater is when the tests renew: 300 days after init, within the
+// year the first certificates are valid for.
+var renewLater = fixedNow.Add(300 * 24 * time.Hour)
+
+func withECDSA(c *spec.Cluster) { c.EncryptionAlgorithm = "ECDSA-P256" }
+
+// snapshot reads every regular file below dir.
+func snapshot(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		files[rel], err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// changed lists the files that differ between two snapshots.
+func changed(before, after map[string][]byte) []string {
+	var out []string
+	for p, b := range after {
+		if !bytes.Equal(before[p], b) {
+			out = append(out, p)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			out = append(out, p+" (removed)")
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func renew(t *testing.T, opts Options, names ...string) ([]Renewal, string) {
+	t.Helper()
+	var log bytes.Buffer
+	opts.Log = &log
+	opts.Now = func() time.Time { return renewLater }
+	r, err := NewRunner(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []certs.Profile
+	for _, n := range names {
+		p, ok := certs.Leaf(n)
+		if !ok {
+			t.Fatalf("no profile %s", n)
+		}
+		ps = append(ps, p)
+	}
+	done, err := r.Renew(ps)
+	if err != nil {
+		t.Fatalf("renew: %v\n%s", err, log.String())
+	}
+	if strings.Contains(log.String(), "PRIVATE KEY") {
+		t.Error("renewal printed a key")
+	}
+	return done, log.String()
+}
+
+var allLeaves = []string{"etcd-server", "etcd-peer", "etcd-healthcheck-client", "apiserver-etcd-client"}
+
+// TestRenewAllHosts: every host gets a new key and certificate for every
+// profile, from the same CA, with a SAN added to the spec since init; the
+// CA store stays as it was; the control plane's copy and the archives
+// follow.
+func TestRenewAllHosts(t *testing.T) {
+	out := t.TempDir()
+	runAll(t, Options{Cluster: guideCluster(t, withECDSA), Out: out})
+	before := snapshot(t, out)
+	ca := readCert(t, filepath.Join(out, "pki/etcd/ca.crt"))
+
+	c := guideCluster(t, withECDSA, func(c *spec.Cluster) {
+		c.Hosts[0].ServerCertSANs = []string{"etcd01.example.internal", "10.107.88.99"}
+	})
+	done, log := renew(t, Options{Cluster: c, Out: out}, allLeaves...)
+	after := snapshot(t, out)
+
+	if len(done) != 12 {
+		t.Fatalf("%d renewals, want 4 certificates × 3 hosts", len(done))
+	}
+	for _, rn := range done {
+		p, _ := certs.Leaf(rn.Name)
+		h, _ := c.Host(rn.Host)
+		base := strings.TrimSuffix(rn.Path, ".crt")
+		if rn.Path != filepath.Join(out, rn.Host, "etc/kubernetes/pki", p.BaseName+".crt") {
+			t.Errorf("%s/%s: path %s", rn.Host, rn.Name, rn.Path)
+		}
+		if rn.Old == nil || rn.New == nil || rn.Old.SerialNumber.Cmp(rn.New.SerialNumber) == 0 {
+			t.Fatalf("%s/%s: old %v new %v", rn.Host, rn.Name, rn.Old, rn.New)
+		}
+		cert := readCert(t, rn.Path)
+		if !cert.Equal(rn.New) {
+			t.Errorf("%s: not the certificate reported", rn.Path)
+		}
+		if err := cert.CheckSignatureFrom(ca); err != nil {
+			t.Errorf("%s: not signed by the CA: %v", rn.Path, err)
+		}
+		if !cert.NotAfter.Equal(renewLater.Add(365*24*time.Hour).UTC().Truncate(time.Second)) || !rn.NotAfter.Equal(cert.NotAfter) {
+			t.Errorf("%s: NotAfter %s", rn.Path, cert.NotAfter)
+		}
+		rel, _ := filepath.Rel(out, base+".key")
+		if bytes.Equal(before[rel], after[rel]) {
+			t.Errorf("%s: key not replaced", rel)
+		}
+		checkKeyFile(t, base+".key", cert, "ECDSA-P256")
+		checkMode(t, base+".key", 0o600)
+		checkMode(t, rn.Path, 0o644)
+		if cert.Subject.CommonName != p.CommonName(h) || !slices.Equal(cert.ExtKeyUsage, p.Usages) || !bytes.Equal(cert.AuthorityKeyId, ca.SubjectKeyId) {
+			t.Errorf("%s: subject %s, usages %v, AKI %x: not the %s profile from this CA", rn.Path, cert.Subject, cert.ExtKeyUsage, cert.AuthorityKeyId, p.Name)
+		}
+		checkCritical(t, cert)
+	}
+	server := readCert(t, filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/server.crt"))
+	if !slices.Contains(server.DNSNames, "etcd01.example.internal") || !slices.ContainsFunc(server.IPAddresses, func(ip net.IP) bool { return ip.String() == "10.107.88.99" }) {
+		t.Errorf("the SANs added to the spec are not in etcd01's server certificate: %v %v", server.DNSNames, server.IPAddresses)
+	}
+	if peer := readCert(t, filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/peer.crt")); slices.Contains(peer.DNSNames, "etcd01.example.internal") {
+		t.Errorf("a server SAN went into the peer certificate")
+	}
+	for _, f := range []string{"pki/etcd/ca.crt", "pki/etcd/ca.key", "etcd01/etc/kubernetes/pki/etcd/ca.crt", "etcd01/etc/kubernetes/manifests/etcd.yaml", "control-plane/etc/kubernetes/pki/etcd/ca.crt", "kubeadm-config.yaml"} {
+		if !bytes.Equal(before[f], after[f]) {
+			t.Errorf("%s changed", f)
+		}
+	}
+	for _, ext := range []string{".crt", ".key"} {
+		cp := "control-plane/etc/kubernetes/pki/apiserver-etcd-client" + ext
+		if !bytes.Equal(after[cp], after["etcd01/etc/kubernetes/pki/apiserver-etcd-client"+ext]) || bytes.Equal(after[cp], before[cp]) {
+			t.Errorf("%s is not etcd01's new pair", cp)
+		}
+	}
+	checkMode(t, filepath.Join(out, "control-plane/etc/kubernetes/pki/apiserver-etcd-client.key"), 0o600)
+	for _, name := range []string{"etcd01", "etcd02", "etcd03", "control-plane"} {
+		if bytes.Equal(before[name+".tar.gz"], after[name+".tar.gz"]) {
+			t.Errorf("%s.tar.gz was not packed again", name)
+		}
+		checkArchive(t, filepath.Join(out, name+".tar.gz"), filepath.Join(out, name))
+	}
+	checkSums(t, out, after)
+	if !strings.Contains(log, "[renew] Renewed etcd-server for etcd02") || !strings.Contains(log, "[bundle] Wrote") {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+// checkSums: SHA256SUMS names every archive with its current digest.
+func checkSums(t *testing.T, out string, files map[string][]byte) {
+	t.Helper()
+	var names []string
+	for p := range files {
+		if strings.HasSuffix(p, ".tar.gz") {
+			names = append(names, p)
+		}
+	}
+	slices.Sort(names)
+	dir := t.TempDir()
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), files[n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := archive.WriteSHA256Sums(dir, names); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(dir, archive.SumsFile))
+	if !bytes.Equal(files[archive.SumsFile], want) {
+		t.Errorf("SHA256SUMS:\n%s\nwant\n%s", files[archive.SumsFile], want)
+	}
+}
+
+// TestRenewOneNode: with --node only that host's certificates change, its
+// archive and SHA256SUMS with them; the other archives are the same bytes.
+func TestRenewOneNode(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA)
+	runAll(t, Options{Cluster: c, Out: out})
+	before := snapshot(t, out)
+	done, _ := renew(t, Options{Cluster: c, Out: out, Node: "etcd02"}, allLeaves...)
+	if len(done) != 4 {
+		t.Fatalf("%d renewals, want 4", len(done))
+	}
+	want := []string{"SHA256SUMS", "etcd02.tar.gz"}
+	for _, p := range []string{"etcd/server", "etcd/peer", "etcd/healthcheck-client", "apiserver-etcd-client"} {
+		for _, ext := range []string{".crt", ".key"} {
+			want = append(want, "etcd02/etc/kubernetes/pki/"+p+ext)
+		}
+	}
+	slices.Sort(want)
+	after := snapshot(t, out)
+	if got := changed(before, after); !slices.Equal(got, want) {
+		t.Errorf("changed:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	checkSums(t, out, after)
+}
+
+// TestRenewOneCertificate: one profile changes, on every host; the control
+// plane's copy follows the first host's apiserver-etcd-client only.
+func TestRenewOneCertificate(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA)
+	runAll(t, Options{Cluster: c, Out: out}, "bundle")
+	before := snapshot(t, out)
+	renew(t, Options{Cluster: c, Out: out}, "etcd-peer")
+	after := snapshot(t, out)
+	for _, p := range changed(before, after) {
+		if !strings.HasSuffix(p, "/etcd/peer.crt") && !strings.HasSuffix(p, "/etcd/peer.key") && !strings.HasSuffix(p, ".tar.gz") && p != "SHA256SUMS" {
+			t.Errorf("%s changed by renewing etcd-peer", p)
+		}
+	}
+	const cpKey = "control-plane/etc/kubernetes/pki/apiserver-etcd-client.key"
+	renew(t, Options{Cluster: c, Out: out, Node: "etcd02"}, "apiserver-etcd-client")
+	if now := snapshot(t, out); !bytes.Equal(now[cpKey], before[cpKey]) {
+		t.Errorf("renewing etcd02's apiserver-etcd-client changed the control plane's copy of etcd01's")
+	}
+	renew(t, Options{Cluster: c, Out: out, Node: "etcd01"}, "apiserver-etcd-client")
+	now := snapshot(t, out)
+	if bytes.Equal(now[cpKey], before[cpKey]) || !bytes.Equal(now[cpKey], now["etcd01/etc/kubernetes/pki/apiserver-etcd-client.key"]) {
+		t.Errorf("the control plane's copy does not follow etcd01's renewed apiserver-etcd-client")
+	}
+}
+
+// TestRenewOnNode: with --root the node's files are replaced in place, with
+// the CA key from --ca-cert/--ca-key or the CA store; nothing is packed and
+// the bundle folder stays as it was.
+func TestRenewOnNode(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA)
+	runAll(t, Options{Cluster: c, Out: out})
+	for _, tc := range []struct {
+		name string
+		opts func(root string) Options
+	}{
+		{"CA store", func(root string) Options { return Options{Cluster: c, Out: out, Node: "etcd03", Root: root} }},
+		{"CA flags", func(root string) Options {
+			return Options{Cluster: c, Out: t.TempDir(), Node: "etcd03", Root: root,
+				CACert: filepath.Join(out, "pki/etcd/ca.crt"), CAKey: filepath.Join(out, "pki/etcd/ca.key")}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.CopyFS(root, os.DirFS(filepath.Join(out, "etcd03"))); err != nil {
+				t.Fatal(err)
+			}
+			bundleBefore, nodeBefore := snapshot(t, out), snapshot(t, root)
+			opts := tc.opts(root)
+			done, log := renew(t, opts, allLeaves...)
+			if len(done) != 4 {
+				t.Fatalf("%d renewals", len(done))
+			}
+			for _, rn := range done {
+				if !strings.HasPrefix(rn.Path, root+"/etc/kubernetes/pki/") || rn.Host != "etcd03" {
+					t.Errorf("renewed %s for %s", rn.Path, rn.Host)
+				}
+				checkMode(t, strings.TrimSuffix(rn.Path, ".crt")+".key", 0o600)
+			}
+			if got := changed(bundleBefore, snapshot(t, out)); len(got) > 0 {
+				t.Errorf("node mode changed the bundle folder: %v", got)
+			}
+			if got := changed(nodeBefore, snapshot(t, root)); len(got) != 8 {
+				t.Errorf("node mode changed %v, want the 4 pairs", got)
+			}
+			if entries, _ := os.ReadDir(opts.Out); opts.Out != out && len(entries) > 0 {
+				t.Errorf("node mode wrote into --out: %v", entries)
+			}
+			if strings.Contains(log, "[bundle]") {
+				t.Errorf("node mode packed archives:\n%s", log)
+			}
+		})
+	}
+}
+
+func TestRenewDryRun(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA)
+	runAll(t, Options{Cluster: c, Out: out})
+	before := snapshot(t, out)
+	done, log := renew(t, Options{Cluster: c, Out: out, DryRun: true}, allLeaves...)
+	if got := changed(before, snapshot(t, out)); len(got) > 0 {
+		t.Errorf("dry run changed %v", got)
+	}
+	if len(done) != 12 {
+		t.Fatalf("%d renewals", len(done))
+	}
+	for _, rn := range done {
+		if rn.Old == nil || rn.New != nil || !rn.NotAfter.Equal(renewLater.Add(8760*time.Hour).UTC()) {
+			t.Errorf("dry run %s/%s: old %v new %v until %s", rn.Host, rn.Name, rn.Old != nil, rn.New != nil, rn.NotAfter)
+		}
+	}
+	for _, want := range []string{"[dry-run] would renew etcd-peer for etcd03", "control-plane/etc/kubernetes/pki/apiserver-etcd-client.key (0600)", "etcd02.tar.gz", "SHA256SUMS"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("dry run log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestRenewMissingCertificate: a certificate that is gone is issued again,
+// with nothing to report as the old one.
+func TestRenewMissingCertificate(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA)
+	runAll(t, Options{Cluster: c, Out: out}, "bundle")
+	base := filepath.Join(out, "etcd03/etc/kubernetes/pki/etcd/healthcheck-client")
+	for _, ext := range []string{".crt", ".key"} {
+		if err := os.Remove(base + ext); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, _ := renew(t, Options{Cluster: c, Out: out, Node: "etcd03"}, "etcd-healthcheck-client")
+	if len(done) != 1 || done[0].Old != nil || done[0].New == nil {
+		t.Fatalf("renewals: %+v", done)
+	}
+	checkKeyFile(t, base+".key", readCert(t, base+".crt"), "ECDSA-P256")
+}
+
+// TestRenewRefuses: without the CA key, for a host that trusts another CA,
+// or for a host init never made, nothing is written.
+func TestRenewRefuses(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA)
+	runAll(t, Options{Cluster: c, Out: out})
+	other, err := certs.NewAuthority("ECDSA-P256", time.Hour*24*365, fixedNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(otherCA, certs.EncodeCert(other.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := certs.EncodeKey(other.Key)
+	otherKey := filepath.Join(t.TempDir(), "ca.key")
+	if err := os.WriteFile(otherKey, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	server, _ := certs.Leaf("etcd-server")
+	for _, tc := range []struct {
+		name string
+		opts Options
+		prep func(t *testing.T)
+		want string
+	}{
+		{"no CA key", Options{Cluster: c, Out: out}, func(t *testing.T) {
+			if err := os.Rename(filepath.Join(out, "pki/etcd/ca.key"), filepath.Join(out, "ca.key.away")); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.Rename(filepath.Join(out, "ca.key.away"), filepath.Join(out, "pki/etcd/ca.key")) })
+		}, "read CA key"},
+		{"another CA", Options{Cluster: c, Out: out, CACert: otherCA, CAKey: otherKey}, func(*testing.T) {},
+			`host "etcd01": ` + filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/ca.crt") + " is not the CA certificate " + otherCA},
+		{"host never made", Options{Cluster: c, Out: out, Node: "etcd02"}, func(t *testing.T) {
+			if err := os.Rename(filepath.Join(out, "etcd02"), filepath.Join(out, "etcd02.away")); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.Rename(filepath.Join(out, "etcd02.away"), filepath.Join(out, "etcd02")) })
+		}, `host "etcd02": no ` + filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/ca.crt")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.prep(t)
+			before := snapshot(t, out)
+			r, err := NewRunner(tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.Renew([]certs.Profile{server})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			if got := changed(before, snapshot(t, out)); len(got) > 0 {
+				t.Errorf("a refused renewal changed %v", got)
+			}
+		})
+	}
+}
