@@ -1,6 +1,7 @@
 # Tools the tests need are built here from the Go module proxy.
 BIN      := $(CURDIR)/.bin
 ETCD_MOD := tools/etcd.mod
+ETCD_NEXT_MOD := tools/etcd-next.mod
 KUBEADM_MOD := tools/kubeadm.mod
 GO       ?= go
 
@@ -22,6 +23,13 @@ $(BIN)/etcdctl: $(ETCD_MOD)
 $(BIN)/etcdutl: $(ETCD_MOD)
 	cd tools && $(GO) build -mod=mod -modfile=etcd.mod -o $(BIN)/etcdutl go.etcd.io/etcd/etcdutl/v3
 
+# The release the upgrade tests go to, beside the one our manifests name.
+.PHONY: etcd-next
+etcd-next: $(BIN)/etcd-3.6.16
+
+$(BIN)/etcd-3.6.16: $(ETCD_NEXT_MOD)
+	cd tools && $(GO) build -mod=mod -modfile=etcd-next.mod -o $(BIN)/etcd-3.6.16 go.etcd.io/etcd/server/v3
+
 # kubeadm at the release our files reproduce. Its version is normally stamped
 # by its release scripts; without it kubeadm reports v0.0.0-master and picks
 # other defaults (kubernetesVersion, etcd image), so stamp it here.
@@ -40,8 +48,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint etcd kubeadm build
-	ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod KUBEADM_BIN=$(BIN)/kubeadm \
+test: lint etcd etcd-next kubeadm build
+	ETCD_BIN=$(BIN)/etcd ETCD_NEXT_BIN=$(BIN)/etcd-3.6.16 ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod KUBEADM_BIN=$(BIN)/kubeadm \
 		$(GO) test -race -count=1 -timeout 40m ./...
 
 test-unit:

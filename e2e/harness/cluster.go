@@ -23,10 +23,18 @@ import (
 
 // Cluster is the members of one bundle, running in a lab.
 type Cluster struct {
-	Lab     *Lab
-	Bundle  Bundle
+	Lab    *Lab
+	Bundle Bundle
+	// Members may be read freely by the test; AddMember and RemoveMember
+	// change it under mu, which the kubelet emulation reads it under.
 	Members []*Member
 	started time.Time
+	t       testing.TB
+	tools   Tools
+
+	mu sync.Mutex
+	// removed members still show their logs when the test fails.
+	removed []*Member
 }
 
 // StartCluster wires every host of the bundle into the lab and starts its
@@ -37,7 +45,7 @@ func StartCluster(t testing.TB, lab *Lab, tools Tools, b Bundle) *Cluster {
 	if err := lab.Wire(b.Hosts); err != nil {
 		t.Fatalf("wire hosts: %v", err)
 	}
-	c := &Cluster{Lab: lab, Bundle: b}
+	c := &Cluster{Lab: lab, Bundle: b, t: t, tools: tools}
 	scratch := t.TempDir()
 	for _, h := range b.Hosts {
 		hn, err := lab.host(h.Name)
@@ -48,7 +56,7 @@ func StartCluster(t testing.TB, lab *Lab, tools Tools, b Bundle) *Cluster {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		m, err := newMember(lab, hn, b.HostRoot(h.Name), tools.Etcd, dir)
+		m, err := newMember(lab, hn, b.HostRoot(h.Name), tools, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +92,7 @@ func (c *Cluster) stopAll(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, m := range c.Members {
+	for _, m := range c.members() {
 		wg.Go(func() {
 			if err := m.Kill(ctx); err != nil {
 				t.Errorf("cleanup: %v", err)
@@ -93,10 +101,72 @@ func (c *Cluster) stopAll(t testing.TB) {
 	}
 	wg.Wait()
 	if t.Failed() {
-		for _, m := range c.Members {
+		for _, m := range append(c.members(), c.removed...) {
 			t.Logf("log of %s (last 40 lines):\n%s", m.Name, m.LogTail(40))
 		}
 	}
+}
+
+// members is a copy of Members, safe beside AddMember and RemoveMember.
+func (c *Cluster) members() []*Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.Members)
+}
+
+// AddMember wires one more host into the running lab (its namespace and
+// its link into the hub) and starts a member from the host's folder in the
+// bundle, which the CLI must have written already. It does not wait for
+// the member to be ready; WaitReady on the member does.
+func (c *Cluster) AddMember(t testing.TB, h Host) *Member {
+	t.Helper()
+	if c.Member(h.Name) != nil {
+		t.Fatalf("add member: %s is a member already", h.Name)
+	}
+	if err := c.Lab.Wire([]Host{h}); err != nil {
+		t.Fatalf("add member: wire %s: %v", h.Name, err)
+	}
+	hn, err := c.Lab.host(h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), h.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMember(c.Lab, hn, c.Bundle.HostRoot(h.Name), c.tools, dir)
+	if err != nil {
+		t.Fatalf("add member: %v", err)
+	}
+	c.mu.Lock()
+	c.Members = append(c.Members, m)
+	c.Bundle.Hosts = append(c.Bundle.Hosts, h)
+	c.mu.Unlock()
+	if err := m.Start(); err != nil {
+		t.Fatalf("add member: %v", err)
+	}
+	return m
+}
+
+// RemoveMember stops the named member gracefully and forgets it: it is no
+// longer in Members, in Endpoints or watched by the kubelet emulation.
+// Its host stays wired, with no etcd running.
+func (c *Cluster) RemoveMember(t testing.TB, name string) {
+	t.Helper()
+	m := c.Member(name)
+	if m == nil {
+		t.Fatalf("remove member: %s is not a member", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Stop(ctx, 10*time.Second); err != nil {
+		t.Fatalf("remove member: %v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Members = slices.DeleteFunc(c.Members, func(o *Member) bool { return o == m })
+	c.Bundle.Hosts = slices.DeleteFunc(c.Bundle.Hosts, func(h Host) bool { return h.Name == name })
+	c.removed = append(c.removed, m)
 }
 
 // WaitReady waits for every member's probes and returns the time since the

@@ -153,3 +153,58 @@ func TestAddressing(t *testing.T) {
 		t.Error("ownerPID claims a foreign namespace")
 	}
 }
+
+func TestEtcdByImageTag(t *testing.T) {
+	v, err := parseEtcdVersion("etcd Version: 3.6.16\nGit SHA: Not provided\nGo Version: go1.26.8\n")
+	if err != nil || v != "3.6.16" {
+		t.Fatalf("parseEtcdVersion: %q %v", v, err)
+	}
+	if _, err := parseEtcdVersion("etcdctl version: 3.6.8\n"); err == nil {
+		t.Error("parseEtcdVersion accepted etcdctl's output")
+	}
+	tools := Tools{EtcdByTag: map[string]string{"3.6.8-0": "/bin/etcd-a", "3.6.16-0": "/bin/etcd-b"}}
+	for image, want := range map[string]string{
+		"registry.k8s.io/etcd:3.6.8-0":         "/bin/etcd-a",
+		"mirror.example:5000/etcd:3.6.16-0":    "/bin/etcd-b",
+		"mirror.example:5000/k8s/etcd:3.6.8-0": "/bin/etcd-a",
+	} {
+		if got, err := tools.EtcdFor(image); err != nil || got != want {
+			t.Errorf("EtcdFor(%s) = %q, %v; want %s", image, got, err, want)
+		}
+	}
+	for _, image := range []string{"registry.k8s.io/etcd:3.5.21-0", "mirror.example:5000/etcd", "registry.k8s.io/etcd@sha256:00"} {
+		if got, err := tools.EtcdFor(image); err == nil {
+			t.Errorf("EtcdFor(%s) = %s, want an error", image, got)
+		} else {
+			t.Logf("%s: %v", image, err)
+		}
+	}
+}
+
+func TestNextHost(t *testing.T) {
+	l := &Lab{mode: ModeLoopback, loopbackNet: [3]byte{127, 9, 9}, hosts: map[string]*hostNet{}}
+	hosts := l.Hosts(t, 3, IPv4)
+	if got := l.NextHost(t, "etcd04"); got != (Host{"etcd04", "127.9.9.14"}) {
+		t.Errorf("NextHost after %v = %v", hosts, got)
+	}
+	if got := l.NextHost(t, "etcd05"); got.Address != "127.9.9.15" {
+		t.Errorf("second NextHost = %v", got)
+	}
+	empty := &Lab{mode: ModeNamespace, hosts: map[string]*hostNet{}}
+	if got := empty.NextHost(t, "etcd01"); got.Address != "10.107.88.15" {
+		t.Errorf("NextHost of an empty lab = %v", got)
+	}
+}
+
+func TestDataDir(t *testing.T) {
+	p, root := testPlan(t)
+	m := &Member{run: &runSpec{plan: p}}
+	if got, want := m.DataDir(), filepath.Join(root, "/var/lib/etcd"); got != want {
+		t.Errorf("DataDir = %s, want %s", got, want)
+	}
+	i := slices.Index(p.container.Command, "--data-dir=/var/lib/etcd")
+	p.container.Command[i] = "--data-dir=/var/lib/etcd/member-data"
+	if got, want := m.DataDir(), filepath.Join(root, "/var/lib/etcd/member-data"); got != want {
+		t.Errorf("DataDir below the mount = %s, want %s", got, want)
+	}
+}

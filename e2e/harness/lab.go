@@ -85,6 +85,8 @@ type Lab struct {
 	hubAddrs map[netip.Prefix]netip.Addr
 	// links counts the hosts wired so far; it numbers namespaces and links.
 	links int
+	// issued are the addresses Hosts and NextHost handed out, wired or not.
+	issued []netip.Addr
 }
 
 // Bridge and link names inside the hub namespace; names only need to be
@@ -184,11 +186,51 @@ func (l *Lab) Hosts(t testing.TB, n int, family Family) []Host {
 	}
 	hosts := make([]Host, n)
 	a := first
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for i := range hosts {
 		hosts[i] = Host{Name: fmt.Sprintf("etcd%02d", i+1), Address: a.String()}
+		l.issued = append(l.issued, a)
 		a = a.Next()
 	}
 	return hosts
+}
+
+// NextHost names one more host with the next free address after every
+// address the lab has handed out or wired, in the same subnet: the host a
+// scale-out adds. Without earlier hosts it starts where Hosts would (IPv4).
+func (l *Lab) NextHost(t testing.TB, name string) Host {
+	t.Helper()
+	l.mu.Lock()
+	var last netip.Addr
+	taken := map[string]bool{}
+	for _, a := range l.issued {
+		if !last.IsValid() || last.Less(a) {
+			last = a
+		}
+	}
+	for _, h := range l.hosts {
+		taken[h.Name] = true
+		if !last.IsValid() || last.Less(h.addr) {
+			last = h.addr
+		}
+	}
+	l.mu.Unlock()
+	if taken[name] {
+		t.Fatalf("host %s is wired already", name)
+	}
+	if !last.IsValid() {
+		return l.Hosts(t, 1, IPv4)[0]
+	}
+	next := last.Next()
+	p := subnetOf(last)
+	if !p.Contains(next) || next == lastAddr(p) {
+		t.Fatalf("no free host address left in %s after %s", p, last)
+	}
+	l.mu.Lock()
+	l.issued = append(l.issued, next)
+	l.mu.Unlock()
+	return Host{Name: name, Address: next.String()}
 }
 
 // subnetOf is the on-link prefix a host address gets: /24 or /64.

@@ -30,24 +30,35 @@ const bundleRoot = "/etc/kubernetes"
 // budget still bounds the wait, only the steps are shorter.
 const probePoll = 200 * time.Millisecond
 
-// Member is one host's etcd, run from its static Pod manifest.
+// Member is one host's etcd, run from its static Pod manifest. Like
+// kubelet, it reads the manifest again at every start, so a rewritten
+// manifest takes effect at the next start.
 type Member struct {
-	Name string
-	lab  *Lab
-	net  *hostNet
-	pod  *corev1.Pod
-	plan *podPlan
-	// probes holds the container's probes; a nil entry is an absent probe.
-	probes map[ProbeKind]*probeTarget
-	// script prepares the mount namespace (namespace mode only).
-	script string
+	Name     string
+	lab      *Lab
+	net      *hostNet
+	tools    Tools
+	hostRoot string
 	// dir holds the host's filesystem outside the bundle, the mount stage
 	// and the log.
 	dir     string
 	logPath string
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// run is what the manifest said at the last start (or at creation).
+	run  *runSpec
 	proc *process
+}
+
+// runSpec is one reading of the manifest and the run planned from it.
+type runSpec struct {
+	manifest []byte
+	pod      *corev1.Pod
+	plan     *podPlan
+	// probes holds the container's probes; a nil entry is an absent probe.
+	probes map[ProbeKind]*probeTarget
+	// script prepares the mount namespace (namespace mode only).
+	script string
 }
 
 // process is one run of the member's etcd.
@@ -58,56 +69,98 @@ type process struct {
 }
 
 // newMember reads the host's manifest from its bundle and plans the run.
-func newMember(lab *Lab, hn *hostNet, hostRoot, etcdBin, dir string) (*Member, error) {
-	pod, err := LoadPod(filepath.Join(hostRoot, ManifestPath))
+func newMember(lab *Lab, hn *hostNet, hostRoot string, tools Tools, dir string) (*Member, error) {
+	m := &Member{Name: hn.Name, lab: lab, net: hn, tools: tools, hostRoot: hostRoot, dir: dir, logPath: filepath.Join(dir, "etcd.log")}
+	if lab.mode == ModeNamespace {
+		if err := os.MkdirAll(m.stage(), 0o700); err != nil {
+			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
+		}
+	}
+	run, err := m.load()
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{Name: hn.Name, lab: lab, net: hn, pod: pod, dir: dir, logPath: filepath.Join(dir, "etcd.log")}
-	hostFS := func(p string) string {
-		p = path.Clean(p)
-		if p == bundleRoot || strings.HasPrefix(p, bundleRoot+"/") {
-			return filepath.Join(hostRoot, p)
-		}
-		return filepath.Join(dir, "rootfs", p)
-	}
-	if m.plan, err = planPod(pod, etcdBin, hostFS); err != nil {
-		return nil, fmt.Errorf("host %s: %w", hn.Name, err)
-	}
-	loopbackHost := ""
-	if lab.mode == ModeLoopback {
-		if err := m.plan.rewriteForLoopback(hn.Address); err != nil {
-			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
-		}
-		loopbackHost = hn.Address
-	} else {
-		stage := filepath.Join(dir, "stage")
-		if err := os.MkdirAll(stage, 0o700); err != nil {
-			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
-		}
-		if m.script, err = m.plan.mountScript(stage); err != nil {
-			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
-		}
-	}
-	c := m.plan.container
-	m.probes = map[ProbeKind]*probeTarget{}
-	for kind, p := range map[ProbeKind]*corev1.Probe{Startup: c.StartupProbe, Readiness: c.ReadinessProbe, Liveness: c.LivenessProbe} {
-		if m.probes[kind], err = resolveProbe(kind, p, c, hn.Address, loopbackHost); err != nil {
-			return nil, fmt.Errorf("host %s: %w", hn.Name, err)
-		}
-	}
+	m.run = run
 	return m, nil
 }
 
-// Pod is the manifest the member runs.
-func (m *Member) Pod() *corev1.Pod { return m.pod }
+func (m *Member) stage() string { return filepath.Join(m.dir, "stage") }
+
+// ManifestFile is the host's etcd.yaml on this machine, in its bundle.
+func (m *Member) ManifestFile() string { return filepath.Join(m.hostRoot, ManifestPath) }
+
+// load reads the manifest and plans the process kubelet would start for it.
+func (m *Member) load() (*runSpec, error) {
+	data, err := os.ReadFile(m.ManifestFile())
+	if err != nil {
+		return nil, fmt.Errorf("host %s: read static Pod manifest: %w", m.Name, err)
+	}
+	pod, err := parsePod(m.ManifestFile(), data)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", m.Name, err)
+	}
+	r := &runSpec{manifest: data, pod: pod}
+	c, err := etcdContainer(pod)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", m.Name, err)
+	}
+	bin, err := m.tools.EtcdFor(c.Image)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", m.Name, err)
+	}
+	hostFS := func(p string) string {
+		p = path.Clean(p)
+		if p == bundleRoot || strings.HasPrefix(p, bundleRoot+"/") {
+			return filepath.Join(m.hostRoot, p)
+		}
+		return filepath.Join(m.dir, "rootfs", p)
+	}
+	if r.plan, err = planPod(pod, bin, hostFS); err != nil {
+		return nil, fmt.Errorf("host %s: %w", m.Name, err)
+	}
+	loopbackHost := ""
+	if m.lab.mode == ModeLoopback {
+		if err := r.plan.rewriteForLoopback(m.net.Address); err != nil {
+			return nil, fmt.Errorf("host %s: %w", m.Name, err)
+		}
+		loopbackHost = m.net.Address
+	} else if r.script, err = r.plan.mountScript(m.stage()); err != nil {
+		return nil, fmt.Errorf("host %s: %w", m.Name, err)
+	}
+	c = r.plan.container
+	r.probes = map[ProbeKind]*probeTarget{}
+	for kind, p := range map[ProbeKind]*corev1.Probe{Startup: c.StartupProbe, Readiness: c.ReadinessProbe, Liveness: c.LivenessProbe} {
+		if r.probes[kind], err = resolveProbe(kind, p, c, m.net.Address, loopbackHost); err != nil {
+			return nil, fmt.Errorf("host %s: %w", m.Name, err)
+		}
+	}
+	return r, nil
+}
+
+func (m *Member) spec() *runSpec {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.run
+}
+
+// Pod is the manifest the member runs (or last ran).
+func (m *Member) Pod() *corev1.Pod { return m.spec().pod }
+
+// Manifest is the content of the manifest the member runs (or last ran).
+func (m *Member) Manifest() []byte { return m.spec().manifest }
+
+// Image is the etcd container's image in the manifest the member runs.
+func (m *Member) Image() string { return m.spec().plan.container.Image }
+
+// Binary is the etcd binary the member runs, chosen by its image tag.
+func (m *Member) Binary() string { return m.spec().plan.argv[0] }
 
 // Rewrites lists the argument changes made in loopback mode.
-func (m *Member) Rewrites() []string { return m.plan.rewrites }
+func (m *Member) Rewrites() []string { return m.spec().plan.rewrites }
 
 // Flag returns the value of --name=value in the manifest's command.
 func (m *Member) Flag(name string) string {
-	for _, a := range m.plan.container.Command {
+	for _, a := range m.spec().plan.container.Command {
 		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
 			return v
 		}
@@ -121,28 +174,55 @@ func (m *Member) ClientURL() string {
 	return u
 }
 
+// DataDir is where the member's --data-dir (the manifest's data hostPath,
+// /var/lib/etcd) lives on this machine. Swap its content only while the
+// member is stopped.
+func (m *Member) DataDir() string {
+	r := m.spec()
+	dataDir := path.Clean(m.Flag("data-dir"))
+	var best *bind
+	for i, b := range r.plan.binds {
+		if (dataDir == b.target || strings.HasPrefix(dataDir, b.target+"/")) && (best == nil || len(b.target) > len(best.target)) {
+			best = &r.plan.binds[i]
+		}
+	}
+	if best == nil {
+		// Not on a volume: the container's own filesystem, which the
+		// harness does not isolate; say where etcd would write.
+		return dataDir
+	}
+	return filepath.Join(best.source, strings.TrimPrefix(dataDir, best.target))
+}
+
 // Start runs etcd as kubelet would run the container: in the host's network
 // namespace, in a private mount namespace showing the hostPath volumes at
 // their mount paths.
+// The manifest is read again first; an unreadable one is an error and
+// nothing starts.
 func (m *Member) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.proc != nil && !m.proc.exited() {
 		return fmt.Errorf("member %s is running already", m.Name)
 	}
+	r, err := m.load()
+	if err != nil {
+		return err
+	}
+	m.run = r
 	var cmd *exec.Cmd
 	if m.lab.mode == ModeNamespace {
-		args := []string{"netns", "exec", m.net.ns.Name, "unshare", "--mount", "--propagation", "private", "sh", "-c", m.script, "etcd-" + m.Name}
-		cmd = exec.Command("ip", append(args, m.plan.argv...)...)
+		args := []string{"netns", "exec", m.net.ns.Name, "unshare", "--mount", "--propagation", "private", "sh", "-c", r.script, "etcd-" + m.Name}
+		cmd = exec.Command("ip", append(args, r.plan.argv...)...)
 	} else {
-		cmd = exec.Command(m.plan.argv[0], m.plan.argv[1:]...)
+		cmd = exec.Command(r.plan.argv[0], r.plan.argv[1:]...)
 	}
-	cmd.Env = m.plan.env
+	cmd.Env = r.plan.env
 	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("member %s: open log: %w", m.Name, err)
 	}
-	fmt.Fprintf(logf, "==== %s start\n", time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(logf, "==== %s start %s\n", time.Now().Format(time.RFC3339Nano), r.plan.container.Image)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so that a stop reaches every process of the
 	// member; and death with the test binary, should it be killed.
@@ -208,6 +288,15 @@ func (m *Member) Stop(ctx context.Context, grace time.Duration) error {
 	}
 }
 
+// Restart stops the member (SIGTERM, SIGKILL after grace) and starts it
+// again from its manifest as it is now.
+func (m *Member) Restart(ctx context.Context, grace time.Duration) error {
+	if err := m.Stop(ctx, grace); err != nil {
+		return err
+	}
+	return m.Start()
+}
+
 // Kill ends the member at once with SIGKILL, as a crash or power loss
 // would, and returns when the process is gone.
 func (m *Member) Kill(ctx context.Context) error {
@@ -239,7 +328,7 @@ func (m *Member) WaitReady(ctx context.Context) error {
 
 // Probe runs one attempt of a probe from inside the host's network.
 func (m *Member) Probe(ctx context.Context, kind ProbeKind) error {
-	p := m.probes[kind]
+	p := m.spec().probes[kind]
 	if p == nil {
 		return fmt.Errorf("member %s: the Pod has no %s probe", m.Name, kind)
 	}
@@ -247,7 +336,7 @@ func (m *Member) Probe(ctx context.Context, kind ProbeKind) error {
 }
 
 func (m *Member) waitProbe(ctx context.Context, kind ProbeKind) error {
-	p := m.probes[kind]
+	p := m.spec().probes[kind]
 	if p == nil {
 		return nil // kubelet treats an absent probe as passing
 	}
@@ -289,9 +378,10 @@ func (m *Member) CheckIsolation() error {
 	if p == nil || p.exited() {
 		return fmt.Errorf("member %s is not running", m.Name)
 	}
+	plan := m.spec().plan
 	proc := fmt.Sprintf("/proc/%d", p.cmd.Process.Pid)
-	if exe, err := os.Readlink(proc + "/exe"); err != nil || exe != m.plan.argv[0] {
-		return fmt.Errorf("member %s: process runs %q (%v), want %s", m.Name, exe, err, m.plan.argv[0])
+	if exe, err := os.Readlink(proc + "/exe"); err != nil || exe != plan.argv[0] {
+		return fmt.Errorf("member %s: process runs %q (%v), want %s", m.Name, exe, err, plan.argv[0])
 	}
 	same, err := sameFile(proc+"/ns/net", m.net.ns.path())
 	if err != nil || !same {
@@ -310,12 +400,12 @@ func (m *Member) CheckIsolation() error {
 			mountPoints[f[4]] = true
 		}
 	}
-	for _, b := range m.plan.binds {
+	for _, b := range plan.binds {
 		if !mountPoints[b.target] {
 			return fmt.Errorf("member %s: %s is not a mount point in etcd's mount namespace", m.Name, b.target)
 		}
 	}
-	for _, missing := range m.plan.missing {
+	for _, missing := range plan.missing {
 		if _, err := os.Lstat(missing); err == nil {
 			return fmt.Errorf("member %s: %s appeared on this machine", m.Name, missing)
 		}

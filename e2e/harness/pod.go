@@ -22,6 +22,11 @@ func LoadPod(file string) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read static Pod manifest: %w", err)
 	}
+	return parsePod(file, data)
+}
+
+// parsePod decodes the manifest read from file, as LoadPod does.
+func parsePod(file string, data []byte) (*corev1.Pod, error) {
 	var pod corev1.Pod
 	if err := yaml.UnmarshalStrict(data, &pod); err != nil {
 		return nil, fmt.Errorf("parse static Pod manifest %s: %w", file, err)
