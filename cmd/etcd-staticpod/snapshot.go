@@ -1,6 +1,641 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
 
 // snapshotCommands are the commands that save and restore snapshots.
-func snapshotCommands() []*cli.Command { return nil }
+func snapshotCommands() []*cli.Command {
+	return []*cli.Command{{
+		Name:     "snapshot",
+		Category: "running cluster",
+		Usage:    "save the cluster's data to a file, check such a file, or restore it as a new cluster",
+		Description: `A snapshot is a point-in-time copy of the whole key space, taken from one member
+over the client API (etcd's Maintenance.Snapshot). It is the backup of the cluster:
+it holds every Secret of the Kubernetes cluster, so it is written with mode 0600.`,
+		Subcommands: []*cli.Command{snapshotSaveCommand(), snapshotStatusCommand(), snapshotRestoreCommand()},
+	}}
+}
+
+func snapshotSaveCommand() *cli.Command {
+	flags := append(connectionFlags(),
+		&cli.StringFlag{Name: "endpoint", Usage: "save from this client `URL`, one of the cluster's, instead of the healthiest member"})
+	return &cli.Command{
+		Name:      "save",
+		Usage:     "stream a snapshot from the healthiest member into FILE and verify it",
+		UsageText: "etcd-staticpod snapshot save FILE [--endpoint URL] " + connectUsage,
+		Description: `Finds the cluster as health does, asks every member at once for its health and
+status, and saves from the best one: healthy first, then the highest raft applied
+index (the most recent data), then a follower rather than the leader. --endpoint
+names the member instead; it is used even when unhealthy, which is how data is
+rescued from a cluster that lost its quorum. When no member is healthy the most
+recent one that answers is used, with a note on stderr.
+
+The snapshot streams straight into a temp file beside FILE (mode 0600), and only
+when the stream has ended with a SHA-256 digest that matches the data does the
+temp file replace FILE: a broken or damaged transfer leaves FILE as it was. The
+file is then read back and checked as a restore checks it: the digest etcd
+appends, and bbolt's consistency check of every page. A progress bar goes to
+stderr when stderr is a terminal.
+
+Output: the member saved from, revision, number of keys, size and the file's
+SHA-256 (what sha256sum prints). -o json (or yaml) prints {"path", "endpoint",
+"member", "revision", "totalKeys", "size", "sha256", "storageVersion", "hash",
+"took"}.
+
+` + findingTheCluster + `
+
+Exit status: 0 when FILE holds a verified snapshot, 1 when the cluster gave none
+or it failed verification, 2 for a bad flag, FILE in a missing folder, or
+unreadable local files.
+
+Examples:
+  # on an etcd host: its own certificates and manifest
+  etcd-staticpod snapshot save /var/backups/etcd-$(date +%F).db
+
+  # from the machine that ran init
+  etcd-staticpod snapshot save ./etcd.db --bundle ./etcd-bundles/etcd01
+
+  # from one given member, JSON for scripts
+  etcd-staticpod snapshot save ./etcd.db --bundle ./etcd-bundles/etcd01 \
+    --endpoint https://10.107.88.16:2379 -o json`,
+		Flags:        flags,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Action: func(c *cli.Context) error {
+			c, err := trailingFlags(c)
+			if err != nil {
+				return err
+			}
+			file, err := oneFileArg(c)
+			if err != nil {
+				return err
+			}
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			if c.IsSet("endpoint") && strings.TrimSpace(c.String("endpoint")) == "" {
+				return badArgs(fmt.Errorf("--endpoint %q: must not be empty", c.String("endpoint")))
+			}
+			// Before contacting anyone: a missing folder is a typo.
+			if err := snapshot.CheckPath(file); err != nil {
+				return badArgs(err)
+			}
+			t, err := resolveTarget(c)
+			if err != nil {
+				return err
+			}
+			bar := newProgressBar(c.App.ErrWriter)
+			res, err := snapshot.Save(c.Context, snapshot.SaveOptions{
+				Target:   t,
+				Endpoint: strings.TrimSpace(c.String("endpoint")),
+				Path:     file,
+				Progress: bar.update,
+			})
+			bar.finish()
+			if err != nil {
+				var ie *snapshot.InputError
+				if errors.As(err, &ie) {
+					return badArgs(err)
+				}
+				return clusterError(err)
+			}
+			for _, n := range res.Notes {
+				fmt.Fprintln(c.App.ErrWriter, "note:", n)
+			}
+			return printSaved(c.App.Writer, format, res)
+		},
+	}
+}
+
+func snapshotStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "verify a snapshot file and show its revision, keys, size and SHA-256",
+		UsageText: "etcd-staticpod snapshot status FILE [-o table|json|yaml]",
+		Description: `Checks FILE offline, as a restore will: the SHA-256 digest etcd appends to a
+snapshot must match the data before it, and bbolt's consistency check must pass
+on every page. Nothing is written.
+
+Output as for snapshot save, without the member. Exit status: 0 when the file is
+a sound snapshot, 1 when it is damaged or not a snapshot, 2 for a bad flag or an
+unreadable file.
+
+Examples:
+  etcd-staticpod snapshot status ./etcd.db
+  etcd-staticpod snapshot status ./etcd.db -o json | jq -r .sha256`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Action: func(c *cli.Context) error {
+			c, err := trailingFlags(c)
+			if err != nil {
+				return err
+			}
+			file, err := oneFileArg(c)
+			if err != nil {
+				return err
+			}
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			info, err := snapshot.Verify(file)
+			if err != nil {
+				var ie *snapshot.IntegrityError
+				if errors.As(err, &ie) {
+					return clusterError(err)
+				}
+				return badArgs(err)
+			}
+			return printSaved(c.App.Writer, format, &snapshot.SaveResult{Info: *info})
+		},
+	}
+}
+
+func snapshotRestoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restore",
+		Usage:     "make every member's data folder from one snapshot, for a new cluster of the same hosts",
+		UsageText: "etcd-staticpod snapshot restore FILE [--out DIR | --config FILE] [--node NAME [--root DIR]] [--token TOKEN] [--bump-revision N] [-o table|json|yaml]",
+		Description: `Verifies FILE, then, for every host of the cluster spec (DIR/` + spec.FileName + ` or --config),
+restores a data folder from it with the member's name and peer URLs, the whole
+initial cluster and a NEW cluster token, so that the restored members form a new
+cluster (new cluster and member IDs) that no old member can rejoin. The flags come
+from each host's static Pod manifest in its host folder, which is what etcd will
+run with, or from the spec when the folder has none.
+
+Each folder is written beside the member's data folder in the host folder:
+DIR/NAME/var/lib/etcd.restore-TOKEN, which is /var/lib/etcd.restore-TOKEN on
+the host. --node NAME --root / writes one host's folder on the node itself.
+Nothing is overwritten: an existing folder of that name is an error, and a failed
+run removes what it wrote.
+
+Then it prints the exact sequence for static Pods: stop etcd on EVERY host first
+(move the manifest out of /etc/kubernetes/manifests, wait until the container is
+gone), then on each host move the old data folder aside and the restored one into
+place, then move the manifests back. Every member must be restored from the same
+snapshot with the same token; a node restore therefore needs --token.
+
+--bump-revision N raises the revision by N and marks it compacted, as etcdutl
+does, so that watchers such as kube-apiserver's never see the revision go back
+and list afresh; 1000000000 is the usual choice for a Kubernetes cluster.
+
+Output: -o json (or yaml) prints {"token", "clusterID", "initialCluster",
+"snapshot", "members": [{"name", "id", "address", "peerURLs", "dataDir",
+"restoreDir", "asideDir", "written", "source", "copy", "stop", "swap", "start"}]},
+where stop, swap and start are shell commands to run as root on the host.
+
+Exit status: 0 when every folder was written, 1 when writing failed (nothing is
+left behind), 2 for a bad flag, a damaged snapshot, or a folder in the way.
+
+Examples:
+  # every host's folder, in the bundles init wrote
+  etcd-staticpod snapshot restore ./etcd.db --out ./etcd-bundles
+
+  # on the node etcd02 itself, with the token the first restore printed
+  etcd-staticpod snapshot restore /root/etcd.db --config cluster.yaml --node etcd02 --root / --token 3f9ac0d2e1b4
+
+  # for a Kubernetes cluster's etcd
+  etcd-staticpod snapshot restore ./etcd.db --out ./etcd-bundles --bump-revision 1000000000`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init: its " + spec.FileName + " and host folders"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + spec.FileName + ")", TakesFile: true},
+			&cli.StringFlag{Name: "node", Usage: "restore only this host `NAME`"},
+			&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR` instead of OUT/NAME, such as / on the node", TakesFile: true},
+			&cli.StringFlag{Name: "token", Usage: "new cluster `TOKEN` (default: a random one, printed)"},
+			&cli.StringFlag{Name: "bump-revision", Usage: "raise the restored revision by `N` and mark it compacted"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Action: func(c *cli.Context) error {
+			c, err := trailingFlags(c)
+			if err != nil {
+				return err
+			}
+			file, err := oneFileArg(c)
+			if err != nil {
+				return err
+			}
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			for _, name := range []string{"out", "config", "node", "root", "token", "bump-revision"} {
+				if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
+					return badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
+				}
+			}
+			var bump uint64
+			if c.IsSet("bump-revision") {
+				if bump, err = strconv.ParseUint(c.String("bump-revision"), 10, 63); err != nil || bump == 0 {
+					return badArgs(fmt.Errorf("--bump-revision %q: want a positive whole number such as 1000000000", c.String("bump-revision")))
+				}
+			}
+			cl, err := loadRestoreSpec(c)
+			if err != nil {
+				return badArgs(err)
+			}
+			res, err := snapshot.Restore(snapshot.RestoreOptions{
+				Cluster:      cl,
+				Snapshot:     file,
+				Out:          c.String("out"),
+				Node:         c.String("node"),
+				Root:         c.String("root"),
+				Token:        c.String("token"),
+				RevisionBump: bump,
+			})
+			if err != nil {
+				var ie *snapshot.InputError
+				if errors.As(err, &ie) {
+					return badArgs(err)
+				}
+				return clusterError(err)
+			}
+			return printRestored(c.App.Writer, format, res, c.String("out"), c.String("root"), file)
+		},
+	}
+}
+
+// trailingFlags lets flags follow FILE, as in `snapshot save FILE --bundle
+// DIR`: urfave/cli stops reading flags at the first argument. It parses
+// the arguments again, the flags given before them keeping their values,
+// and returns a context whose arguments are the remaining ones.
+func trailingFlags(c *cli.Context) (*cli.Context, error) {
+	if c.NArg() < 2 {
+		return c, nil
+	}
+	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	var strs []*cli.StringFlag
+	for _, f := range c.Command.Flags {
+		sf, ok := f.(*cli.StringFlag)
+		if !ok {
+			continue
+		}
+		strs = append(strs, sf)
+		if err := sf.Apply(set); err != nil {
+			return nil, badArgs(err)
+		}
+		if c.IsSet(sf.Name) {
+			if err := set.Set(sf.Name, c.String(sf.Name)); err != nil {
+				return nil, badArgs(err)
+			}
+		}
+	}
+	args := c.Args().Slice()
+	var positional []string
+	for len(args) > 0 {
+		if err := set.Parse(args); err != nil {
+			return nil, badArgs(err)
+		}
+		args = set.Args()
+		if len(args) > 0 {
+			positional = append(positional, args[0])
+			args = args[1:]
+		}
+	}
+	// An alias given after FILE (-o) sets its flag's every name, as
+	// urfave/cli does for flags before it.
+	for _, sf := range strs {
+		var value *string
+		set.Visit(func(f *flag.Flag) {
+			if slices.Contains(sf.Names(), f.Name) {
+				v := f.Value.String()
+				value = &v
+			}
+		})
+		if value != nil {
+			for _, n := range sf.Names() {
+				_ = set.Set(n, *value)
+			}
+		}
+	}
+	if err := set.Parse(append([]string{"--"}, positional...)); err != nil {
+		return nil, badArgs(err)
+	}
+	nc := cli.NewContext(c.App, set, c.Lineage()[1])
+	nc.Command, nc.Context = c.Command, c.Context
+	return nc, nil
+}
+
+// oneFileArg is the command's single FILE argument.
+func oneFileArg(c *cli.Context) (string, error) {
+	switch c.NArg() {
+	case 0:
+		return "", badArgs(fmt.Errorf("FILE: missing; usage: %s", c.Command.UsageText))
+	case 1:
+	default:
+		return "", badArgs(fmt.Errorf("unexpected argument %q: %s takes one FILE", c.Args().Get(1), c.Command.FullName()))
+	}
+	file := c.Args().First()
+	if strings.TrimSpace(file) == "" {
+		return "", badArgs(fmt.Errorf("FILE %q: must not be empty", file))
+	}
+	return file, nil
+}
+
+func outputFormat(c *cli.Context) (string, error) {
+	if _, err := newPrinter(c.String("output"), io.Discard); err != nil {
+		return "", badArgs(err)
+	}
+	return c.String("output"), nil
+}
+
+// resolveTarget checks the connection flags as the cluster commands do and
+// finds the cluster.
+func resolveTarget(c *cli.Context) (*etcdops.Target, error) {
+	timeout, err := time.ParseDuration(c.String("timeout"))
+	if err != nil {
+		return nil, badArgs(fmt.Errorf("--timeout %q: not a duration such as 5s", c.String("timeout")))
+	}
+	if timeout <= 0 {
+		return nil, badArgs(fmt.Errorf("--timeout %q: must be positive", c.String("timeout")))
+	}
+	if c.IsSet("bundle") && c.IsSet("root") {
+		return nil, badArgs(fmt.Errorf("--root %q: give --bundle or --root, not both", c.String("root")))
+	}
+	for _, name := range []string{"bundle", "root", "cacert", "cert", "key", "identity"} {
+		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
+			return nil, badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
+		}
+	}
+	var endpoints []string
+	if c.IsSet("endpoints") {
+		endpoints = []string{c.String("endpoints")}
+	}
+	t, err := etcdops.Resolve(c.Context, etcdops.Options{
+		Endpoints: endpoints,
+		CACert:    c.String("cacert"),
+		Cert:      c.String("cert"),
+		Key:       c.String("key"),
+		Bundle:    c.String("bundle"),
+		Root:      c.String("root"),
+		Identity:  c.String("identity"),
+		Timeout:   timeout,
+	})
+	if err != nil {
+		return nil, badArgs(err)
+	}
+	for _, n := range t.Notes {
+		fmt.Fprintln(c.App.ErrWriter, "note:", n)
+	}
+	return t, nil
+}
+
+// loadRestoreSpec reads --config, else OUT/cluster.yaml, defaulted and
+// validated.
+func loadRestoreSpec(c *cli.Context) (*spec.Cluster, error) {
+	file := c.String("config")
+	if file == "" {
+		file = filepath.Join(c.String("out"), spec.FileName)
+		if _, err := os.Stat(file); err != nil {
+			return nil, fmt.Errorf("--out %q: no %s there (%v); give the bundle folder init wrote, or --config", c.String("out"), spec.FileName, unwrapPathError(err))
+		}
+	}
+	cl, err := spec.Load(file)
+	if err != nil {
+		return nil, fmt.Errorf("--config %q: %w", file, unwrapPathError(errors.Unwrap(err)))
+	}
+	cl.SetDefaults()
+	warnings, err := cl.Validate()
+	if err != nil {
+		return nil, fmt.Errorf("--config %q: %w", file, err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+	}
+	return cl, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// savedDoc is the JSON and YAML document of snapshot save and status; its
+// field names are part of the command-line interface.
+type savedDoc struct {
+	Path           string `json:"path"`
+	Endpoint       string `json:"endpoint,omitempty"`
+	Member         string `json:"member,omitempty"`
+	Revision       int64  `json:"revision"`
+	TotalKeys      int    `json:"totalKeys"`
+	Size           int64  `json:"size"`
+	SHA256         string `json:"sha256"`
+	StorageVersion string `json:"storageVersion"`
+	Hash           uint32 `json:"hash"`
+	Took           string `json:"took,omitempty"`
+}
+
+func printSaved(w io.Writer, format string, r *snapshot.SaveResult) error {
+	d := savedDoc{
+		Path: r.Path, Endpoint: r.Source.Endpoint, Member: r.Source.Name,
+		Revision: r.Revision, TotalKeys: r.TotalKeys, Size: r.Size, SHA256: r.SHA256,
+		StorageVersion: r.StorageVersion, Hash: r.Hash,
+	}
+	if r.Source.Endpoint != "" {
+		d.Took = formatTook(r.Took)
+	}
+	switch format {
+	case "json", "yaml":
+		return writeDoc(w, format, d)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "FILE\t%s\n", d.Path)
+	if d.Endpoint != "" {
+		from := d.Endpoint
+		if d.Member != "" {
+			from = d.Member + " (" + d.Endpoint + ")"
+		}
+		fmt.Fprintf(tw, "FROM\t%s\n", from)
+	}
+	fmt.Fprintf(tw, "REVISION\t%d\n", d.Revision)
+	fmt.Fprintf(tw, "TOTAL KEYS\t%d\n", d.TotalKeys)
+	fmt.Fprintf(tw, "SIZE\t%s (%d bytes)\n", humanBytes(d.Size), d.Size)
+	fmt.Fprintf(tw, "SHA256\t%s\n", d.SHA256)
+	fmt.Fprintf(tw, "STORAGE VERSION\t%s\n", dash(d.StorageVersion))
+	fmt.Fprintf(tw, "HASH\t%08x\n", d.Hash)
+	if d.Took != "" {
+		fmt.Fprintf(tw, "TOOK\t%s\n", d.Took)
+	}
+	return tw.Flush()
+}
+
+func writeDoc(w io.Writer, format string, v any) error {
+	if format == "yaml" {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// restoredDoc is the JSON and YAML document of snapshot restore.
+type restoredDoc struct {
+	Token          string              `json:"token"`
+	ClusterID      string              `json:"clusterID"`
+	InitialCluster string              `json:"initialCluster"`
+	Snapshot       snapshot.Info       `json:"snapshot"`
+	Members        []restoredMemberDoc `json:"members"`
+}
+
+type restoredMemberDoc struct {
+	ID string `json:"id"`
+	snapshot.RestoredMember
+}
+
+func printRestored(w io.Writer, format string, r *snapshot.RestoreResult, out, root, file string) error {
+	if format != "table" {
+		d := restoredDoc{Token: r.Token, ClusterID: etcdops.FormatID(r.ClusterID), InitialCluster: r.InitialCluster, Snapshot: r.Snapshot}
+		for _, m := range r.Members {
+			d.Members = append(d.Members, restoredMemberDoc{ID: etcdops.FormatID(m.ID), RestoredMember: m})
+		}
+		return writeDoc(w, format, d)
+	}
+	fmt.Fprintf(w, "Restored %s (revision %d, %d keys, SHA-256 %s) for %d of %d members\n",
+		file, r.Snapshot.Revision, r.Snapshot.TotalKeys, r.Snapshot.SHA256, len(r.Members), r.AllHosts)
+	fmt.Fprintf(w, "with the new cluster token %s (cluster ID %s; every member has a new ID).\n\n", r.Token, etcdops.FormatID(r.ClusterID))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tMEMBER ID\tPEER URLS\tON THE HOST\tWRITTEN TO")
+	for _, m := range r.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, etcdops.FormatID(m.ID), strings.Join(m.PeerURLs, ","), m.RestoreDir, m.Written)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nEvery member must be restored from this same snapshot with this same token, and no")
+	fmt.Fprintln(w, "member may run on its old data once one runs on restored data.")
+	local := root != ""
+	on := func(m snapshot.RestoredMember, cmds []string) string {
+		line := strings.Join(cmds, " && ")
+		if local {
+			return "  " + line
+		}
+		return "  ssh root@" + m.Address + " " + shellWord(line)
+	}
+	if len(r.Members) < r.AllHosts {
+		fmt.Fprintf(w, "Restore every other host the same way, with --token %s and this snapshot (SHA-256 %s):\n", r.Token, r.Snapshot.SHA256)
+		fmt.Fprintf(w, "  etcd-staticpod snapshot restore SNAPSHOT --config %s --node NAME --root / --token %s\n", spec.FileName, r.Token)
+	}
+	fmt.Fprintln(w, "\n1. Stop etcd on EVERY host before any data is swapped: kubelet stops the static Pod once its")
+	fmt.Fprintln(w, "   manifest leaves /etc/kubernetes/manifests; wait until the container is gone.")
+	for _, m := range r.Members {
+		fmt.Fprintln(w, on(m, m.Stop))
+	}
+	if local {
+		fmt.Fprintln(w, "2. Once etcd is stopped on every host, move the old data folder aside and the restored one in:")
+	} else {
+		fmt.Fprintln(w, "2. Once etcd is stopped on every host, copy each restored folder to its host, move the old")
+		fmt.Fprintln(w, "   data folder aside and the restored one in:")
+	}
+	for _, m := range r.Members {
+		if m.Copy != "" {
+			fmt.Fprintln(w, "  "+m.Copy)
+		}
+		fmt.Fprintln(w, on(m, m.Swap))
+	}
+	fmt.Fprintln(w, "3. Start etcd on every host: move the manifests back.")
+	for _, m := range r.Members {
+		fmt.Fprintln(w, on(m, m.Start))
+	}
+	fmt.Fprintln(w, "4. Check the new cluster; once it is healthy the old data folders can go:")
+	if local {
+		fmt.Fprintln(w, "  etcd-staticpod health && etcd-staticpod members")
+	} else {
+		fmt.Fprintf(w, "  etcd-staticpod health --bundle %s && etcd-staticpod members --bundle %s\n",
+			filepath.Join(out, r.Members[0].Name), filepath.Join(out, r.Members[0].Name))
+	}
+	for _, m := range r.Members {
+		fmt.Fprintln(w, on(m, []string{"rm -rf " + shellWord(m.AsideDir)}))
+	}
+	return nil
+}
+
+// shellWord quotes s as one word for a POSIX shell.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%_+=:,./-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// progressBar draws the transfer on a terminal, at most ten times a
+// second; on anything else it draws nothing.
+type progressBar struct {
+	w     io.Writer
+	on    bool
+	drawn bool
+	last  time.Time
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	return &progressBar{w: w, on: isTerminal(w)}
+}
+
+// isTerminal reports whether w is a character device other than
+// /dev/null, which is what a terminal looks like from its file mode.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
+		return false
+	}
+	return true
+}
+
+func (p *progressBar) update(done, total int64) {
+	if !p.on || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.drawn = true
+	if total <= 0 {
+		fmt.Fprintf(p.w, "\rsaving snapshot: %s", humanBytes(done))
+		return
+	}
+	const width = 30
+	frac := min(float64(done)/float64(total), 1)
+	n := int(frac * width)
+	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% %s of %s", strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, humanBytes(done), humanBytes(total))
+}
+
+// finish clears the bar, so that notes and errors start on a clean line.
+func (p *progressBar) finish() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}

@@ -1,0 +1,398 @@
+package snapshot
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
+	"go.uber.org/zap"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// RestoreSuffix joins a data folder's name and the cluster token to name
+// the restored folder beside it: /var/lib/etcd.restore-TOKEN.
+const RestoreSuffix = ".restore-"
+
+// AsideSuffix names where the swap moves the old data folder:
+// /var/lib/etcd.before-restore-TOKEN.
+const AsideSuffix = ".before-restore-"
+
+// ParkedManifest is where the swap parks the static Pod manifest, outside
+// kubelet's staticPodPath, so that kubelet stops etcd.
+const ParkedManifest = "/etc/kubernetes/etcd.yaml.stopped"
+
+// tokenPattern keeps a token usable inside a file name and a shell word.
+var tokenPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// RestoreOptions say what to restore and for which hosts.
+type RestoreOptions struct {
+	// Cluster is the spec: its hosts are the members of the new cluster.
+	Cluster *spec.Cluster
+	// Snapshot is the file saved from the old cluster.
+	Snapshot string
+	// Out is the bundle folder; host NAME's root is Out/NAME.
+	Out string
+	// Node, when set, restores only that host.
+	Node string
+	// Root, with Node, is that host's root instead of Out/NAME (such as /
+	// on the node itself).
+	Root string
+	// Token is the new cluster's initial-cluster-token; empty makes a
+	// random one, which Node forbids: every member needs the same token.
+	Token string
+	// RevisionBump, when positive, raises the restored revision by this
+	// much and marks it compacted, so that watchers such as kube-apiserver
+	// see no revision go backwards and list again.
+	RevisionBump uint64
+}
+
+// RestoredMember is one host's restored data folder.
+type RestoredMember struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// ID is the member ID etcd derives from the name's peer URLs and the
+	// token; a new token gives every member a new ID.
+	ID       uint64   `json:"-"`
+	PeerURLs []string `json:"peerURLs"`
+	// DataDir is the member's --data-dir on the host (/var/lib/etcd).
+	DataDir string `json:"dataDir"`
+	// RestoreDir is the restored folder on the host, beside DataDir.
+	RestoreDir string `json:"restoreDir"`
+	// AsideDir is where the swap moves the old DataDir.
+	AsideDir string `json:"asideDir"`
+	// Written is where RestoreDir was written on this machine.
+	Written string `json:"written"`
+	// Source is the file the member's flags came from: its manifest, or
+	// "the cluster spec" when the host folder has none.
+	Source string `json:"source"`
+	// Copy is the command that copies Written to the host from this
+	// machine; empty when it was written in the host's own root (--root).
+	Copy string `json:"copy,omitempty"`
+	// Stop, Swap and Start are shell commands to run as root on the host,
+	// Stop on every host before any Swap, and Start on every host last.
+	Stop  []string `json:"stop"`
+	Swap  []string `json:"swap"`
+	Start []string `json:"start"`
+}
+
+// RestoreResult is what a restore wrote.
+type RestoreResult struct {
+	Token          string `json:"token"`
+	ClusterID      uint64 `json:"-"`
+	InitialCluster string `json:"initialCluster"`
+	// Snapshot is the verified snapshot file.
+	Snapshot Info `json:"snapshot"`
+	// Members are the restored hosts, in the spec's order.
+	Members []RestoredMember `json:"members"`
+	// AllHosts is the number of members the new cluster has, which may be
+	// more than Members with a node restore.
+	AllHosts int `json:"allHosts"`
+}
+
+// NewToken is a random cluster token.
+func NewToken() (string, error) {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make a cluster token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// Restore verifies the snapshot, then writes for every host (or for
+// o.Node) a data folder made from it with the member's own name and peer
+// URLs, the whole initial cluster and the new token, beside the member's
+// data folder in the host's root: HOSTROOT/var/lib/etcd.restore-TOKEN.
+// The members' flags come from each host's static Pod manifest, which is
+// what etcd will run with, or from the spec where a host folder has none.
+// Nothing is overwritten: a restored folder that exists already is an
+// error before anything is written, and a failure removes what this run
+// wrote.
+func Restore(o RestoreOptions) (*RestoreResult, error) {
+	c := o.Cluster
+	if c == nil || len(c.Hosts) == 0 {
+		return nil, errors.New("restore: no hosts in the cluster spec")
+	}
+	if o.Root != "" && o.Node == "" {
+		return nil, inputErr("--root", o.Root, "needs --node to say which host this is")
+	}
+	hosts := c.Hosts
+	if o.Node != "" {
+		h, ok := c.Host(o.Node)
+		if !ok {
+			return nil, inputErr("--node", o.Node, "no such host in the cluster spec")
+		}
+		hosts = []spec.Host{h}
+		if o.Token == "" {
+			return nil, inputErr("--node", o.Node, "every member must be restored with the same cluster token: give --token (the one printed by the restore of the first host)")
+		}
+	}
+	token := o.Token
+	if token == "" {
+		var err error
+		if token, err = NewToken(); err != nil {
+			return nil, err
+		}
+	} else if !tokenPattern.MatchString(token) {
+		return nil, inputErr("--token", token, "want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+
+	info, err := Verify(o.Snapshot)
+	if err != nil {
+		var ie *IntegrityError
+		if errors.As(err, &ie) {
+			return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: ie.Err}
+		}
+		return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: unwrapPath(errors.Unwrap(err))}
+	}
+
+	res := &RestoreResult{Token: token, Snapshot: *info, AllHosts: len(c.Hosts)}
+	var initial types.URLsMap
+	initialFrom := ""
+	for _, h := range hosts {
+		root := filepath.Join(o.Out, h.Name)
+		rootFlag := "--out"
+		if o.Root != "" {
+			root, rootFlag = o.Root, "--root"
+		}
+		if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+			what := "no host folder " + root + "; run init first"
+			if o.Root != "" {
+				what = root + " is not a folder"
+			}
+			return nil, inputErr(rootFlag, flagValue(o), "%s", what)
+		}
+		f, err := hostFlags(c, h, root)
+		if err != nil {
+			return nil, err
+		}
+		ic, err := types.NewURLsMap(f.initialCluster)
+		if err != nil || len(ic) == 0 {
+			return nil, inputErr("--initial-cluster", f.initialCluster, "of %s: not NAME=URL,...", f.source)
+		}
+		if initial == nil {
+			initial, initialFrom = ic, f.source
+		} else if ic.String() != initial.String() {
+			return nil, inputErr("--initial-cluster", f.initialCluster, "of %s differs from %q of %s; every member must start with the same one", f.source, initial.String(), initialFrom)
+		}
+		if got, want := ic[h.Name].StringSlice(), f.peerURLs; !slices.Equal(got, want) {
+			return nil, inputErr("--initial-cluster", f.initialCluster, "of %s gives %s the peer URLs %v, but its --initial-advertise-peer-urls are %v", f.source, h.Name, got, want)
+		}
+		dataDir := path.Clean(f.dataDir)
+		if !path.IsAbs(dataDir) || dataDir == "/" {
+			return nil, inputErr("--data-dir", f.dataDir, "of %s: want an absolute path below /", f.source)
+		}
+		restoreDir := dataDir + RestoreSuffix + token
+		m := RestoredMember{
+			Name: h.Name, Address: h.Address, PeerURLs: f.peerURLs,
+			DataDir: dataDir, RestoreDir: restoreDir, AsideDir: dataDir + AsideSuffix + token,
+			Written: filepath.Join(root, filepath.FromSlash(restoreDir)), Source: f.source,
+		}
+		if _, err := os.Lstat(m.Written); err == nil {
+			return nil, inputErr("--token", token, "%s exists; refusing to overwrite it: choose another token or remove it", m.Written)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("restore %s: %w", m.Written, err)
+		}
+		m.Stop, m.Swap, m.Start = hostSteps(c, m)
+		if o.Root == "" {
+			m.Copy = copyCommand(h, m)
+		}
+		res.Members = append(res.Members, m)
+	}
+
+	// The new cluster is exactly the spec's hosts.
+	var names []string
+	for _, h := range c.Hosts {
+		names = append(names, h.Name)
+	}
+	for name := range initial {
+		if !slices.Contains(names, name) {
+			return nil, inputErr("--initial-cluster", initial.String(), "of %s names %s, which is not a host of the cluster spec (%s)", initialFrom, name, strings.Join(names, ", "))
+		}
+	}
+	for _, name := range names {
+		if _, ok := initial[name]; !ok {
+			return nil, inputErr("--initial-cluster", initial.String(), "of %s lacks host %s of the cluster spec", initialFrom, name)
+		}
+	}
+	res.InitialCluster = initial.String()
+	rc, err := membership.NewClusterFromURLsMap(zap.NewNop(), token, initial)
+	if err != nil {
+		return nil, inputErr("--initial-cluster", res.InitialCluster, "%w", err)
+	}
+	res.ClusterID = uint64(rc.ID())
+	for i := range res.Members {
+		if m := rc.MemberByName(res.Members[i].Name); m != nil {
+			res.Members[i].ID = uint64(m.ID)
+		}
+	}
+
+	var done []string
+	for _, m := range res.Members {
+		if err := restoreOne(o, res, m); err != nil {
+			for _, d := range slices.Backward(done) {
+				_ = os.RemoveAll(d)
+			}
+			return nil, err
+		}
+		done = append(done, m.Written)
+	}
+	return res, nil
+}
+
+func flagValue(o RestoreOptions) string {
+	if o.Root != "" {
+		return o.Root
+	}
+	return o.Out
+}
+
+// restoreOne writes one member's folder: restored into a temp folder
+// beside it, then renamed into place.
+func restoreOne(o RestoreOptions, res *RestoreResult, m RestoredMember) error {
+	parent := filepath.Dir(m.Written)
+	created, err := certs.MkdirAll(parent, 0o755)
+	undo := func() {
+		for _, d := range slices.Backward(created) {
+			_ = os.Remove(d)
+		}
+	}
+	if err != nil {
+		undo()
+		return fmt.Errorf("restore %s: %w", m.Name, err)
+	}
+	tmp, err := certs.TempDir(m.Written)
+	if err != nil {
+		undo()
+		return fmt.Errorf("restore %s: %w", m.Name, err)
+	}
+	err = etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        o.Snapshot,
+		Name:                m.Name,
+		OutputDataDir:       tmp,
+		PeerURLs:            m.PeerURLs,
+		InitialCluster:      res.InitialCluster,
+		InitialClusterToken: res.Token,
+		RevisionBump:        o.RevisionBump,
+		MarkCompacted:       o.RevisionBump > 0,
+	})
+	if err == nil {
+		// etcd wants its data folder private.
+		err = os.Chmod(tmp, 0o700)
+	}
+	if err == nil {
+		err = certs.CommitDir(tmp, m.Written)
+	}
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		undo()
+		return fmt.Errorf("restore %s into %s: %w", m.Name, m.Written, oneLine(err))
+	}
+	return nil
+}
+
+// memberFlags are the flags of a member that a restore needs.
+type memberFlags struct {
+	peerURLs       []string
+	dataDir        string
+	initialCluster string
+	source         string
+}
+
+// hostFlags reads the member's flags from the host's manifest, which is
+// what etcd runs with, or, when the host folder has none, from the
+// manifest init would write for the spec.
+func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
+	file := filepath.Join(root, filepath.FromSlash(etcdops.ManifestPath))
+	m, err := etcdops.ReadManifest(file)
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrNotExist):
+		pod, perr := manifests.EtcdPod(c, h, manifests.HostExtraArgs(c, h))
+		if perr != nil {
+			return memberFlags{}, perr
+		}
+		m = &etcdops.Manifest{Command: pod.Spec.Containers[0].Command, Path: "the cluster spec"}
+	default:
+		return memberFlags{}, &InputError{What: "manifest", Value: file, Err: err}
+	}
+	f := memberFlags{source: m.Path}
+	get := func(name string) (string, error) {
+		v, ok := m.Flag(name)
+		if !ok || strings.TrimSpace(v) == "" {
+			return "", inputErr("manifest", m.Path, "no --%s for host %s", name, h.Name)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	name, err := get("name")
+	if err != nil {
+		return f, err
+	}
+	if name != h.Name {
+		return f, inputErr("manifest", m.Path, "runs member --name=%s, but it is in the folder of host %s", name, h.Name)
+	}
+	peers, err := get("initial-advertise-peer-urls")
+	if err != nil {
+		return f, err
+	}
+	urls, err := types.NewURLs(strings.Split(peers, ","))
+	if err != nil {
+		return f, inputErr("manifest", m.Path, "--initial-advertise-peer-urls=%s: %v", peers, err)
+	}
+	f.peerURLs = urls.StringSlice()
+	if f.dataDir, err = get("data-dir"); err != nil {
+		return f, err
+	}
+	if f.initialCluster, err = get("initial-cluster"); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// hostSteps are the commands that stop the member's static Pod, swap the
+// restored folder in and start the Pod again, all on the host.
+func hostSteps(c *spec.Cluster, m RestoredMember) (stop, swap, start []string) {
+	manifest := "/" + etcdops.ManifestPath
+	stop = []string{
+		// kubelet stops a static Pod whose manifest leaves its staticPodPath.
+		"mv " + manifest + " " + ParkedManifest,
+		"while crictl --runtime-endpoint " + shellQuote(c.Kubelet.ContainerRuntimeEndpoint) + " ps -q --name etcd | grep -q .; do sleep 1; done",
+	}
+	d, r, a := shellQuote(m.DataDir), shellQuote(m.RestoreDir), shellQuote(m.AsideDir)
+	swap = []string{"{ [ ! -e " + d + " ] || mv " + d + " " + a + "; } && mv " + r + " " + d}
+	start = []string{"mv " + ParkedManifest + " " + manifest}
+	return stop, swap, start
+}
+
+// copyCommand copies a restored folder from this machine to its host,
+// keeping its modes.
+func copyCommand(h spec.Host, m RestoredMember) string {
+	host := h.Address
+	if h.IsIPv6() {
+		host = "[" + host + "]"
+	}
+	return "scp -rp " + shellQuote(m.Written) + " root@" + host + ":" + shellQuote(path.Dir(m.RestoreDir)+"/")
+}
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%_+=:,./-]+$`)
+
+// shellQuote makes s one shell word.
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
