@@ -176,12 +176,17 @@ func Expires(t time.Time) string {
 	return t.UTC().Format("Jan 02, 2006 15:04 MST")
 }
 
-// Serial prints a serial number as openssl's -serial does: upper-case hex.
+// Serial prints a serial number as openssl's -serial does: upper-case hex,
+// whole bytes.
 func Serial(n *big.Int) string {
 	if n == nil {
 		return ""
 	}
-	return strings.ToUpper(n.Text(16))
+	s := strings.ToUpper(n.Text(16))
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
 }
 
 // ParseWithin reads a threshold: a Go duration such as 720h, or whole days

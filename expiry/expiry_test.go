@@ -3,6 +3,7 @@ package expiry
 import (
 	"crypto/x509"
 	"encoding/json"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -295,5 +296,16 @@ func TestRowsJSON(t *testing.T) {
 		if r.Due {
 			t.Errorf("%s/%s due without a threshold", r.Host, r.Name)
 		}
+	}
+}
+
+func TestSerialAsOpenSSL(t *testing.T) {
+	for in, want := range map[int64]string{0x69750C68F07FC01: "069750C68F07FC01", 0x1175DEF65789B1FA: "1175DEF65789B1FA", 1: "01"} {
+		if got := Serial(big.NewInt(in)); got != want {
+			t.Errorf("Serial(%x) = %s, want %s", in, got, want)
+		}
+	}
+	if Serial(nil) != "" {
+		t.Error("Serial(nil) is not empty")
 	}
 }

@@ -1,6 +1,482 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/expiry"
+	"github.com/etcd-staticpod/etcd-staticpod/phases"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// exitDue is check-expiration's answer to --within: something is missing,
+// expired or expires within it. Distinct from 1 (could not read) and 2 (bad
+// input), so that scripts can tell "renew" from "broken".
+const exitDue = 3
 
 // certsCommands are the commands that check and renew certificates.
-func certsCommands() []*cli.Command { return nil }
+func certsCommands() []*cli.Command {
+	return []*cli.Command{{
+		Name:        "certs",
+		Usage:       "check and renew the etcd certificates",
+		Description: "Day-2 certificate operations, as kubeadm's `certs check-expiration` and `certs renew`, for the etcd CA's certificates.",
+		Subcommands: []*cli.Command{checkExpirationCommand(), renewCommand()},
+	}}
+}
+
+func checkExpirationCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "check-expiration",
+		Usage:     "show when every etcd certificate expires",
+		UsageText: "etcd-staticpod certs check-expiration [--out DIR | --root DIR] [--config FILE] [--cert-dir DIR] [--within DURATION] [-o table|json|yaml]",
+		Description: `Lists every certificate as kubeadm's certs check-expiration does (EXPIRES, RESIDUAL
+TIME, CERTIFICATE AUTHORITY, EXTERNALLY MANAGED), plus the HOST and PATH of each file,
+then the CA certificates. A certificate that is not there is listed as !MISSING!.
+
+Where the certificates are:
+  --out DIR    the bundle folder init wrote (default ./etcd-bundles): the CA store
+               DIR/pki/etcd, every host folder DIR/NAME and DIR/control-plane. The hosts
+               come from --config or DIR/cluster.yaml; without either, from the folders
+               that hold certificates.
+  --root DIR   a node's own files: DIR plus --cert-dir (default: the etcd manifest's, else
+               /etc/kubernetes/pki). On an etcd host: --root /.
+EXTERNALLY MANAGED is "yes" when the signing CA's key is not there: such a
+certificate is renewed where the CA key is (renew --ca-cert/--ca-key).
+
+Output: -o json (or yaml) prints {"certificates": [...], "certificateAuthorities": [...]},
+each entry {"name", "host", "path", "notAfter" (RFC 3339, "" when missing), "residual"
+(a Go duration, negative once expired), "residualSeconds", "authority", "externallyManaged",
+"serial", "expired", "missing", "due" (with --within), "error"}. "host" is "" for the
+CA store and "control-plane" for the control plane's copy.
+
+Exit status: 0 when every certificate was read (and, with --within, none is due); 3 with
+--within when any certificate is missing, expired or expires within DURATION (they
+are named on stderr); 1 when a file cannot be read as a certificate; 2 for bad input.
+Without --within, expired and missing certificates are listed and the status is 0, as
+with kubeadm.
+
+Examples:
+  # the bundle folder on the machine that ran init
+  etcd-staticpod certs check-expiration --out ./etcd-bundles
+
+  # on an etcd host
+  etcd-staticpod certs check-expiration --root /
+
+  # in a script: renew when anything expires within 30 days
+  if ! etcd-staticpod certs check-expiration --within 30d >/dev/null; then
+    etcd-staticpod certs renew all
+  fi
+
+  # what expires first, with jq
+  etcd-staticpod certs check-expiration -o json | jq -r '.certificates | sort_by(.residualSeconds) | .[0] | "\(.host)/\(.name) \(.notAfter)"'`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init", TakesFile: true},
+			&cli.StringFlag{Name: "root", Usage: "filesystem root of an etcd node, such as /: read its certificates instead of a bundle folder", TakesFile: true},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` naming the hosts and certDir (default: OUT/" + spec.FileName + " when it exists)", TakesFile: true},
+			&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the hosts (default: the spec's, else " + spec.DefaultCertDir + ")"},
+			&cli.StringFlag{Name: "within", Usage: "exit " + fmt.Sprint(exitDue) + " when a certificate is missing, expired or expires within `DURATION`, such as 720h or 30d"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Action:       checkExpiration,
+	}
+}
+
+func checkExpiration(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return badArgs(fmt.Errorf("unexpected argument %q: check-expiration takes flags only", c.Args().First()))
+	}
+	format := c.String("output")
+	if format != "table" && format != "json" && format != "yaml" {
+		return badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	}
+	within := time.Duration(-1)
+	if c.IsSet("within") {
+		d, err := expiry.ParseWithin(c.String("within"))
+		if err != nil {
+			return badArgs(fmt.Errorf("--within %q: %w", c.String("within"), err))
+		}
+		within = d
+	}
+	if c.IsSet("root") && c.IsSet("out") {
+		return badArgs(fmt.Errorf("--root %q: give --out or --root, not both", c.String("root")))
+	}
+	for _, name := range []string{"out", "root", "config", "cert-dir"} {
+		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
+			return badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
+		}
+	}
+	if d := c.String("cert-dir"); c.IsSet("cert-dir") && !filepath.IsAbs(d) {
+		return badArgs(fmt.Errorf("--cert-dir %q: must be an absolute path on the hosts", d))
+	}
+	var items []expiry.Item
+	var err error
+	if c.IsSet("root") {
+		items, err = nodeItems(c)
+	} else {
+		items, err = bundleItems(c)
+	}
+	if err != nil {
+		return badArgs(err)
+	}
+	entries := expiry.Read(items, time.Now())
+	if err := printExpiration(c.App.Writer, format, entries, within); err != nil {
+		return fmt.Errorf("print certificates: %w", err)
+	}
+	var unreadable []expiry.Entry
+	var due []string
+	for _, e := range entries {
+		switch {
+		case e.Err != nil:
+			unreadable = append(unreadable, e)
+		case within >= 0 && e.Due(within):
+			due = append(due, dueLabel(e))
+		}
+	}
+	if len(unreadable) > 0 {
+		return fmt.Errorf("%d certificate file(s) cannot be read; first: %w", len(unreadable), unreadable[0].Err)
+	}
+	if len(due) > 0 {
+		return &codedError{code: exitDue, err: fmt.Errorf("%d certificate(s) due within %s: %s", len(due), c.String("within"), strings.Join(due, ", "))}
+	}
+	return nil
+}
+
+func dueLabel(e expiry.Entry) string {
+	switch {
+	case e.Missing:
+		return e.Label() + " (missing)"
+	case e.Expired:
+		return e.Label() + " (expired " + e.Cert.NotAfter.UTC().Format(time.RFC3339) + ")"
+	}
+	return e.Label() + " (" + expiry.ResidualTime(e.Residual) + " left)"
+}
+
+// bundleItems lists a bundle folder's certificates: the hosts of the spec,
+// else the folders that hold certificates.
+func bundleItems(c *cli.Context) ([]expiry.Item, error) {
+	out := c.String("out")
+	if fi, err := os.Stat(out); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("--out %q: no such folder; give the bundle folder init wrote, or --root / on a node", out)
+	}
+	certDir, cpCertDir := spec.DefaultCertDir, spec.DefaultControlPlaneCertDir
+	var hosts []string
+	path := c.String("config")
+	if recorded := filepath.Join(out, spec.FileName); path == "" && fileExists(recorded) {
+		path = recorded
+	}
+	if path != "" {
+		cl, err := spec.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		cl.SetDefaults()
+		for _, h := range cl.Hosts {
+			hosts = append(hosts, h.Name)
+		}
+		certDir, cpCertDir = cl.CertDir, cl.ControlPlane.CertDir
+	}
+	if c.IsSet("cert-dir") {
+		certDir = c.String("cert-dir")
+	}
+	if path == "" {
+		dirs, err := os.ReadDir(out)
+		if err != nil {
+			return nil, fmt.Errorf("--out %q: %w", out, err)
+		}
+		for _, d := range dirs {
+			if d.IsDir() && d.Name() != "pki" && d.Name() != expiry.ControlPlaneHost && fileExists(filepath.Join(out, d.Name(), certDir, "etcd")) {
+				hosts = append(hosts, d.Name())
+			}
+		}
+		if len(hosts) == 0 && !fileExists(filepath.Join(out, "pki", "etcd")) {
+			return nil, fmt.Errorf("--out %q: no bundles here (no %s, no pki/etcd, no host folder with %s); give the bundle folder init wrote, or --root / on a node", out, spec.FileName, certDir)
+		}
+	}
+	return expiry.Bundle(out, hosts, certDir, cpCertDir), nil
+}
+
+// nodeItems lists a node's certificates; the host's name and certificate
+// folder come from its etcd manifest when there is one.
+func nodeItems(c *cli.Context) ([]expiry.Item, error) {
+	root := c.String("root")
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("--root %q: no such folder", root)
+	}
+	certDir, host := spec.DefaultCertDir, ""
+	if m, err := etcdops.ReadManifest(filepath.Join(root, etcdops.ManifestPath)); err == nil {
+		certDir, host = m.CertDir, m.Name
+	}
+	if path := c.String("config"); path != "" {
+		cl, err := spec.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		cl.SetDefaults()
+		certDir = cl.CertDir
+	}
+	if c.IsSet("cert-dir") {
+		certDir = c.String("cert-dir")
+	}
+	return expiry.Node(root, host, certDir), nil
+}
+
+func printExpiration(w io.Writer, format string, entries []expiry.Entry, within time.Duration) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(expiry.Rows(entries, within))
+	case "yaml":
+		b, err := yaml.Marshal(expiry.Rows(entries, within))
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	yesNo := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	leaves, cas := expiry.Split(entries)
+	// kubeadm's table, with HOST after the name and PATH last.
+	tw := tabwriter.NewWriter(w, 10, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tHOST\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tEXTERNALLY MANAGED\tPATH")
+	for _, e := range leaves {
+		switch {
+		case e.Missing:
+			fmt.Fprintf(tw, "!MISSING! %s\t%s\t\t\t\t\t%s\n", e.Name, dash(e.Host), e.Path)
+		case e.Err != nil:
+			fmt.Fprintf(tw, "!UNREADABLE! %s\t%s\t\t\t\t\t%s\n", e.Name, dash(e.Host), e.Path)
+		default:
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, dash(e.Host), expiry.Expires(e.Cert.NotAfter), expiry.ResidualTime(e.Residual), e.Issuer(), yesNo(e.ExternallyManaged), e.Path)
+		}
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "CERTIFICATE AUTHORITY\tHOST\tEXPIRES\tRESIDUAL TIME\tEXTERNALLY MANAGED\tPATH")
+	for _, e := range cas {
+		switch {
+		case e.Missing:
+			fmt.Fprintf(tw, "!MISSING! %s\t%s\t\t\t\t%s\n", e.Name, dash(e.Host), e.Path)
+		case e.Err != nil:
+			fmt.Fprintf(tw, "!UNREADABLE! %s\t%s\t\t\t\t%s\n", e.Name, dash(e.Host), e.Path)
+		default:
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, dash(e.Host), expiry.Expires(e.Cert.NotAfter), expiry.ResidualTime(e.Residual), yesNo(e.ExternallyManaged), e.Path)
+		}
+	}
+	return tw.Flush()
+}
+
+func renewCommand() *cli.Command {
+	var names []string
+	for _, p := range certs.Leaves() {
+		names = append(names, p.Name)
+	}
+	description := `Replaces the certificate (` + strings.Join(names, ", ") + `, or all
+of them) of every host, or of --node NAME only, with a new private key and a new
+certificate signed by the same etcd CA, valid for the spec's certificateValidity from now.
+
+Unlike kubeadm's certs renew, which copies the old certificate's SANs, the new
+certificate is built from the current cluster spec (--config, else OUT/cluster.yaml, plus
+flags): a SAN added to a host's serverCertSANs or peerCertSANs since init is picked up.
+The CA is never changed; a host whose ca.crt is not that CA is refused. Keys are written
+before their certificates, each file atomically, keys 0600.
+
+In the bundle folder (no --root) the files of DIR/NAME are replaced; when the first
+host's apiserver-etcd-client is renewed, DIR/control-plane gets the new pair too; then
+every NAME.tar.gz and SHA256SUMS are packed again. On a node, --node NAME --root /
+replaces the node's files in place, signing with --ca-cert/--ca-key or DIR/pki/etcd.
+
+Output: the renewed certificates with their old and new expiry and serial. -o json (or
+yaml) prints a list of {"name", "host", "path", "oldNotAfter", "newNotAfter", "oldSerial",
+"newSerial"}; "old..." are "" when there was no certificate, "newSerial" is "" with
+--dry-run. No key is ever printed.
+
+Afterwards, copy each renewed host's bundle to it and restart its etcd (move
+etcd.yaml out of /etc/kubernetes/manifests and back), one host at a time, waiting
+for etcd-staticpod health in between; give the control plane DIR/control-plane.
+
+Exit status: 0 when renewed, 1 when a certificate could not be made or written, 2 for
+bad input (nothing is written).
+
+Examples:
+  # every certificate of every host, in ./etcd-bundles
+  etcd-staticpod certs renew all
+
+  # one host at a time, for a rolling restart
+  etcd-staticpod certs renew all --node etcd02 --out ./etcd-bundles
+
+  # after adding a SAN to etcd01's serverCertSANs in ./etcd-bundles/cluster.yaml
+  etcd-staticpod certs renew etcd-server --node etcd01
+
+  # on the node etcd03 itself, signing with a CA given by path
+  etcd-staticpod certs renew all --config cluster.yaml --node etcd03 --root / --ca-cert ca.crt --ca-key ca.key
+
+  # what would be renewed, as JSON
+  etcd-staticpod certs renew all --dry-run -o json`
+	const usage = " [--out DIR] [--config FILE] [--node NAME [--root DIR]] [--ca-cert FILE --ca-key FILE] [--dry-run] [-o table|json|yaml]"
+	// One subcommand per certificate, as kubeadm's: flags may follow the name.
+	sub := func(name, what string, profiles []certs.Profile) *cli.Command {
+		flags := append(clusterFlags(), groupFlags(phases.FlagsCA)...)
+		flags = append(flags, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"})
+		return &cli.Command{
+			Name:         name,
+			Usage:        "renew " + what,
+			UsageText:    "etcd-staticpod certs renew " + name + usage,
+			Description:  description,
+			Flags:        flags,
+			OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+			Action:       func(c *cli.Context) error { return renew(c, profiles) },
+		}
+	}
+	cmds := []*cli.Command{sub("all", "every certificate of the hosts", certs.Leaves())}
+	for _, p := range certs.Leaves() {
+		cmds = append(cmds, sub(p.Name, p.Short, []certs.Profile{p}))
+	}
+	return &cli.Command{
+		Name:         "renew",
+		Usage:        "give hosts a new key and certificate: " + strings.Join(names, ", ") + " or all",
+		UsageText:    "etcd-staticpod certs renew <all|" + strings.Join(names, "|") + ">" + usage,
+		Description:  description,
+		Subcommands:  cmds,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return badArgs(fmt.Errorf("name the certificate to renew: all, %s", strings.Join(names, ", ")))
+			}
+			return badArgs(fmt.Errorf("certificate %q: want all or one of %s", c.Args().First(), strings.Join(names, ", ")))
+		},
+	}
+}
+
+func renew(c *cli.Context, profiles []certs.Profile) error {
+	if c.NArg() > 0 {
+		return badArgs(fmt.Errorf("unexpected argument %q: renew one certificate, or all", c.Args().First()))
+	}
+	format := c.String("output")
+	if format != "table" && format != "json" && format != "yaml" {
+		return badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	}
+	for _, name := range []string{"out", "root", "node", "config", "ca-cert", "ca-key"} {
+		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
+			return badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
+		}
+	}
+	cl, err := loadCluster(c)
+	if err != nil {
+		return badArgs(err)
+	}
+	opts := runnerOptions(c, cl)
+	if format != "table" {
+		// stdout is the document alone.
+		opts.Log = c.App.ErrWriter
+	}
+	r, err := phases.NewRunner(opts)
+	if err != nil {
+		return badArgs(err)
+	}
+	done, err := r.Renew(profiles)
+	if err != nil {
+		return err
+	}
+	if err := saveCluster(c, cl); err != nil {
+		return err
+	}
+	if err := printRenewals(c.App.Writer, format, done); err != nil {
+		return fmt.Errorf("print renewals: %w", err)
+	}
+	if format == "table" && !c.Bool("dry-run") {
+		fmt.Fprintln(c.App.Writer)
+		if c.String("root") != "" {
+			fmt.Fprintln(c.App.Writer, "Restart etcd on this host so that it serves the new certificates: move etcd.yaml out of the static Pod folder and back.")
+		} else {
+			fmt.Fprintf(c.App.Writer, "Copy each renewed host's %s/NAME.tar.gz to it, unpack it at /, and restart its etcd, one host at a time, checking `etcd-staticpod health` in between.\n", c.String("out"))
+			if slices.ContainsFunc(done, func(rn phases.Renewal) bool { return rn.Name == "apiserver-etcd-client" && rn.Host == cl.Hosts[0].Name }) &&
+				fileExists(filepath.Join(c.String("out"), expiry.ControlPlaneHost)) {
+				fmt.Fprintf(c.App.Writer, "The control plane needs the new apiserver-etcd-client too: unpack %s/control-plane.tar.gz at / on each control-plane node and restart kube-apiserver.\n", c.String("out"))
+			}
+		}
+	}
+	return nil
+}
+
+// renewalRow is one renewed certificate as -o json and -o yaml print it;
+// the field names are part of the command-line interface.
+type renewalRow struct {
+	Name        string `json:"name"`
+	Host        string `json:"host"`
+	Path        string `json:"path"`
+	OldNotAfter string `json:"oldNotAfter"`
+	NewNotAfter string `json:"newNotAfter"`
+	OldSerial   string `json:"oldSerial"`
+	NewSerial   string `json:"newSerial"`
+}
+
+func renewalRows(done []phases.Renewal) []renewalRow {
+	rows := make([]renewalRow, 0, len(done))
+	for _, rn := range done {
+		row := renewalRow{Name: rn.Name, Host: rn.Host, Path: rn.Path, NewNotAfter: rn.NotAfter.UTC().Format(time.RFC3339)}
+		if rn.Old != nil {
+			row.OldNotAfter, row.OldSerial = rn.Old.NotAfter.UTC().Format(time.RFC3339), expiry.Serial(rn.Old.SerialNumber)
+		}
+		if rn.New != nil {
+			row.NewSerial = expiry.Serial(rn.New.SerialNumber)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func printRenewals(w io.Writer, format string, done []phases.Renewal) error {
+	rows := renewalRows(done)
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	case "yaml":
+		b, err := yaml.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	if len(rows) == 0 {
+		return errors.New("nothing was renewed")
+	}
+	tw := tabwriter.NewWriter(w, 10, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tHOST\tEXPIRES (OLD → NEW)\tSERIAL (OLD → NEW)\tPATH")
+	for i, r := range rows {
+		oldExp, newExp := "-", expiry.Expires(done[i].NotAfter)
+		if done[i].Old != nil {
+			oldExp = expiry.Expires(done[i].Old.NotAfter)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s → %s\t%s\n", r.Name, r.Host, oldExp, newExp, dash(r.OldSerial), dashDry(r.NewSerial), r.Path)
+	}
+	return tw.Flush()
+}
+
+// dashDry stands for the serial a dry run does not make.
+func dashDry(s string) string {
+	if s == "" {
+		return "(dry run)"
+	}
+	return s
+}
