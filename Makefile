@@ -44,6 +44,12 @@ kubeadm: $(BIN)/kubeadm
 $(BIN)/kubeadm: $(KUBEADM_MOD)
 	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=kubeadm.mod -trimpath -ldflags '$(KUBEADM_LDFLAGS)' -o $(BIN)/kubeadm k8s.io/kubernetes/cmd/kubeadm
 
+# The bundles' static Pods under real kubelets v1.36.3, each with its own
+# containerd, on three network namespaces (root only; see e2e-kubelet/run.sh).
+.PHONY: e2e-kubelet
+e2e-kubelet: build
+	GO=$(GO) BIN=$(BIN) e2e-kubelet/run.sh
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...
