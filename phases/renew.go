@@ -75,6 +75,14 @@ func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
 
 // checkRenew needs the CA key, and every host to trust that CA.
 func (r *Runner) checkRenew() error {
+	// Not authority's advice to make a CA: a new CA would not be trusted by
+	// the running members.
+	certPath, keyPath := r.caPaths()
+	for _, p := range []string{certPath, keyPath} {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no %s: renewing signs with the CA that made the hosts' certificates; pass --ca-cert and --ca-key, or --out the folder whose pki/etcd holds them", p)
+		}
+	}
 	ca, err := r.authority(true)
 	if err != nil {
 		return err

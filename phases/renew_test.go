@@ -367,7 +367,7 @@ func TestRenewRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = os.Rename(filepath.Join(out, "ca.key.away"), filepath.Join(out, "pki/etcd/ca.key")) })
-		}, "read CA key"},
+		}, "no " + filepath.Join(out, "pki/etcd/ca.key") + ": renewing signs with the CA that made the hosts' certificates"},
 		{"another CA", Options{Cluster: c, Out: out, CACert: otherCA, CAKey: otherKey}, func(*testing.T) {},
 			`host "etcd01": ` + filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/ca.crt") + " is not the CA certificate " + otherCA},
 		{"host never made", Options{Cluster: c, Out: out, Node: "etcd02"}, func(t *testing.T) {

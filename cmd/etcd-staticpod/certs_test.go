@@ -409,3 +409,39 @@ func regexpLine(t *testing.T, out, s string) string {
 	t.Fatalf("no line with %q in:\n%s", s, out)
 	return ""
 }
+
+// TestRenewCommandOnNode: on a node the CA comes from --ca-cert/--ca-key;
+// without it the run fails in one line and writes nothing.
+func TestRenewCommandOnNode(t *testing.T) {
+	out := initBundle(t)
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(filepath.Join(out, "etcd03"))); err != nil {
+		t.Fatal(err)
+	}
+	before := treeHash(t, root)
+	config := filepath.Join(out, spec.FileName)
+	empty := t.TempDir()
+	args := []string{"certs", "renew", "all", "--config", config, "--node", "etcd03", "--root", root, "--out", empty}
+	stdout, stderr, code := runCLI(t, args...)
+	if code != 1 || !strings.Contains(stderr, "no "+filepath.Join(empty, "pki/etcd/ca.crt")+": renewing signs with the CA") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("without a CA: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if treeHash(t, root) != before {
+		t.Error("a failed renewal changed the node")
+	}
+	oldPeer := readCert(t, filepath.Join(root, "etc/kubernetes/pki/etcd/peer.crt"))
+	stdout, stderr, code = runCLI(t, append(args, "--ca-cert", filepath.Join(out, "pki/etcd/ca.crt"), "--ca-key", filepath.Join(out, "pki/etcd/ca.key"))...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	peer := readCert(t, filepath.Join(root, "etc/kubernetes/pki/etcd/peer.crt"))
+	if peer.SerialNumber.Cmp(oldPeer.SerialNumber) == 0 || !strings.Contains(stdout, expiry.Serial(oldPeer.SerialNumber)+" → "+expiry.Serial(peer.SerialNumber)) {
+		t.Errorf("peer %s → %s not reported:\n%s", expiry.Serial(oldPeer.SerialNumber), expiry.Serial(peer.SerialNumber), stdout)
+	}
+	if !strings.Contains(stdout, "Restart etcd on this host") {
+		t.Errorf("no restart hint:\n%s", stdout)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("node mode wrote into --out: %v", entries)
+	}
+}
