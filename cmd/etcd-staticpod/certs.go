@@ -84,9 +84,9 @@ Examples:
   etcd-staticpod certs check-expiration -o json | jq -r '.certificates | sort_by(.residualSeconds) | .[0] | "\(.host)/\(.name) \(.notAfter)"'`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init", TakesFile: true},
-			&cli.StringFlag{Name: "root", Usage: "filesystem root of an etcd node, such as /: read its certificates instead of a bundle folder", TakesFile: true},
+			&cli.StringFlag{Name: "root", Usage: "filesystem root `DIR` of an etcd node, such as /: read its certificates instead of a bundle folder", TakesFile: true},
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` naming the hosts and certDir (default: OUT/" + spec.FileName + " when it exists)", TakesFile: true},
-			&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the hosts (default: the spec's, else " + spec.DefaultCertDir + ")"},
+			&cli.StringFlag{Name: "cert-dir", Usage: "certificate `DIR` on the hosts (default: the spec's, else " + spec.DefaultCertDir + ")"},
 			&cli.StringFlag{Name: "within", Usage: "exit " + fmt.Sprint(exitDue) + " when a certificate is missing, expired or expires within `DURATION`, such as 720h or 30d"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
 		},
