@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,6 +145,28 @@ func fileSHA256(t *testing.T, path string) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// goroutineTB lets a blocking call that takes a testing.TB run in a
+// goroutine of its own: a fatal failure is recorded and ends only that
+// goroutine, as FailNow must not be called outside the test's goroutine.
+type goroutineTB struct {
+	testing.TB
+	mu   sync.Mutex
+	errs []string
+}
+
+func (g *goroutineTB) Helper() {}
+
+func (g *goroutineTB) Fatal(args ...any) { g.fail(fmt.Sprint(args...)) }
+
+func (g *goroutineTB) Fatalf(format string, args ...any) { g.fail(fmt.Sprintf(format, args...)) }
+
+func (g *goroutineTB) fail(msg string) {
+	g.mu.Lock()
+	g.errs = append(g.errs, msg)
+	g.mu.Unlock()
+	runtime.Goexit()
 }
 
 // etcdutl is $ETCDUTL_BIN, else .bin/etcdutl, else "".
@@ -413,18 +437,16 @@ func TestSaveAndRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// All at once: no member is ready before a quorum runs.
 	begin := time.Now()
-	t.Run("start", func(t *testing.T) {
-		for _, m := range c.Members {
-			t.Run(m.Name, func(t *testing.T) {
-				// No member is ready before a quorum runs.
-				t.Parallel()
-				c.Start(t, m.Name)
-			})
-		}
-	})
-	if t.Failed() {
-		return
+	starter := &goroutineTB{TB: t}
+	var wg sync.WaitGroup
+	for _, m := range c.Members {
+		wg.Go(func() { c.Start(starter, m.Name) })
+	}
+	wg.Wait()
+	if len(starter.errs) > 0 {
+		t.Fatal(strings.Join(starter.errs, "\n"))
 	}
 	t.Logf("restored cluster ready %s after start", time.Since(begin).Round(time.Millisecond))
 
