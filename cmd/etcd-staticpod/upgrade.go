@@ -1,6 +1,255 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/upgrade"
+)
 
 // upgradeCommands are the commands that upgrade etcd one member at a time.
-func upgradeCommands() []*cli.Command { return nil }
+func upgradeCommands() []*cli.Command { return []*cli.Command{upgradeCommand()} }
+
+func upgradeCommand() *cli.Command {
+	return &cli.Command{
+		Name:     "upgrade",
+		Category: "running cluster",
+		Usage:    "upgrade etcd one member at a time: followers first, the leader last",
+		UsageText: "etcd-staticpod upgrade (--etcd-version TAG | --image IMAGE | --image-repository REGISTRY) [--out DIR | --config FILE]\n" +
+			"   [--node NAME [--root DIR]] [--exec CMD] [--timeout DURATION] [--request-timeout DURATION] [--cacert FILE --cert FILE --key FILE] [--dry-run] [-o table|json|yaml]",
+		Description: `Reads the cluster spec (OUT/cluster.yaml, or --config), sets the new etcd image,
+and checks that every member is healthy and runs a version the target can follow:
+no downgrade, no change of major version, no skipped minor version (3.6.8 -> 3.6.16
+and 3.5.x -> 3.6.y are fine, 3.5.x -> 3.7.y is refused). Then, one host at a time,
+followers first and the leader last (leadership is handed to an upgraded member
+first), it:
+
+  1. rewrites the host's static Pod manifest and kubeadmcfg.yaml from the spec with
+     init's own phases (bundle mode: OUT/NAME/etc/kubernetes/manifests/etcd.yaml and
+     OUT/NAME.tar.gz with SHA256SUMS; with --node NAME --root /, the node's own
+     /etc/kubernetes/manifests/etcd.yaml, which kubelet picks up);
+  2. runs --exec, if given, through sh -c with {name}, {address}, {manifest} (the
+     rewritten file on this machine) and {folder} (the host folder) replaced,
+     shell-quoted: the way the manifest reaches the node, such as an scp;
+  3. waits, within --timeout, until that member reports the new version, is
+     healthy, and has applied the raft index its leader had when it came back.
+
+Once every member runs the new version, OUT/cluster.yaml records the new image.
+Hosts that run the new version with an unchanged manifest are left alone, so a
+run that stopped can be started again. Progress goes to stderr; the summary to
+stdout (-o json or yaml: {"image", "version", "specRecorded", "hosts": [{"name",
+"address", "from", "to", "state", "leader", "took", "error"}]}; state is
+upgraded, current, planned, failed or pending).
+
+The cluster is found from the first host folder in OUT (or the node's files with
+--root), as health does, with its healthcheck-client certificate; --cacert,
+--cert and --key replace those files.
+
+Exit status: 0 when every host is done; 1 when the cluster is unhealthy or a
+member does not come back in time (the error says which hosts are upgraded, and
+no further host is touched); 2 for a bad flag, spec or version, with nothing
+changed.
+
+Examples:
+  # from the machine that ran init; the harness or a tool syncs OUT/NAME to each node
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --out ./etcd-bundles
+
+  # copy each rewritten manifest to its node
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 \
+    --exec 'scp -p {manifest} root@{address}:/etc/kubernetes/manifests/etcd.yaml'
+
+  # see the order and the checks, change nothing
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --dry-run
+
+  # on a node itself, one host at a time (the leader's node last)
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --config cluster.yaml --node etcd02 --root /`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + spec.FileName + ")", TakesFile: true},
+			&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init", TakesFile: true},
+			&cli.StringFlag{Name: "etcd-version", Usage: "new etcd image `TAG`, such as 3.6.16-0"},
+			&cli.StringFlag{Name: "image-repository", Usage: "new `REGISTRY` of the etcd image, such as registry.k8s.io"},
+			&cli.StringFlag{Name: "image", Usage: "new etcd `IMAGE`; overrides --image-repository and --etcd-version"},
+			&cli.StringFlag{Name: "node", Usage: "upgrade only this host `NAME`"},
+			&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR`, / on the node itself", TakesFile: true},
+			&cli.StringFlag{Name: "exec", Usage: "`CMD` run per host after its rewrite, with {name}, {address}, {manifest}, {folder} replaced"},
+			&cli.StringFlag{Name: "timeout", Value: upgrade.DefaultMemberTimeout.String(), Usage: "bound `DURATION` on each member, from the rewrite until it has caught up"},
+			&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to etcd"},
+			&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` instead of the bundle's", TakesFile: true},
+			&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE` instead of the bundle's healthcheck-client", TakesFile: true},
+			&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
+			&cli.BoolFlag{Name: "dry-run", Usage: "check the cluster and print the plan; write nothing"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "summary `FORMAT`: table, json or yaml"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Action:       runUpgrade,
+	}
+}
+
+func runUpgrade(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return badArgs(fmt.Errorf("unexpected argument %q: upgrade takes flags only", c.Args().First()))
+	}
+	format := c.String("output")
+	if format != "table" && format != "json" && format != "yaml" {
+		return badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	}
+	durations := map[string]time.Duration{}
+	for _, name := range []string{"timeout", "request-timeout"} {
+		d, err := time.ParseDuration(c.String(name))
+		if err != nil || d <= 0 {
+			return badArgs(fmt.Errorf("--%s %q: want a positive duration such as 5m", name, c.String(name)))
+		}
+		durations[name] = d
+	}
+	for _, name := range []string{"out", "config", "etcd-version", "image-repository", "image", "node", "root", "exec", "cacert", "cert", "key"} {
+		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
+			return badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
+		}
+	}
+	current, next, err := upgradeSpecs(c)
+	if err != nil {
+		return badArgs(err)
+	}
+	res, err := upgrade.Run(c.Context, upgrade.Options{
+		Current:        current,
+		Next:           next,
+		Out:            c.String("out"),
+		Node:           c.String("node"),
+		Root:           c.String("root"),
+		Exec:           c.String("exec"),
+		CACert:         c.String("cacert"),
+		Cert:           c.String("cert"),
+		Key:            c.String("key"),
+		MemberTimeout:  durations["timeout"],
+		RequestTimeout: durations["request-timeout"],
+		DryRun:         c.Bool("dry-run"),
+		Log:            c.App.ErrWriter,
+	})
+	var input *upgrade.InputError
+	if errors.As(err, &input) {
+		return badArgs(err)
+	}
+	if res != nil && len(res.Hosts) > 0 {
+		if perr := printUpgrade(c.App.Writer, format, res); perr != nil {
+			return fmt.Errorf("print the summary: %w", perr)
+		}
+	}
+	if err != nil {
+		return clusterError(err)
+	}
+	return nil
+}
+
+// upgradeSpecs loads the recorded spec and makes the one with the new image.
+func upgradeSpecs(c *cli.Context) (current, next *spec.Cluster, err error) {
+	if !c.IsSet("etcd-version") && !c.IsSet("image") && !c.IsSet("image-repository") {
+		return nil, nil, errors.New("--etcd-version: give the version to upgrade to (or --image, --image-repository)")
+	}
+	path := c.String("config")
+	if path == "" {
+		path = filepath.Join(c.String("out"), spec.FileName)
+		if !fileExists(path) {
+			return nil, nil, fmt.Errorf("--out %q: no %s; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"), spec.FileName)
+		}
+	}
+	current, err = spec.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	current.SetDefaults()
+	if _, err := current.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("cluster spec %s: %w", path, err)
+	}
+	n := *current
+	if current.Etcd.Image != "" && !c.IsSet("image") {
+		flag := "etcd-version"
+		if !c.IsSet("etcd-version") {
+			flag = "image-repository"
+		}
+		return nil, nil, fmt.Errorf("--%s %q: the spec sets etcd.image %q, which overrides it; give --image", flag, c.String(flag), current.Etcd.Image)
+	}
+	if c.IsSet("image") {
+		n.Etcd.Image = c.String("image")
+	}
+	if c.IsSet("etcd-version") {
+		n.Etcd.Version = c.String("etcd-version")
+	}
+	if c.IsSet("image-repository") {
+		n.Etcd.ImageRepository = c.String("image-repository")
+	}
+	if _, err := upgrade.ImageVersion(n.EtcdImage()); err != nil {
+		flag := "etcd-version"
+		if c.IsSet("image") {
+			flag = "image"
+		}
+		return nil, nil, fmt.Errorf("--%s %q: %w", flag, c.String(flag), err)
+	}
+	if _, err := n.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return current, &n, nil
+}
+
+// upgradeRow is one host in the JSON and YAML summary; its field names are
+// part of the command-line interface.
+type upgradeRow struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	State   string `json:"state"`
+	Leader  bool   `json:"leader"`
+	Took    string `json:"took"`
+	Error   string `json:"error"`
+}
+
+type upgradeSummary struct {
+	Image        string       `json:"image"`
+	Version      string       `json:"version"`
+	SpecRecorded bool         `json:"specRecorded"`
+	Hosts        []upgradeRow `json:"hosts"`
+}
+
+func printUpgrade(w io.Writer, format string, res *upgrade.Result) error {
+	sum := upgradeSummary{Image: res.Image, Version: res.Version, SpecRecorded: res.SpecRecorded, Hosts: []upgradeRow{}}
+	for _, h := range res.Hosts {
+		sum.Hosts = append(sum.Hosts, upgradeRow{
+			Name: h.Name, Address: h.Address, From: h.From, To: h.To, State: string(h.State),
+			Leader: h.Leader, Took: formatTook(h.Took), Error: h.Error,
+		})
+	}
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sum)
+	case "yaml":
+		b, err := yaml.Marshal(sum)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tADDRESS\tFROM\tTO\tSTATE\tLEADER\tTOOK\tERROR")
+	for _, r := range sum.Hosts {
+		took := r.Took
+		if r.State == string(upgrade.Current) || r.State == string(upgrade.Pending) || r.State == string(upgrade.Planned) {
+			took = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", r.Name, r.Address, dash(r.From), dash(r.To), r.State, r.Leader, took, r.Error)
+	}
+	return tw.Flush()
+}
