@@ -279,8 +279,8 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	c := r.Cluster()
 	req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
 	if diffs := certs.Differences(cert, key, ca, req, c.EncryptionAlgorithm, r.now()); len(diffs) > 0 {
-		return 0, fmt.Errorf("host %q: existing %s certificate %s.crt does not match the spec: %s; to replace it, remove %s.crt and %s.key and run again",
-			h.Name, p.Name, base, strings.Join(diffs, "; "), base, base)
+		return 0, fmt.Errorf("host %q: existing %s certificate %s.crt does not match the spec: %s; to replace it, run `etcd-staticpod certs renew %s --node %s`",
+			h.Name, p.Name, base, strings.Join(diffs, "; "), p.Name, h.Name)
 	}
 	return leafValid, nil
 }

@@ -224,7 +224,7 @@ func TestRerunKeepsAndRefuses(t *testing.T) {
 	for _, tc := range cases {
 		args := append([]string{"init", "phase", "certs", "all", "--out", out}, tc.args...)
 		_, stderr, code := run(t, args...)
-		if code == 0 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "to replace it, remove") {
+		if code == 0 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "to replace it, run `etcd-staticpod certs renew etcd-server --node etcd0") {
 			t.Errorf("%v: exit %d, %s", tc.args, code, stderr)
 		}
 		if treeHash(t, out) != before {
