@@ -341,9 +341,46 @@ func TestSaveAndRestore(t *testing.T) {
 		}
 	}
 	kv.Close()
-	for _, m := range c.Members {
-		c.Stop(t, m.Name)
-	}
+
+	t.Run("a member down", func(t *testing.T) {
+		c.Stop(t, "etcd02")
+		dst := filepath.Join(t.TempDir(), "etcd.db")
+		// The stopped member is given up on after the timeout.
+		quick := *tgt
+		quick.Timeout = 2 * time.Second
+		res, err := snapshot.Save(ctx, snapshot.SaveOptions{Target: &quick, Path: dst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Source.Name == "etcd02" || !res.Source.Healthy || len(res.Notes) != 0 || res.TotalKeys != before+5 {
+			t.Errorf("saved from %+v with notes %v, %d keys", res.Source, res.Notes, res.TotalKeys)
+		}
+		down := res.Candidates[len(res.Candidates)-1]
+		if down.Endpoint != c.Member("etcd02").ClientURL || down.Error == "" {
+			t.Errorf("the stopped member is not last with its error: %+v", res.Candidates)
+		}
+		// Named, it is an error of the cluster, not of the input.
+		_, stderr, code := cli(t, bin, "snapshot", "save", dst, "--bundle", bundle, "--endpoint", down.Endpoint, "--timeout", "2s")
+		if code != 1 || !strings.Contains(stderr, "no member gave its status") {
+			t.Errorf("save from a stopped member: exit %d, %s", code, stderr)
+		}
+	})
+
+	// With its quorum gone, the last member still has the data: saving
+	// from it is how a cluster beyond repair is rescued.
+	t.Run("no quorum", func(t *testing.T) {
+		c.Stop(t, "etcd03")
+		dst := filepath.Join(t.TempDir(), "rescued.db")
+		stdout, stderr, code := cli(t, bin, "snapshot", "save", dst, "--bundle", bundle, "--timeout", "2s", "-o", "json")
+		var doc savedDoc
+		if code != 0 || json.Unmarshal([]byte(stdout), &doc) != nil {
+			t.Fatalf("exit %d: %s%s", code, stdout, stderr)
+		}
+		if doc.Member != "etcd01" || doc.TotalKeys != before+5 || !strings.Contains(stderr, "note: no member is healthy; saving from "+c.Member("etcd01").ClientURL) {
+			t.Errorf("rescue: %+v, stderr %q", doc, stderr)
+		}
+	})
+	c.Stop(t, "etcd01")
 
 	t.Run("restore refuses bad input", func(t *testing.T) {
 		was := tree(t, dir)
@@ -414,6 +451,23 @@ func TestSaveAndRestore(t *testing.T) {
 				if certs.IsTemp(e.Name()) {
 					t.Errorf("temp folder %s left behind", e.Name())
 				}
+			}
+		}
+
+		// One node on its own: only its folder, under the root given, with
+		// the token of the others.
+		root := t.TempDir()
+		stdout, stderr, code = cli(t, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, "cluster.yaml"), "--node", "etcd02", "--root", root, "--token", doc.Token)
+		if code != 0 {
+			t.Fatalf("node restore: exit %d: %s", code, stderr)
+		}
+		written := filepath.Join(root, "var/lib/etcd.restore-"+doc.Token, "member/snap/db")
+		if _, err := os.Stat(written); err != nil {
+			t.Errorf("node restore: %v", err)
+		}
+		for _, want := range []string{"for 1 of 3 members", "--token " + doc.Token, "\n  mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.stopped && "} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("node restore output lacks %q:\n%s", want, stdout)
 			}
 		}
 

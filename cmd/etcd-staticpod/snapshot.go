@@ -79,11 +79,7 @@ Examples:
     --endpoint https://10.107.88.16:2379 -o json`,
 		Flags:        flags,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: func(c *cli.Context) error {
-			c, err := trailingFlags(c)
-			if err != nil {
-				return err
-			}
+		Action: withTrailingFlags(func(c *cli.Context) error {
 			file, err := oneFileArg(c)
 			if err != nil {
 				return err
@@ -122,7 +118,7 @@ Examples:
 				fmt.Fprintln(c.App.ErrWriter, "note:", n)
 			}
 			return printSaved(c.App.Writer, format, res)
-		},
+		}),
 	}
 }
 
@@ -146,11 +142,7 @@ Examples:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: func(c *cli.Context) error {
-			c, err := trailingFlags(c)
-			if err != nil {
-				return err
-			}
+		Action: withTrailingFlags(func(c *cli.Context) error {
 			file, err := oneFileArg(c)
 			if err != nil {
 				return err
@@ -165,10 +157,10 @@ Examples:
 				if errors.As(err, &ie) {
 					return clusterError(err)
 				}
-				return badArgs(err)
+				return badArgs(fmt.Errorf("FILE %q: %w", file, unwrapPathError(err)))
 			}
 			return printSaved(c.App.Writer, format, &snapshot.SaveResult{Info: *info})
-		},
+		}),
 	}
 }
 
@@ -227,11 +219,7 @@ Examples:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: func(c *cli.Context) error {
-			c, err := trailingFlags(c)
-			if err != nil {
-				return err
-			}
+		Action: withTrailingFlags(func(c *cli.Context) error {
 			file, err := oneFileArg(c)
 			if err != nil {
 				return err
@@ -272,7 +260,23 @@ Examples:
 				return clusterError(err)
 			}
 			return printRestored(c.App.Writer, format, res, c.String("out"), c.String("root"), file)
-		},
+		}),
+	}
+}
+
+// withTrailingFlags runs action with the flags that follow FILE read too;
+// --help among them shows the command's help.
+func withTrailingFlags(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if slices.ContainsFunc(c.Args().Tail(), func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
+			cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
+			return nil
+		}
+		nc, err := trailingFlags(c)
+		if err != nil {
+			return err
+		}
+		return action(nc)
 	}
 }
 
