@@ -112,10 +112,11 @@ func NewToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// Restore verifies the snapshot, then writes for every host (or for
-// o.Node) a data folder made from it with the member's own name and peer
-// URLs, the whole initial cluster and the new token, beside the member's
-// data folder in the host's root: HOSTROOT/var/lib/etcd.restore-TOKEN.
+// Restore checks the hosts and verifies the snapshot, then writes for
+// every host (or for o.Node) a data folder made from it with the member's
+// own name and peer URLs, the whole initial cluster and the new token,
+// beside the member's data folder in the host's root:
+// HOSTROOT/var/lib/etcd.restore-TOKEN.
 // The members' flags come from each host's static Pod manifest, which is
 // what etcd will run with, or from the spec where a host folder has none.
 // Nothing is overwritten: a restored folder that exists already is an
@@ -150,16 +151,7 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		return nil, inputErr("--token", token, "want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	}
 
-	info, err := Verify(o.Snapshot)
-	if err != nil {
-		var ie *IntegrityError
-		if errors.As(err, &ie) {
-			return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: ie.Err}
-		}
-		return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: unwrapPath(errors.Unwrap(err))}
-	}
-
-	res := &RestoreResult{Token: token, Snapshot: *info, AllHosts: len(c.Hosts)}
+	res := &RestoreResult{Token: token, AllHosts: len(c.Hosts)}
 	var initial types.URLsMap
 	initialFrom := ""
 	for _, h := range hosts {
@@ -239,6 +231,17 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 			res.Members[i].ID = uint64(m.ID)
 		}
 	}
+
+	// Read last, as it reads the whole file, and before anything is written.
+	info, err := Verify(o.Snapshot)
+	if err != nil {
+		var ie *IntegrityError
+		if errors.As(err, &ie) {
+			return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: ie.Err}
+		}
+		return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: unwrapPath(errors.Unwrap(err))}
+	}
+	res.Snapshot = *info
 
 	var done []string
 	for _, m := range res.Members {
