@@ -1,6 +1,438 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/membership"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
 
 // memberCommands are the commands that scale the cluster out and in.
-func memberCommands() []*cli.Command { return nil }
+func memberCommands() []*cli.Command {
+	list := membersCommand()
+	list.Name = "list"
+	list.Usage = "list the cluster's members (the same as `etcd-staticpod members`)"
+	list.UsageText = "etcd-staticpod member list " + connectUsage
+	list.Category = ""
+	return []*cli.Command{{
+		Name:     "member",
+		Usage:    "scale the cluster out and in: add, promote and remove members",
+		Category: "running cluster",
+		Description: `Changes the cluster's membership and keeps the bundle folder in step: the recorded
+spec OUT/cluster.yaml and the control plane's OUT/kubeadm-config.yaml always list the
+cluster's members. Run from the machine that ran init (it holds the CA key).`,
+		Subcommands: []*cli.Command{memberAddCommand(), memberPromoteCommand(), memberRemoveCommand(), list},
+	}}
+}
+
+const memberWhere = `The bundle folder and the cluster:
+  --out DIR            the folder init wrote (default ./etcd-bundles): the spec DIR/cluster.yaml,
+                       the CA store DIR/pki/etcd and one folder per host.
+  --config FILE        start from this spec instead of DIR/cluster.yaml; the updated spec is
+                       recorded in DIR/cluster.yaml (FILE is left as it is).
+The cluster is found through the first host folder in DIR (its certificates and
+manifest, then the member list), as with --bundle; --bundle, --endpoints, --cacert,
+--cert, --key and --identity work as for etcd-staticpod members.`
+
+const memberExitStatus = `Exit status: 0 on success; 1 when the cluster is unhealthy, refuses the change or
+does not answer, or the wait ends first; 2 for bad input (a flag, the spec, the local
+files, or a host the cluster or the spec already has), with nothing changed.`
+
+// memberFlags are shared by the member commands; made fresh per command.
+func memberFlags(extra ...cli.Flag) []cli.Flag {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init: the spec, the CA store and the host folders", TakesFile: true},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` to start from (default: OUT/" + spec.FileName + ")", TakesFile: true},
+		&cli.StringFlag{Name: "bundle", Usage: "host folder `DIR/NAME` to reach the cluster through (default: the first host folder in OUT)", TakesFile: true},
+		&cli.StringFlag{Name: "endpoints", Usage: "client `URLS`, comma-separated, used exactly as given"},
+		&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` that signed the servers' certificates", TakesFile: true},
+		&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE`", TakesFile: true},
+		&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
+		&cli.StringFlag{Name: "identity", Value: etcdops.IdentityHealthcheck, Usage: "client certificate pair `NAME` from the host folder: " + strings.Join(etcdops.Identities(), " or ")},
+		&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to the cluster"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml (progress then goes to stderr)"},
+	}
+	return append(flags, extra...)
+}
+
+func waitFlag() cli.Flag {
+	return &cli.StringFlag{Name: "timeout", Value: membership.DefaultWait.String(), Usage: "bound `DURATION` on the wait for the learner to start, catch up and be promoted"}
+}
+
+func memberCommand(cmd *cli.Command) *cli.Command {
+	cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return badArgs(err) }
+	return cmd
+}
+
+func memberAddCommand() *cli.Command {
+	return memberCommand(&cli.Command{
+		Name:      "add",
+		Usage:     "add a host: make its bundle, add it as a learner, promote it once in sync",
+		UsageText: "etcd-staticpod member add [--out DIR] [--config FILE] [--voting | --no-promote] [--timeout DURATION] [-o table|json|yaml] NAME=ADDRESS",
+		Description: `Adds one etcd host to the running cluster, in an order that a failure at any point
+leaves recoverable:
+
+  1. checks, changing nothing: NAME and ADDRESS are neither in the spec nor in the
+     cluster's member list, the spec's hosts are exactly the cluster's members, and
+     every voting member is healthy;
+  2. writes the new host's folder OUT/NAME and OUT/NAME.tar.gz with init's phases for
+     that host alone (certificates from the CA store; other hosts' files are not
+     touched). Its manifest has --initial-cluster = every member plus the new one and
+     --initial-cluster-state=existing;
+  3. adds the member through the API, as a learner (--voting: as a voting member);
+  4. records the host in OUT/cluster.yaml, its endpoint in OUT/kubeadm-config.yaml and
+     its archive in OUT/SHA256SUMS, and prints how to copy and start the bundle;
+  5. waits, up to --timeout, for the learner to start and catch up with the leader,
+     and promotes it, retrying while etcd answers that it is not in sync yet.
+     --no-promote stops after step 4; ` + "`etcd-staticpod member promote NAME`" + ` does step 5 alone.
+
+If step 3 fails, the new host's folder is removed again and nothing is recorded. If
+step 4 fails, the member is in the cluster but not in the spec: the same command run
+again sees the member (not started, on that address) and finishes. If step 5 times
+out, the member stays a learner: ` + "`member promote`" + ` finishes once it runs.
+
+The recorded spec's etcd.initialClusterState becomes "existing": the cluster exists,
+so any member made from the spec from now on joins it. The other hosts' manifests are
+left alone; a member that has its data ignores --initial-cluster-state and
+--initial-cluster, so a later init that rewrites them changes nothing for them.
+
+A learner does not vote, so adding one never puts quorum at risk. With --voting the
+member counts for quorum at once, before it has started: a three-member cluster then
+needs three of four members up until it has.
+
+` + memberWhere + `
+
+Output: the progress, the commands for the new host and then the member list. -o json
+(or yaml) prints {"host", "member", "members", "resumed", "promoted", "bundle",
+"archive"}, member entries as in etcd-staticpod members -o json, the progress on stderr.
+
+` + memberExitStatus + `
+
+Flags go before NAME=ADDRESS.
+
+Examples:
+  # a fourth host, promoted once it has started and caught up
+  etcd-staticpod member add etcd04=10.107.88.18
+
+  # add now, start and promote later
+  etcd-staticpod member add --no-promote etcd04=10.107.88.18
+  etcd-staticpod member promote etcd04
+
+  # a host with an extra SAN, through a bundle folder elsewhere
+  etcd-staticpod member add --out /srv/etcd-bundles --server-cert-san etcd05.example.internal etcd05=10.107.88.19`,
+		Flags: memberFlags(
+			&cli.StringFlag{Name: "ca-cert", Usage: "use this CA certificate `FILE` instead of OUT/pki/etcd/ca.crt", TakesFile: true},
+			&cli.StringFlag{Name: "ca-key", Usage: "the key `FILE` of --ca-cert", TakesFile: true},
+			&cli.StringSliceFlag{Name: "server-cert-san", Usage: "extra SAN of the new host's etcd-server certificate; comma-separated or repeated"},
+			&cli.StringSliceFlag{Name: "peer-cert-san", Usage: "extra SAN of the new host's etcd-peer certificate; comma-separated or repeated"},
+			&cli.BoolFlag{Name: "voting", Usage: "add a voting member instead of a learner (no promotion)"},
+			&cli.BoolFlag{Name: "no-promote", Usage: "return once the learner is added; promote it later with member promote"},
+			waitFlag(),
+		),
+		Action: func(c *cli.Context) error {
+			if err := oneArg(c, "NAME=ADDRESS"); err != nil {
+				return err
+			}
+			h, err := spec.ParseHost(c.Args().First())
+			if err != nil {
+				return badArgs(err)
+			}
+			h.ServerCertSANs = splitList(c.StringSlice("server-cert-san"))
+			h.PeerCertSANs = splitList(c.StringSlice("peer-cert-san"))
+			if c.Bool("voting") && c.Bool("no-promote") {
+				return badArgs(fmt.Errorf("--no-promote: a member added with --voting is not promoted; give one or the other"))
+			}
+			run, err := newMemberRun(c)
+			if err != nil {
+				return err
+			}
+			wait, err := parseWait(c)
+			if err != nil {
+				return err
+			}
+			run.opts.CACert, run.opts.CAKey = c.String("ca-cert"), c.String("ca-key")
+			if (run.opts.CACert == "") != (run.opts.CAKey == "") {
+				return badArgs(fmt.Errorf("--ca-cert %q and --ca-key %q: give both or neither", run.opts.CACert, run.opts.CAKey))
+			}
+			res, err := membership.Add(c.Context, membership.AddOptions{
+				Options: run.opts, Host: h, Voting: c.Bool("voting"), NoPromote: c.Bool("no-promote"), Wait: wait,
+			})
+			if res != nil && err == nil {
+				doc := addDoc{
+					Host:     hostRow{Name: h.Name, Address: h.Address},
+					Member:   memberRows([]etcdops.Member{res.Member})[0],
+					Members:  memberRows(res.Members),
+					Resumed:  res.Resumed,
+					Promoted: res.Promoted,
+					Bundle:   res.Bundle,
+					Archive:  res.Archive,
+				}
+				if perr := run.print(doc, res.Members); perr != nil {
+					return perr
+				}
+			}
+			return memberError(err)
+		},
+	})
+}
+
+func memberPromoteCommand() *cli.Command {
+	return memberCommand(&cli.Command{
+		Name:      "promote",
+		Usage:     "wait for a learner to start and catch up, and make it a voting member",
+		UsageText: "etcd-staticpod member promote [--out DIR] [--timeout DURATION] [-o table|json|yaml] NAME",
+		Description: `Waits, up to --timeout, for the learner NAME to start and catch up with the leader,
+and promotes it, retrying with backoff while etcd answers "can only promote a learner
+member which is in sync with leader". A learner that has not started yet is found
+by the address the spec gives NAME. A member that votes already is success.
+
+` + memberWhere + `
+
+Output: the progress, then the member list. -o json (or yaml) prints {"member",
+"members", "alreadyVoting"}, the progress on stderr.
+
+` + memberExitStatus + `
+
+Flags go before NAME.
+
+Examples:
+  etcd-staticpod member promote etcd04
+  etcd-staticpod member promote --out /srv/etcd-bundles --timeout 30m -o json etcd04`,
+		Flags: memberFlags(waitFlag()),
+		Action: func(c *cli.Context) error {
+			if err := oneArg(c, "NAME"); err != nil {
+				return err
+			}
+			run, err := newMemberRun(c)
+			if err != nil {
+				return err
+			}
+			wait, err := parseWait(c)
+			if err != nil {
+				return err
+			}
+			res, err := membership.Promote(c.Context, membership.PromoteOptions{Options: run.opts, Name: c.Args().First(), Wait: wait})
+			if res != nil && err == nil {
+				doc := promoteDoc{Member: memberRows([]etcdops.Member{res.Member})[0], Members: memberRows(res.Members), AlreadyVoting: res.Already}
+				if perr := run.print(doc, res.Members); perr != nil {
+					return perr
+				}
+			}
+			return memberError(err)
+		},
+	})
+}
+
+func memberRemoveCommand() *cli.Command {
+	return memberCommand(&cli.Command{
+		Name:      "remove",
+		Usage:     "remove a member: from the cluster, then from the spec and kubeadm-config.yaml",
+		UsageText: "etcd-staticpod member remove [--out DIR] [--force] [-o table|json|yaml] NAME",
+		Description: `Removes the member NAME (looked up by name in the member list, or, if it never
+started, by the address the spec gives NAME) through the API, then the host from
+OUT/cluster.yaml and its endpoint from OUT/kubeadm-config.yaml, and prints what is
+left to do on the host: remove its manifest so that kubelet stops the Pod, then its
+data. The host folder OUT/NAME and its archive are left in place.
+
+Refused, with nothing changed, when fewer than 3 voting members would remain, or when
+the remaining healthy voting members would not be a quorum of the new membership;
+--force goes ahead anyway. The last member is never removed. A learner is removed
+freely. When NAME leads, leadership moves first to the most up-to-date healthy
+member, so that the cluster does not wait for an election.
+
+If NAME is in the spec but no longer a member (an earlier run removed it and could
+not record the spec), the spec is brought up to date.
+
+` + memberWhere + `
+
+Output: the progress, the steps for the host and then the member list. -o json (or
+yaml) prints {"host", "member", "members", "wasMember", "leaderMovedTo"}, the
+progress on stderr.
+
+` + memberExitStatus + `
+
+Flags go before NAME.
+
+Examples:
+  etcd-staticpod member remove etcd02
+
+  # two members left, knowingly
+  etcd-staticpod member remove --force etcd03`,
+		Flags: memberFlags(&cli.BoolFlag{Name: "force", Usage: "go below 3 voting members, or remove while the rest are not a healthy quorum"}),
+		Action: func(c *cli.Context) error {
+			if err := oneArg(c, "NAME"); err != nil {
+				return err
+			}
+			run, err := newMemberRun(c)
+			if err != nil {
+				return err
+			}
+			res, err := membership.Remove(c.Context, membership.RemoveOptions{Options: run.opts, Name: c.Args().First(), Force: c.Bool("force")})
+			if res != nil && err == nil {
+				doc := removeDoc{Host: hostRow{Name: res.Host.Name, Address: res.Host.Address}, Members: memberRows(res.Members), WasMember: res.WasMember, LeaderMovedTo: res.LeaderMovedTo}
+				if res.WasMember {
+					row := memberRows([]etcdops.Member{res.Member})[0]
+					doc.Member = &row
+				}
+				if perr := run.print(doc, res.Members); perr != nil {
+					return perr
+				}
+			}
+			return memberError(err)
+		},
+	})
+}
+
+// memberRun is what the member commands share: the options and where the
+// result goes.
+type memberRun struct {
+	opts   membership.Options
+	format string
+	out    io.Writer
+}
+
+func newMemberRun(c *cli.Context) (*memberRun, error) {
+	format := c.String("output")
+	if format != "table" && format != "json" && format != "yaml" {
+		return nil, badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	}
+	for _, name := range []string{"out", "config", "bundle", "cacert", "cert", "key", "identity", "ca-cert", "ca-key"} {
+		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
+			return nil, badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
+		}
+	}
+	timeout, err := time.ParseDuration(c.String("request-timeout"))
+	if err != nil || timeout <= 0 {
+		return nil, badArgs(fmt.Errorf("--request-timeout %q: want a positive duration such as 5s", c.String("request-timeout")))
+	}
+	var endpoints []string
+	if c.IsSet("endpoints") {
+		endpoints = []string{c.String("endpoints")}
+	}
+	log := c.App.Writer
+	if format != "table" {
+		// The document alone on stdout, so that it parses.
+		log = c.App.ErrWriter
+	}
+	return &memberRun{
+		format: format,
+		out:    c.App.Writer,
+		opts: membership.Options{
+			Out:    c.String("out"),
+			Config: c.String("config"),
+			Connect: etcdops.Options{
+				Endpoints: endpoints,
+				CACert:    c.String("cacert"),
+				Cert:      c.String("cert"),
+				Key:       c.String("key"),
+				Bundle:    c.String("bundle"),
+				Identity:  c.String("identity"),
+				Timeout:   timeout,
+			},
+			Log: log,
+		},
+	}, nil
+}
+
+// oneArg wants exactly one argument; flags go before it, since parsing
+// stops at the first argument.
+func oneArg(c *cli.Context, what string) error {
+	switch {
+	case c.NArg() == 0:
+		return badArgs(fmt.Errorf("member %s: give %s", c.Command.Name, what))
+	case c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-"):
+		return badArgs(fmt.Errorf("member %s: flag %q after %s: give the flags first (etcd-staticpod member %s [flags] %s)", c.Command.Name, c.Args().Get(1), c.Args().First(), c.Command.Name, what))
+	case c.NArg() > 1:
+		return badArgs(fmt.Errorf("member %s: unexpected argument %q: give one %s", c.Command.Name, c.Args().Get(1), what))
+	}
+	return nil
+}
+
+func parseWait(c *cli.Context) (time.Duration, error) {
+	d, err := time.ParseDuration(c.String("timeout"))
+	if err != nil || d <= 0 {
+		return 0, badArgs(fmt.Errorf("--timeout %q: want a positive duration such as 10m", c.String("timeout")))
+	}
+	return d, nil
+}
+
+// print writes the result: the member list as a table, or doc as JSON or
+// YAML.
+func (r *memberRun) print(doc any, members []etcdops.Member) error {
+	var err error
+	switch r.format {
+	case "json":
+		err = jsonPrinter{r.out}.write(doc)
+	case "yaml":
+		err = yamlPrinter{r.out}.write(doc)
+	default:
+		fmt.Fprintln(r.out)
+		err = tablePrinter{r.out}.Members(members)
+	}
+	if err != nil {
+		return fmt.Errorf("print result: %w", err)
+	}
+	return nil
+}
+
+// memberError gives a membership error its exit status: 2 for bad input,
+// else 1.
+func memberError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if membership.IsInputError(err) {
+		return badArgs(err)
+	}
+	return clusterError(err)
+}
+
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// The documents of -o json and -o yaml; their field names are part of the
+// command-line interface.
+
+type hostRow struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+type addDoc struct {
+	Host     hostRow     `json:"host"`
+	Member   memberRow   `json:"member"`
+	Members  []memberRow `json:"members"`
+	Resumed  bool        `json:"resumed"`
+	Promoted bool        `json:"promoted"`
+	Bundle   string      `json:"bundle"`
+	Archive  string      `json:"archive"`
+}
+
+type promoteDoc struct {
+	Member        memberRow   `json:"member"`
+	Members       []memberRow `json:"members"`
+	AlreadyVoting bool        `json:"alreadyVoting"`
+}
+
+type removeDoc struct {
+	Host          hostRow     `json:"host"`
+	Member        *memberRow  `json:"member"`
+	Members       []memberRow `json:"members"`
+	WasMember     bool        `json:"wasMember"`
+	LeaderMovedTo string      `json:"leaderMovedTo"`
+}

@@ -1,0 +1,558 @@
+package membership_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/membership"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// New hosts join on port 2380 of their own loopback address, since the
+// member list is told that URL before the member runs; these addresses
+// are outside the range etcdtest gives the first hosts.
+const (
+	addr4 = "127.0.0.94"
+	addr5 = "127.0.0.95"
+)
+
+// requestTimeout keeps a check of a stopped member short.
+const requestTimeout = 2 * time.Second
+
+func opts(dir string) membership.Options {
+	return membership.Options{Out: dir, Connect: etcdops.Options{Timeout: requestTimeout}}
+}
+
+// tree fingerprints every file under dir (content and mode), for "nothing
+// changed" checks.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			out[rel] = info.Mode().String()
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		out[rel] = info.Mode().String() + " " + hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameTree reports the paths under prefixes (all when none) that differ.
+func diffTree(a, b map[string]string, prefixes ...string) []string {
+	var out []string
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	for k := range keys {
+		in := len(prefixes) == 0
+		for _, p := range prefixes {
+			if k == p || strings.HasPrefix(k, p+"/") {
+				in = true
+			}
+		}
+		if in && a[k] != b[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// cli runs the built command and returns its exit status, stdout and stderr.
+func cli(t *testing.T, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("%s %q: %v", bin, args, err)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// wantRefusal runs the command and wants the exit status and one error
+// line containing want, with nothing under dir changed.
+func wantRefusal(t *testing.T, bin, dir string, code int, want string, args ...string) {
+	t.Helper()
+	before := tree(t, dir)
+	got, _, stderr := cli(t, bin, args...)
+	if got != code {
+		t.Errorf("%q: exit %d, want %d; stderr: %s", args, got, code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "error: ") || !strings.Contains(last, want) {
+		t.Errorf("%q: stderr %q, want an error line containing %q", args, stderr, want)
+	}
+	if strings.Contains(stderr, "PRIVATE KEY") {
+		t.Errorf("%q: key material on stderr", args)
+	}
+	if d := diffTree(before, tree(t, dir)); len(d) > 0 {
+		t.Errorf("%q changed %v", args, d)
+	}
+}
+
+// urlHost matches the host:port of each URL in a flag value.
+var urlHost = regexp.MustCompile(`(https?://)([^/,\s"']+)`)
+
+// startJoiner runs the new host's etcd from its manifest, as kubelet
+// would, on loopback: the other members' URLs point at the ports etcdtest
+// gave them, the new member keeps its own address and ports (the member
+// list has its peer URL), and loopback listeners get free ports. The
+// process is killed when the test ends.
+func startJoiner(t *testing.T, c *etcdtest.Cluster, dir, name string) *exec.Cmd {
+	t.Helper()
+	m, err := etcdops.ReadManifest(filepath.Join(dir, name, filepath.FromSlash(etcdops.ManifestPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := map[string]string{}
+	for _, mem := range c.Members {
+		for spec, real := range map[int]string{2379: mem.ClientURL, 2380: mem.PeerURL} {
+			u, err := url.Parse(real)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports[net.JoinHostPort(u.Hostname(), strconv.Itoa(spec))] = u.Host
+		}
+	}
+	var listeners []net.Listener
+	mapURL := func(v string) string {
+		return urlHost.ReplaceAllStringFunc(v, func(s string) string {
+			sub := urlHost.FindStringSubmatch(s)
+			if to, ok := ports[sub[2]]; ok {
+				return sub[1] + to
+			}
+			if h, _, err := net.SplitHostPort(sub[2]); err == nil && h == "127.0.0.1" {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				listeners = append(listeners, l)
+				ports[sub[2]] = l.Addr().String()
+				return sub[1] + l.Addr().String()
+			}
+			return s
+		})
+	}
+	var args []string
+	for _, a := range m.Command[1:] {
+		flag, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		switch {
+		case !ok:
+		case flag == "data-dir":
+			value = t.TempDir()
+		case strings.HasPrefix(value, "/"):
+			value = filepath.Join(dir, name, value)
+		default:
+			value = mapURL(value)
+		}
+		if ok {
+			a = "--" + flag + "=" + value
+		}
+		args = append(args, a)
+	}
+	for _, l := range listeners {
+		l.Close()
+	}
+	logFile := filepath.Join(t.TempDir(), name+".log")
+	logf, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(etcdtest.EtcdBinary(t), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			lines := strings.Split(string(b), "\n")
+			t.Logf("log of %s (last lines):\n%s", name, strings.Join(lines[max(0, len(lines)-30):], "\n"))
+		}
+	})
+	return cmd
+}
+
+func members(t *testing.T, dir string) []etcdops.Member {
+	t.Helper()
+	tgt, err := etcdops.Resolve(context.Background(), etcdops.Options{Bundle: filepath.Join(dir, "etcd01"), Timeout: requestTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := etcdops.Members(context.Background(), tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+func loadSpec(t *testing.T, dir string) *spec.Cluster {
+	t.Helper()
+	c, err := spec.Load(filepath.Join(dir, spec.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func hostNames(c *spec.Cluster) []string {
+	var out []string
+	for _, h := range c.Hosts {
+		out = append(out, h.Name)
+	}
+	return out
+}
+
+// endpointsIn returns the client URLs that kubeadm-config.yaml lists.
+func endpointsIn(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, membership.KubeadmConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return regexp.MustCompile(`https://[0-9.]+:2379`).FindAllString(string(b), -1)
+}
+
+// TestScaleOutAndIn grows a loopback cluster of three to four and back,
+// with the refusals on the way, through the package and the command.
+func TestScaleOutAndIn(t *testing.T) {
+	bin := etcdtest.CLIBinary(t)
+	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 3)
+	c := etcdtest.Run(t, dir)
+	ctx := context.Background()
+	// Members started by a step outlive it.
+	whole := t
+	out := []string{"--out", dir, "--request-timeout", requestTimeout.String()}
+	args := func(cmd string, rest ...string) []string {
+		return append(append([]string{"member", cmd}, out...), rest...)
+	}
+
+	t.Run("refusals", func(t *testing.T) {
+		wantRefusal(t, bin, dir, 2, `host "etcd02" is already in the spec`, args("add", "etcd02=127.0.0.50")...)
+		wantRefusal(t, bin, dir, 2, `address 127.0.0.12 is already host "etcd02"'s`, args("add", "etcd09=127.0.0.12")...)
+		wantRefusal(t, bin, dir, 2, `is not a DNS-1123 label`, args("add", "Etcd09=127.0.0.59")...)
+		wantRefusal(t, bin, dir, 2, `is not an IPv4 or IPv6 address`, args("add", "etcd09=not-an-ip")...)
+		wantRefusal(t, bin, dir, 2, `give the flags first`, append(args("add", "etcd09=127.0.0.59"), "--voting")...)
+		wantRefusal(t, bin, dir, 2, `--timeout "soon"`, args("add", "--timeout", "soon", "etcd09=127.0.0.59")...)
+		wantRefusal(t, bin, dir, 2, `no such host in the spec`, args("remove", "etcd09")...)
+		wantRefusal(t, bin, dir, 2, `2 voting members would remain, fewer than 3`, args("remove", "etcd02")...)
+		wantRefusal(t, bin, dir, 2, `no cluster.yaml there`, "member", "add", "--out", t.TempDir(), "etcd09=127.0.0.59")
+
+		// A spec that lacks a member: the cluster has etcd03, the spec not.
+		partial := loadSpec(t, dir)
+		partial.Hosts = partial.Hosts[:2]
+		b, err := spec.Marshal(partial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(t.TempDir(), "partial.yaml")
+		if err := os.WriteFile(cfg, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		wantRefusal(t, bin, dir, 2, "disagree: member etcd03 (ID", args("add", "--config", cfg, "etcd09=127.0.0.59")...)
+
+		// A member down: the cluster is not healthy, exit 1.
+		c.Stop(t, "etcd03")
+		wantRefusal(t, bin, dir, 1, "the cluster is not healthy", args("add", "etcd09=127.0.0.59")...)
+		// The remaining two are a quorum of two, but two are too few.
+		wantRefusal(t, bin, dir, 2, "fewer than 3", args("remove", "etcd02")...)
+		c.Start(t, "etcd03")
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("add", func(t *testing.T) {
+		before := tree(t, dir)
+		type result struct {
+			res *membership.AddResult
+			err error
+		}
+		done := make(chan result, 1)
+		var log syncLog
+		o := opts(dir)
+		o.Log = &log
+		go func() {
+			res, err := membership.Add(ctx, membership.AddOptions{Options: o, Host: spec.Host{Name: "etcd04", Address: addr4}, Wait: time.Minute})
+			done <- result{res, err}
+		}()
+		// Start the member as soon as the cluster lists it.
+		started := false
+		var r result
+		for wait := time.After(time.Minute); r.res == nil && r.err == nil; {
+			select {
+			case r = <-done:
+				continue
+			case <-wait:
+				t.Fatalf("add did not return within a minute; log:\n%s", log.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+			if started {
+				continue
+			}
+			for _, m := range members(t, dir) {
+				if !m.Started() && m.IsLearner && slices.Contains(m.PeerURLs, "https://"+addr4+":2380") {
+					startJoiner(whole, c, dir, "etcd04")
+					started = true
+				}
+			}
+		}
+		t.Logf("add:\n%s", log.String())
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !started || !r.res.Promoted || r.res.Resumed || r.res.Member.IsLearner || r.res.Member.Name != "etcd04" {
+			t.Errorf("result %+v", r.res)
+		}
+		ms := members(t, dir)
+		if len(ms) != 4 {
+			t.Fatalf("members %+v", ms)
+		}
+		for _, m := range ms {
+			if !m.Started() || m.IsLearner {
+				t.Errorf("member %+v is not a started voting member", m)
+			}
+		}
+		c := loadSpec(t, dir)
+		if got := hostNames(c); !slices.Equal(got, []string{"etcd01", "etcd02", "etcd03", "etcd04"}) || c.Etcd.ClusterState != "existing" {
+			t.Errorf("spec hosts %v, initialClusterState %q", got, c.Etcd.ClusterState)
+		}
+		if eps := endpointsIn(t, dir); len(eps) != 4 || eps[3] != "https://"+addr4+":2379" {
+			t.Errorf("kubeadm-config.yaml endpoints %v", eps)
+		}
+		mf, err := etcdops.ReadManifest(filepath.Join(dir, "etcd04", filepath.FromSlash(etcdops.ManifestPath)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := mf.Flag("initial-cluster-state"); v != "existing" {
+			t.Errorf("new manifest: --initial-cluster-state=%s", v)
+		}
+		if v, _ := mf.Flag("initial-cluster"); strings.Count(v, "=https://") != 4 || !strings.HasSuffix(v, "etcd04=https://"+addr4+":2380") {
+			t.Errorf("new manifest: --initial-cluster=%s", v)
+		}
+		// Only the new host's files, the spec, kubeadm-config.yaml and
+		// SHA256SUMS changed.
+		after := tree(t, dir)
+		for _, p := range diffTree(before, after) {
+			if !strings.HasPrefix(p, "etcd04") && !slices.Contains([]string{spec.FileName, membership.KubeadmConfigFile, "SHA256SUMS"}, p) {
+				t.Errorf("add changed %s", p)
+			}
+		}
+		sums, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"etcd01.tar.gz", "etcd04.tar.gz", "control-plane.tar.gz"} {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(b)
+			if !strings.Contains(string(sums), hex.EncodeToString(sum[:])+"  "+name+"\n") {
+				t.Errorf("SHA256SUMS does not list %s with its sum:\n%s", name, sums)
+			}
+		}
+		if !strings.Contains(log.String(), "scp "+dir+"/etcd04.tar.gz root@"+addr4+":/tmp/") {
+			t.Errorf("no copy command in the output:\n%s", log.String())
+		}
+
+		// Promoting a voting member is success with nothing to do.
+		code, stdout, stderr := cli(t, bin, args("promote", "-o", "json", "etcd04")...)
+		if code != 0 || !strings.Contains(stdout, `"alreadyVoting": true`) {
+			t.Errorf("promote of a voting member: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		wantRefusal(t, bin, dir, 2, "is already in the cluster's member list", args("add", "--config", cfgWithout(t, dir, "etcd04"), "etcd04=127.0.0.59")...)
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("resume and remove a learner", func(t *testing.T) {
+		// An earlier run added the member and stopped before recording it.
+		tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: filepath.Join(dir, "etcd01"), Timeout: requestTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// etcd wants five seconds of contact with the new etcd04 first.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+			_, _, err := etcdops.AddMember(ctx, tgt, []string{"https://" + addr5 + ":2380"}, false)
+			if err == nil {
+				break
+			}
+			if !etcdops.IsUnhealthy(err) || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+		}
+		wantRefusal(t, bin, dir, 2, "not started) is not in the spec", args("add", "etcd06=127.0.0.96")...)
+		code, stdout, stderr := cli(t, bin, args("add", "--no-promote", "-o", "json", "etcd05="+addr5)...)
+		if code != 0 || !strings.Contains(stdout, `"resumed": true`) || !strings.Contains(stdout, `"isLearner": true`) || !strings.Contains(stderr, "added by an earlier run") {
+			t.Fatalf("resumed add: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if got := hostNames(loadSpec(t, dir)); len(got) != 5 {
+			t.Errorf("spec hosts %v", got)
+		}
+		// Promotion waits for a member that never starts, within its bound.
+		code, _, stderr = cli(t, bin, args("promote", "--timeout", "1s", "etcd05")...)
+		if code != 1 || !strings.Contains(stderr, "not promoted after") || !strings.Contains(stderr, "not started") {
+			t.Errorf("promote of a member that never starts: exit %d\n%s", code, stderr)
+		}
+		// A learner goes without quorum checks, found by its address.
+		code, stdout, stderr = cli(t, bin, args("remove", "etcd05")...)
+		if code != 0 || !strings.Contains(stdout, "rm /etc/kubernetes/manifests/etcd.yaml") {
+			t.Fatalf("remove the learner: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if got := hostNames(loadSpec(t, dir)); len(got) != 4 {
+			t.Errorf("spec hosts %v", got)
+		}
+		if len(members(t, dir)) != 4 {
+			t.Errorf("members %+v", members(t, dir))
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("remove the leader", func(t *testing.T) {
+		tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: filepath.Join(dir, "etcd01"), Timeout: requestTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leader, err := etcdops.Leader(ctx, tgt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var name string
+		for _, m := range tgt.Members {
+			if m.ID == leader.MemberID {
+				name = m.Name
+			}
+		}
+		var log bytes.Buffer
+		o := opts(dir)
+		o.Log = &log
+		res, err := membership.Remove(ctx, membership.RemoveOptions{Options: o, Name: name})
+		t.Logf("remove %s:\n%s", name, log.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.LeaderMovedTo == "" || res.LeaderMovedTo == name || !res.WasMember || len(res.Members) != 3 {
+			t.Errorf("result %+v", res)
+		}
+		if m := c.Member(name); m != nil {
+			c.Stop(t, name)
+		}
+		ms := members(t, dir)
+		if len(ms) != 3 || slices.ContainsFunc(ms, func(m etcdops.Member) bool { return m.Name == name }) {
+			t.Errorf("members %+v", ms)
+		}
+		sp := loadSpec(t, dir)
+		if len(sp.Hosts) != 3 || slices.Contains(hostNames(sp), name) {
+			t.Errorf("spec hosts %v", hostNames(sp))
+		}
+		if eps := endpointsIn(t, dir); len(eps) != 3 {
+			t.Errorf("kubeadm-config.yaml endpoints %v", eps)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("the host folder is gone: %v", err)
+		}
+		for _, h := range etcdops.Health(ctx, mustResolve(t, dir, sp.Hosts[0].Name)) {
+			if !h.Healthy {
+				t.Errorf("after remove: %+v", h)
+			}
+		}
+	})
+}
+
+func mustResolve(t *testing.T, dir, host string) *etcdops.Target {
+	t.Helper()
+	tgt, err := etcdops.Resolve(context.Background(), etcdops.Options{Bundle: filepath.Join(dir, host), Timeout: requestTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tgt
+}
+
+// cfgWithout writes a copy of the recorded spec without the host.
+func cfgWithout(t *testing.T, dir, name string) string {
+	t.Helper()
+	c := loadSpec(t, dir)
+	c.Hosts = slices.DeleteFunc(c.Hosts, func(h spec.Host) bool { return h.Name == name })
+	b, err := spec.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "without-"+name+".yaml")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// syncLog is a log another goroutine writes while the test reads it.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncLog) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}

@@ -1,0 +1,55 @@
+package membership
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+func TestPair(t *testing.T) {
+	c := &spec.Cluster{Hosts: []spec.Host{
+		{Name: "etcd01", Address: "10.0.0.1"},
+		{Name: "etcd02", Address: "10.0.0.2"},
+		{Name: "etcd03", Address: "fd00::3"},
+	}}
+	started := func(name, addr string) etcdops.Member {
+		return etcdops.Member{ID: uint64(len(name) + len(addr)), Name: name, PeerURLs: []string{"https://" + addr + ":2380"}}
+	}
+	for _, tc := range []struct {
+		name    string
+		members []etcdops.Member
+		want    []string
+	}{
+		{"agree", []etcdops.Member{started("etcd01", "10.0.0.1"), started("etcd02", "10.0.0.2"), started("etcd03", "[fd00:0::3]")}, nil},
+		{"not started yet, by address", []etcdops.Member{started("etcd01", "10.0.0.1"), started("etcd02", "10.0.0.2"), {ID: 9, PeerURLs: []string{"https://[fd00::3]:2380"}}}, nil},
+		// Other ports (the loopback tests') and host names are no conflict.
+		{"other port, DNS name", []etcdops.Member{started("etcd01", "10.0.0.1:40000"), started("etcd02", "etcd02.example"), started("etcd03", "[fd00::3]")}, nil},
+		{"missing host", []etcdops.Member{started("etcd01", "10.0.0.1"), started("etcd02", "10.0.0.2")}, []string{"host etcd03 (fd00::3) is not a member"}},
+		{"stray member", []etcdops.Member{started("etcd01", "10.0.0.1"), started("etcd02", "10.0.0.2"), started("etcd03", "[fd00::3]"), started("etcd09", "10.0.0.9")}, []string{"member etcd09 (ID", "is not in the spec"}},
+		{"stray learner not started", []etcdops.Member{started("etcd01", "10.0.0.1"), started("etcd02", "10.0.0.2"), started("etcd03", "[fd00::3]"), {ID: 0xab, PeerURLs: []string{"https://10.0.0.9:2380"}}}, []string{"member ab (https://10.0.0.9:2380, not started) is not in the spec"}},
+		{"moved", []etcdops.Member{started("etcd01", "10.0.0.1"), started("etcd02", "10.0.0.7"), started("etcd03", "[fd00::3]")}, []string{"member etcd02 has peer URL https://10.0.0.7:2380 but the spec gives it address 10.0.0.2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := pair(c, tc.members).disagreement()
+			if len(tc.want) == 0 && got != "" {
+				t.Errorf("disagreement %q, want none", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("disagreement %q, want %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSamePeers(t *testing.T) {
+	if !samePeers([]string{"https://a:2380", "https://b:2380"}, []string{"https://b:2380", "https://a:2380"}) {
+		t.Error("order matters")
+	}
+	if samePeers(nil, nil) || samePeers([]string{"https://a:2380"}, []string{"https://a:2381"}) {
+		t.Error("different lists are the same")
+	}
+}
