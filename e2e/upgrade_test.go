@@ -282,3 +282,77 @@ func upgradeFolderState(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// TestUpgradeStopsAtAMemberThatDoesNotReturn: a target the first host
+// cannot run (no binary for its image, as a wrong tag on a real node would
+// leave the Pod failing) stops the upgrade at that host within --timeout:
+// exit 1, a summary naming it failed and the others untouched, the other
+// members healthy and the spec unchanged; init's own phase with the
+// recorded spec brings the member back.
+func TestUpgradeStopsAtAMemberThatDoesNotReturn(t *testing.T) {
+	r := newRun(t)
+	r.start(t, 3, harness.IPv4)
+	ctx := stepContext(t, 3*time.Minute)
+	kubelet := r.cluster.Kubelet(ctx)
+	specBefore, err := os.ReadFile(filepath.Join(r.bundle.Dir, spec.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stdout, stderr, code := upgradeCLI(t, r, 2*time.Minute, "upgrade", "--etcd-version", "3.6.99-0", "--out", r.bundle.Dir,
+		"--timeout", "5s", "--request-timeout", "2s", "-o", "json")
+	t.Logf("progress:\n%s", stderr)
+	t.Logf("kubelet: %v", kubelet.Events())
+	if code != 1 {
+		t.Fatalf("upgrade to an image nothing runs exited %d, want 1", code)
+	}
+	var sum upgradeSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || len(sum.Hosts) != 3 {
+		t.Fatalf("summary: %v\n%s", err, stdout)
+	}
+	failed := sum.Hosts[0]
+	if failed.State != "failed" || !strings.Contains(failed.Error, "did not report version 3.6.99 within 5s") || failed.Leader {
+		t.Errorf("first host: %+v, want a failed follower", failed)
+	}
+	for _, h := range sum.Hosts[1:] {
+		if h.State != "pending" {
+			t.Errorf("%s: state %s after the upgrade stopped at %s, want pending", h.Name, h.State, failed.Name)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	for _, want := range []string{"stopped at " + failed.Name, "upgraded: none", "not touched: " + sum.Hosts[1].Name + ", " + sum.Hosts[2].Name, "unhealthy: " + failed.Name} {
+		if !strings.Contains(last, want) {
+			t.Errorf("error line lacks %q: %s", want, last)
+		}
+	}
+	if sum.SpecRecorded {
+		t.Error("the summary says the spec was recorded")
+	}
+	if specAfter, _ := os.ReadFile(filepath.Join(r.bundle.Dir, spec.FileName)); !bytes.Equal(specAfter, specBefore) {
+		t.Errorf("%s changed after a failed upgrade", spec.FileName)
+	}
+	for _, h := range sum.Hosts[1:] {
+		if img := r.cluster.Member(h.Name).Image(); !strings.HasSuffix(img, ":3.6.8-0") {
+			t.Errorf("untouched %s runs %s", h.Name, img)
+		}
+	}
+	checkHealth(t, r, []string{failed.Name})
+
+	// The recorded spec still names 3.6.8-0: init's phase rewrites the
+	// failed host's manifest with it, and kubelet starts the member again.
+	if _, stderr, code := upgradeCLI(t, r, time.Minute, "init", "phase", "etcd", "local", "--out", r.bundle.Dir, "--node", failed.Name); code != 0 {
+		t.Fatalf("init phase etcd local: exit %d: %s", code, stderr)
+	}
+	m := r.cluster.Member(failed.Name)
+	for !m.Running() {
+		if ctx.Err() != nil {
+			t.Fatalf("%s did not start again: %v", m.Name, kubelet.Events())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkHealth(t, r, nil)
+}

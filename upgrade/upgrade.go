@@ -428,12 +428,15 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 	start := time.Now()
 	defer func() { r.Took = time.Since(start) }()
 	r.State = Failed
-	if err := u.health(ctx); err != nil {
-		r.Error = err.Error()
-		return fmt.Errorf("the cluster is not healthy: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, u.o.MemberTimeout)
 	defer cancel()
+	// The previous member has just caught up; a moment of doubt (a request
+	// meeting the end of an election) is waited out, a real fault is not.
+	var last error
+	if err := u.poll(ctx, func(ctx context.Context) bool { last = u.health(ctx); return last == nil }); err != nil {
+		r.Error = last.Error()
+		return fmt.Errorf("the cluster is not healthy: %w", last)
+	}
 	sts, err := u.statuses(ctx)
 	if err != nil {
 		r.Error = err.Error()

@@ -62,12 +62,14 @@ no further host is touched); 2 for a bad flag, spec or version, with nothing
 changed.
 
 Examples:
-  # from the machine that ran init; the harness or a tool syncs OUT/NAME to each node
-  etcd-staticpod upgrade --etcd-version 3.6.16-0 --out ./etcd-bundles
+  # from the machine that ran init: copy each rewritten manifest to its node, and
+  # swap it in with one rename so that kubelet never reads half a file
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --out ./etcd-bundles \
+    --exec 'scp -p {manifest} root@{address}:/etc/kubernetes/etcd.yaml.new &&
+            ssh root@{address} mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml'
 
-  # copy each rewritten manifest to its node
-  etcd-staticpod upgrade --etcd-version 3.6.16-0 \
-    --exec 'scp -p {manifest} root@{address}:/etc/kubernetes/manifests/etcd.yaml'
+  # when OUT/NAME already reaches each node by other means
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --out ./etcd-bundles
 
   # see the order and the checks, change nothing
   etcd-staticpod upgrade --etcd-version 3.6.16-0 --dry-run

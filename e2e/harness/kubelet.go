@@ -44,7 +44,8 @@ type KubeletEvent struct {
 	// Action is "restart", "stop", "start" or "ignore" (a manifest that
 	// does not parse).
 	Action string
-	// Image is the etcd image the member runs after the action.
+	// Image is the etcd image the member runs after the action, or the
+	// one that failed to start.
 	Image string
 	// Took is the time from seeing the change to the new process.
 	Took time.Duration
@@ -122,16 +123,24 @@ func (k *Kubelet) check(ctx context.Context, m *Member) {
 	}
 	k.seen[m] = data
 	at := time.Now()
+	image := ""
 	if data != nil {
-		if _, err := parsePod(m.ManifestFile(), data); err != nil {
+		pod, err := parsePod(m.ManifestFile(), data)
+		if err != nil {
 			k.record(KubeletEvent{Member: m.Name, At: at, Action: "ignore", Image: m.Image(), Err: err})
 			return
+		}
+		if c, err := etcdContainer(pod); err == nil {
+			image = c.Image
 		}
 	}
 	k.busy[m] = true
 	k.wg.Go(func() {
 		ev := k.apply(ctx, m, data)
 		ev.At, ev.Took = at, time.Since(at)
+		if ev.Err != nil && image != "" {
+			ev.Image = image // the image that failed to start
+		}
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		k.busy[m] = false
