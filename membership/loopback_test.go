@@ -283,8 +283,13 @@ func TestScaleOutAndIn(t *testing.T) {
 		wantRefusal(t, bin, dir, 2, `address 127.0.0.12 is already host "etcd02"'s`, args("add", "etcd09=127.0.0.12")...)
 		wantRefusal(t, bin, dir, 2, `is not a DNS-1123 label`, args("add", "Etcd09=127.0.0.59")...)
 		wantRefusal(t, bin, dir, 2, `is not an IPv4 or IPv6 address`, args("add", "etcd09=not-an-ip")...)
-		wantRefusal(t, bin, dir, 2, `give the flags first`, append(args("add", "etcd09=127.0.0.59"), "--voting")...)
 		wantRefusal(t, bin, dir, 2, `--timeout "soon"`, args("add", "--timeout", "soon", "etcd09=127.0.0.59")...)
+		// Flags may follow the argument, aliases too.
+		wantRefusal(t, bin, dir, 2, `--timeout "soon"`, append(args("add", "etcd09=127.0.0.59"), "--voting", "--timeout", "soon")...)
+		wantRefusal(t, bin, dir, 2, `--output "xml"`, append(args("remove", "etcd02"), "-o", "xml")...)
+		wantRefusal(t, bin, dir, 2, `--no-promote: a member added with --voting`, append(args("add", "--voting", "etcd09=127.0.0.59"), "--no-promote")...)
+		wantRefusal(t, bin, dir, 2, `flag provided but not defined: -bogus`, append(args("add", "etcd09=127.0.0.59"), "--bogus")...)
+		wantRefusal(t, bin, dir, 2, `unexpected argument "etcd08"`, args("remove", "etcd09", "etcd08")...)
 		wantRefusal(t, bin, dir, 2, `no such host in the spec`, args("remove", "etcd09")...)
 		wantRefusal(t, bin, dir, 2, `2 voting members would remain, fewer than 3`, args("remove", "etcd02")...)
 		wantRefusal(t, bin, dir, 2, `no cluster.yaml there`, "member", "add", "--out", t.TempDir(), "etcd09=127.0.0.59")
@@ -408,7 +413,7 @@ func TestScaleOutAndIn(t *testing.T) {
 		}
 
 		// Promoting a voting member is success with nothing to do.
-		code, stdout, stderr := cli(t, bin, args("promote", "-o", "json", "etcd04")...)
+		code, stdout, stderr := cli(t, bin, append(args("promote", "etcd04"), "-o", "json")...)
 		if code != 0 || !strings.Contains(stdout, `"alreadyVoting": true`) {
 			t.Errorf("promote of a voting member: exit %d\n%s\n%s", code, stdout, stderr)
 		}

@@ -112,6 +112,9 @@ func loadSpec(o Options) (*spec.Cluster, string, error) {
 	}
 	c, err := spec.Load(path)
 	if err != nil {
+		if o.Config != "" {
+			return nil, "", refuse("--config %q: %w", o.Config, err)
+		}
 		return nil, "", &InputError{Err: err}
 	}
 	c.SetDefaults()

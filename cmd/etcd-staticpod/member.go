@@ -1,8 +1,11 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +64,24 @@ func memberFlags(extra ...cli.Flag) []cli.Flag {
 	return append(flags, extra...)
 }
 
+func addFlags() []cli.Flag {
+	return memberFlags(
+		&cli.StringFlag{Name: "ca-cert", Usage: "use this CA certificate `FILE` instead of OUT/pki/etcd/ca.crt", TakesFile: true},
+		&cli.StringFlag{Name: "ca-key", Usage: "the key `FILE` of --ca-cert", TakesFile: true},
+		&cli.StringSliceFlag{Name: "server-cert-san", Usage: "extra SAN of the new host's etcd-server certificate; comma-separated or repeated"},
+		&cli.StringSliceFlag{Name: "peer-cert-san", Usage: "extra SAN of the new host's etcd-peer certificate; comma-separated or repeated"},
+		&cli.BoolFlag{Name: "voting", Usage: "add a voting member instead of a learner (no promotion)"},
+		&cli.BoolFlag{Name: "no-promote", Usage: "return once the learner is added; promote it later with member promote"},
+		waitFlag(),
+	)
+}
+
+func promoteFlags() []cli.Flag { return memberFlags(waitFlag()) }
+
+func removeFlags() []cli.Flag {
+	return memberFlags(&cli.BoolFlag{Name: "force", Usage: "go below 3 voting members, or remove while the rest are not a healthy quorum"})
+}
+
 func waitFlag() cli.Flag {
 	return &cli.StringFlag{Name: "timeout", Value: membership.DefaultWait.String(), Usage: "bound `DURATION` on the wait for the learner to start, catch up and be promoted"}
 }
@@ -74,7 +95,7 @@ func memberAddCommand() *cli.Command {
 	return memberCommand(&cli.Command{
 		Name:      "add",
 		Usage:     "add a host: make its bundle, add it as a learner, promote it once in sync",
-		UsageText: "etcd-staticpod member add [--out DIR] [--config FILE] [--voting | --no-promote] [--timeout DURATION] [-o table|json|yaml] NAME=ADDRESS",
+		UsageText: "etcd-staticpod member add NAME=ADDRESS [--out DIR] [--config FILE] [--voting | --no-promote] [--timeout DURATION] [-o table|json|yaml]",
 		Description: `Adds one etcd host to the running cluster, in an order that a failure at any point
 leaves recoverable:
 
@@ -114,28 +135,18 @@ Output: the progress, the commands for the new host and then the member list. -o
 
 ` + memberExitStatus + `
 
-Flags go before NAME=ADDRESS.
-
 Examples:
   # a fourth host, promoted once it has started and caught up
   etcd-staticpod member add etcd04=10.107.88.18
 
   # add now, start and promote later
-  etcd-staticpod member add --no-promote etcd04=10.107.88.18
+  etcd-staticpod member add etcd04=10.107.88.18 --no-promote
   etcd-staticpod member promote etcd04
 
   # a host with an extra SAN, through a bundle folder elsewhere
-  etcd-staticpod member add --out /srv/etcd-bundles --server-cert-san etcd05.example.internal etcd05=10.107.88.19`,
-		Flags: memberFlags(
-			&cli.StringFlag{Name: "ca-cert", Usage: "use this CA certificate `FILE` instead of OUT/pki/etcd/ca.crt", TakesFile: true},
-			&cli.StringFlag{Name: "ca-key", Usage: "the key `FILE` of --ca-cert", TakesFile: true},
-			&cli.StringSliceFlag{Name: "server-cert-san", Usage: "extra SAN of the new host's etcd-server certificate; comma-separated or repeated"},
-			&cli.StringSliceFlag{Name: "peer-cert-san", Usage: "extra SAN of the new host's etcd-peer certificate; comma-separated or repeated"},
-			&cli.BoolFlag{Name: "voting", Usage: "add a voting member instead of a learner (no promotion)"},
-			&cli.BoolFlag{Name: "no-promote", Usage: "return once the learner is added; promote it later with member promote"},
-			waitFlag(),
-		),
-		Action: func(c *cli.Context) error {
+  etcd-staticpod member add etcd05=10.107.88.19 --out /srv/etcd-bundles --server-cert-san etcd05.example.internal`,
+		Flags: addFlags(),
+		Action: withMemberFlags(addFlags, func(c *cli.Context) error {
 			if err := oneArg(c, "NAME=ADDRESS"); err != nil {
 				return err
 			}
@@ -178,7 +189,7 @@ Examples:
 				}
 			}
 			return memberError(err)
-		},
+		}),
 	})
 }
 
@@ -186,7 +197,7 @@ func memberPromoteCommand() *cli.Command {
 	return memberCommand(&cli.Command{
 		Name:      "promote",
 		Usage:     "wait for a learner to start and catch up, and make it a voting member",
-		UsageText: "etcd-staticpod member promote [--out DIR] [--timeout DURATION] [-o table|json|yaml] NAME",
+		UsageText: "etcd-staticpod member promote NAME [--out DIR] [--timeout DURATION] [-o table|json|yaml]",
 		Description: `Waits, up to --timeout, for the learner NAME to start and catch up with the leader,
 and promotes it, retrying with backoff while etcd answers "can only promote a learner
 member which is in sync with leader". A learner that has not started yet is found
@@ -199,13 +210,11 @@ Output: the progress, then the member list. -o json (or yaml) prints {"member",
 
 ` + memberExitStatus + `
 
-Flags go before NAME.
-
 Examples:
   etcd-staticpod member promote etcd04
-  etcd-staticpod member promote --out /srv/etcd-bundles --timeout 30m -o json etcd04`,
-		Flags: memberFlags(waitFlag()),
-		Action: func(c *cli.Context) error {
+  etcd-staticpod member promote etcd04 --out /srv/etcd-bundles --timeout 30m -o json`,
+		Flags: promoteFlags(),
+		Action: withMemberFlags(promoteFlags, func(c *cli.Context) error {
 			if err := oneArg(c, "NAME"); err != nil {
 				return err
 			}
@@ -225,7 +234,7 @@ Examples:
 				}
 			}
 			return memberError(err)
-		},
+		}),
 	})
 }
 
@@ -233,7 +242,7 @@ func memberRemoveCommand() *cli.Command {
 	return memberCommand(&cli.Command{
 		Name:      "remove",
 		Usage:     "remove a member: from the cluster, then from the spec and kubeadm-config.yaml",
-		UsageText: "etcd-staticpod member remove [--out DIR] [--force] [-o table|json|yaml] NAME",
+		UsageText: "etcd-staticpod member remove NAME [--out DIR] [--force] [-o table|json|yaml]",
 		Description: `Removes the member NAME (looked up by name in the member list, or, if it never
 started, by the address the spec gives NAME) through the API, then the host from
 OUT/cluster.yaml and its endpoint from OUT/kubeadm-config.yaml, and prints what is
@@ -257,15 +266,13 @@ progress on stderr.
 
 ` + memberExitStatus + `
 
-Flags go before NAME.
-
 Examples:
   etcd-staticpod member remove etcd02
 
   # two members left, knowingly
-  etcd-staticpod member remove --force etcd03`,
-		Flags: memberFlags(&cli.BoolFlag{Name: "force", Usage: "go below 3 voting members, or remove while the rest are not a healthy quorum"}),
-		Action: func(c *cli.Context) error {
+  etcd-staticpod member remove etcd03 --force`,
+		Flags: removeFlags(),
+		Action: withMemberFlags(removeFlags, func(c *cli.Context) error {
 			if err := oneArg(c, "NAME"); err != nil {
 				return err
 			}
@@ -285,7 +292,7 @@ Examples:
 				}
 			}
 			return memberError(err)
-		},
+		}),
 	})
 }
 
@@ -340,18 +347,90 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 	}, nil
 }
 
-// oneArg wants exactly one argument; flags go before it, since parsing
-// stops at the first argument.
+// oneArg wants exactly one argument.
 func oneArg(c *cli.Context, what string) error {
 	switch {
 	case c.NArg() == 0:
-		return badArgs(fmt.Errorf("member %s: give %s", c.Command.Name, what))
-	case c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-"):
-		return badArgs(fmt.Errorf("member %s: flag %q after %s: give the flags first (etcd-staticpod member %s [flags] %s)", c.Command.Name, c.Args().Get(1), c.Args().First(), c.Command.Name, what))
+		return badArgs(fmt.Errorf("%s: missing; usage: %s", what, c.Command.UsageText))
 	case c.NArg() > 1:
-		return badArgs(fmt.Errorf("member %s: unexpected argument %q: give one %s", c.Command.Name, c.Args().Get(1), what))
+		return badArgs(fmt.Errorf("unexpected argument %q: %s takes one %s", c.Args().Get(1), c.Command.FullName(), what))
 	}
 	return nil
+}
+
+// withMemberFlags runs action with the flags that follow the argument read
+// too (urfave/cli stops at the first argument), from a fresh set of the
+// command's flags; --help among them shows the command's help.
+func withMemberFlags(fresh func() []cli.Flag, action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() < 2 {
+			return action(c)
+		}
+		if slices.ContainsFunc(c.Args().Tail(), func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
+			cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
+			return nil
+		}
+		set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+		set.SetOutput(io.Discard)
+		for _, f := range fresh() {
+			if err := f.Apply(set); err != nil {
+				return badArgs(err)
+			}
+		}
+		// The flags given before the argument, then everything after it.
+		var argv []string
+		for _, f := range c.Command.Flags {
+			name := f.Names()[0]
+			if !c.IsSet(name) {
+				continue
+			}
+			switch f.(type) {
+			case *cli.BoolFlag:
+				argv = append(argv, "--"+name+"="+strconv.FormatBool(c.Bool(name)))
+			case *cli.StringSliceFlag:
+				for _, v := range c.StringSlice(name) {
+					argv = append(argv, "--"+name+"="+v)
+				}
+			default:
+				argv = append(argv, "--"+name+"="+c.String(name))
+			}
+		}
+		args := append(argv, c.Args().Slice()...)
+		var positional []string
+		for len(args) > 0 {
+			if err := set.Parse(args); err != nil {
+				return badArgs(err)
+			}
+			args = set.Args()
+			if len(args) > 0 {
+				positional = append(positional, args[0])
+				args = args[1:]
+			}
+		}
+		// An alias given after the argument (-o) sets its flag's every
+		// name, as urfave/cli does for flags before it.
+		for _, f := range fresh() {
+			names := f.Names()
+			var value *string
+			set.Visit(func(v *flag.Flag) {
+				if slices.Contains(names, v.Name) {
+					s := v.Value.String()
+					value = &s
+				}
+			})
+			if value != nil && len(names) > 1 {
+				for _, n := range names {
+					_ = set.Set(n, *value)
+				}
+			}
+		}
+		if err := set.Parse(append([]string{"--"}, positional...)); err != nil {
+			return badArgs(err)
+		}
+		nc := cli.NewContext(c.App, set, c.Lineage()[1])
+		nc.Command, nc.Context = c.Command, c.Context
+		return action(nc)
+	}
 }
 
 func parseWait(c *cli.Context) (time.Duration, error) {
