@@ -356,3 +356,70 @@ func TestUpgradeStopsAtAMemberThatDoesNotReturn(t *testing.T) {
 	}
 	checkHealth(t, r, nil)
 }
+
+// TestUpgradeOneNodeThenTheRest upgrades one follower the way it is done
+// on the node itself (--node NAME --root DIR, DIR being that host's root
+// here), which leaves the spec alone, then the rest from the bundle
+// folder: the first host is left as it is and the spec is recorded once
+// every member runs 3.6.16.
+func TestUpgradeOneNodeThenTheRest(t *testing.T) {
+	r := newRun(t)
+	r.tools.RequireImage(t, nextTag)
+	r.start(t, 3, harness.IPv4)
+	ctx := stepContext(t, 4*time.Minute)
+	r.cluster.Kubelet(ctx)
+	cli := r.client(t, r.apiserver())
+	var node string
+	for _, m := range r.cluster.Members {
+		st, err := cli.Status(ctx, m.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Leader != st.Header.MemberId {
+			node = m.Name
+			break
+		}
+	}
+	specFile := filepath.Join(r.bundle.Dir, spec.FileName)
+	specBefore, err := os.ReadFile(specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stdout, stderr, code := upgradeCLI(t, r, 3*time.Minute, "upgrade", "--etcd-version", nextTag, "--config", specFile,
+		"--node", node, "--root", r.bundle.HostRoot(node), "--timeout", "2m", "-o", "json")
+	t.Logf("progress:\n%s", stderr)
+	var sum upgradeSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); code != 0 || err != nil || len(sum.Hosts) != 1 || sum.Hosts[0].Name != node || sum.Hosts[0].State != "upgraded" || sum.SpecRecorded {
+		t.Fatalf("upgrade --node %s: exit %d, %v\n%s", node, code, err, stdout)
+	}
+	for _, m := range r.cluster.Members {
+		st, err := cli.Status(ctx, m.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{true: "3.6.16", false: "3.6.8"}[m.Name == node]; st.Version != want {
+			t.Errorf("%s runs %s, want %s", m.Name, st.Version, want)
+		}
+	}
+	if after, _ := os.ReadFile(specFile); !bytes.Equal(after, specBefore) {
+		t.Errorf("upgrade --root changed %s", spec.FileName)
+	}
+
+	stdout, stderr, code = upgradeCLI(t, r, 3*time.Minute, "upgrade", "--etcd-version", nextTag, "--out", r.bundle.Dir, "--timeout", "2m", "-o", "json")
+	t.Logf("progress:\n%s", stderr)
+	sum = upgradeSummary{}
+	if err := json.Unmarshal([]byte(stdout), &sum); code != 0 || err != nil || len(sum.Hosts) != 3 || !sum.SpecRecorded {
+		t.Fatalf("upgrade of the rest: exit %d, %v\n%s", code, err, stdout)
+	}
+	for _, h := range sum.Hosts {
+		want := "upgraded"
+		if h.Name == node {
+			want = "current"
+		}
+		if h.State != want || h.To != "3.6.16" {
+			t.Errorf("%s: state %s, to %s; want %s, 3.6.16", h.Name, h.State, h.To, want)
+		}
+	}
+	checkHealth(t, r, nil)
+}

@@ -711,7 +711,11 @@ func (u *upgrader) results() []HostResult {
 // runs the target version; a --node run leaves it until the last host.
 func (u *upgrader) record(ctx context.Context) (bool, error) {
 	if u.o.Root != "" {
-		u.logf("note: --root writes no spec; set etcd.version (or etcd.image) in the spec you keep to %s's", u.image)
+		field := "etcd.version to " + u.o.Next.Etcd.Version
+		if u.o.Next.Etcd.Image != "" {
+			field = "etcd.image to " + u.o.Next.Etcd.Image
+		}
+		u.logf("note: --root leaves the spec alone; once every node runs %s, set %s in the spec you keep", u.target, field)
 		return false, nil
 	}
 	sts, err := u.statuses(ctx)

@@ -118,6 +118,12 @@ func TestPreflight(t *testing.T) {
 		t.Errorf("dry run of one node: %+v, %v", res, err)
 	}
 
+	// On the node itself: its own files under --root find the cluster.
+	o.Root = filepath.Join(dir, "etcd02")
+	if res, err := Run(ctx, o); err != nil || len(res.Hosts) != 1 || res.Hosts[0].State != Planned {
+		t.Errorf("dry run with --root: %+v, %v", res, err)
+	}
+
 	o = opts
 	more := *current
 	more.Hosts = append(append([]spec.Host(nil), current.Hosts...), spec.Host{Name: "etcd04", Address: "127.0.0.14"})
