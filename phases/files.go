@@ -73,6 +73,12 @@ func (r *Runner) kubeletConfig() ([]byte, error) {
 }
 
 func etcdPhase() Phase {
+	// The manifests Check builds are the ones Run writes.
+	type key struct {
+		r    *Runner
+		host string
+	}
+	built := map[key][]byte{}
 	return Phase{
 		Name:  "etcd",
 		Short: "Write the etcd static Pod manifest",
@@ -85,17 +91,22 @@ func etcdPhase() Phase {
 			Flags:   []FlagGroup{FlagsEtcd},
 			Check: func(r *Runner) error {
 				for _, h := range r.Hosts() {
-					if _, err := etcdManifest(r.Cluster(), h); err != nil {
+					b, err := etcdManifest(r.Cluster(), h)
+					if err != nil {
 						return err
 					}
+					built[key{r, h.Name}] = b
 				}
 				return nil
 			},
 			Run: func(r *Runner) error {
 				for _, h := range r.Hosts() {
-					b, err := etcdManifest(r.Cluster(), h)
-					if err != nil {
-						return err
+					b, ok := built[key{r, h.Name}]
+					if !ok {
+						var err error
+						if b, err = etcdManifest(r.Cluster(), h); err != nil {
+							return err
+						}
 					}
 					if err := r.WriteFile(r.HostPath(h, manifestPath), b, modeKey, modePrivDir); err != nil {
 						return err
