@@ -91,40 +91,9 @@ func connect(c *cli.Context) (*session, error) {
 	if err != nil {
 		return nil, badArgs(err)
 	}
-	timeout, err := time.ParseDuration(c.String("timeout"))
+	t, err := resolveTarget(c)
 	if err != nil {
-		return nil, badArgs(fmt.Errorf("--timeout %q: not a duration such as 5s", c.String("timeout")))
-	}
-	if timeout <= 0 {
-		return nil, badArgs(fmt.Errorf("--timeout %q: must be positive", c.String("timeout")))
-	}
-	if c.IsSet("bundle") && c.IsSet("root") {
-		return nil, badArgs(fmt.Errorf("--root %q: give --bundle or --root, not both", c.String("root")))
-	}
-	for _, name := range []string{"bundle", "root", "cacert", "cert", "key", "identity"} {
-		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
-			return nil, badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
-		}
-	}
-	var endpoints []string
-	if c.IsSet("endpoints") {
-		endpoints = []string{c.String("endpoints")}
-	}
-	t, err := etcdops.Resolve(c.Context, etcdops.Options{
-		Endpoints: endpoints,
-		CACert:    c.String("cacert"),
-		Cert:      c.String("cert"),
-		Key:       c.String("key"),
-		Bundle:    c.String("bundle"),
-		Root:      c.String("root"),
-		Identity:  c.String("identity"),
-		Timeout:   timeout,
-	})
-	if err != nil {
-		return nil, badArgs(err)
-	}
-	for _, n := range t.Notes {
-		fmt.Fprintln(c.App.ErrWriter, "note:", n)
+		return nil, err
 	}
 	return &session{target: t, printer: p}, nil
 }
@@ -505,4 +474,45 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f %cB", f, "kMGTPE"[unit])
 	}
 	return fmt.Sprintf("%.0f %cB", f, "kMGTPE"[unit])
+}
+
+// resolveTarget checks the connection flags as the cluster commands do and
+// finds the cluster.
+func resolveTarget(c *cli.Context) (*etcdops.Target, error) {
+	timeout, err := time.ParseDuration(c.String("timeout"))
+	if err != nil {
+		return nil, badArgs(fmt.Errorf("--timeout %q: not a duration such as 5s", c.String("timeout")))
+	}
+	if timeout <= 0 {
+		return nil, badArgs(fmt.Errorf("--timeout %q: must be positive", c.String("timeout")))
+	}
+	if c.IsSet("bundle") && c.IsSet("root") {
+		return nil, badArgs(fmt.Errorf("--root %q: give --bundle or --root, not both", c.String("root")))
+	}
+	for _, name := range []string{"bundle", "root", "cacert", "cert", "key", "identity"} {
+		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
+			return nil, badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
+		}
+	}
+	var endpoints []string
+	if c.IsSet("endpoints") {
+		endpoints = []string{c.String("endpoints")}
+	}
+	t, err := etcdops.Resolve(c.Context, etcdops.Options{
+		Endpoints: endpoints,
+		CACert:    c.String("cacert"),
+		Cert:      c.String("cert"),
+		Key:       c.String("key"),
+		Bundle:    c.String("bundle"),
+		Root:      c.String("root"),
+		Identity:  c.String("identity"),
+		Timeout:   timeout,
+	})
+	if err != nil {
+		return nil, badArgs(err)
+	}
+	for _, n := range t.Notes {
+		fmt.Fprintln(c.App.ErrWriter, "note:", n)
+	}
+	return t, nil
 }

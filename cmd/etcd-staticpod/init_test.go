@@ -17,21 +17,6 @@ import (
 
 const threeHosts = "etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17"
 
-// run executes the CLI in-process and returns stdout, stderr and the exit code.
-func run(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	app := newApp()
-	var stdout, stderr bytes.Buffer
-	app.Writer, app.ErrWriter = &stdout, &stderr
-	err := app.Run(append([]string{"etcd-staticpod"}, args...))
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		fmt.Fprintln(&stderr, "error:", err)
-	}
-	return stdout.String(), stderr.String(), code
-}
-
 // treeHash sums every path, mode and content below dir ("absent" if none).
 func treeHash(t *testing.T, dir string) string {
 	t.Helper()
@@ -203,11 +188,11 @@ func TestRejectsBadInput(t *testing.T) {
 func TestRerunKeepsAndRefuses(t *testing.T) {
 	out := t.TempDir()
 	base := []string{"init", "phase", "certs", "all", "--out", out, "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256"}
-	if o, e, code := run(t, base...); code != 0 {
+	if o, e, code := runCLI(t, base...); code != 0 {
 		t.Fatal(o, e)
 	}
 	before := treeHash(t, out)
-	stdout, _, code := run(t, base...)
+	stdout, _, code := runCLI(t, base...)
 	if code != 0 || treeHash(t, out) != before {
 		t.Fatalf("re-run changed the bundles (exit %d)\n%s", code, stdout)
 	}
@@ -223,7 +208,7 @@ func TestRerunKeepsAndRefuses(t *testing.T) {
 	}
 	for _, tc := range cases {
 		args := append([]string{"init", "phase", "certs", "all", "--out", out}, tc.args...)
-		_, stderr, code := run(t, args...)
+		_, stderr, code := runCLI(t, args...)
 		if code == 0 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "to replace it, run `etcd-staticpod certs renew etcd-server --node etcd0") {
 			t.Errorf("%v: exit %d, %s", tc.args, code, stderr)
 		}
@@ -239,7 +224,7 @@ func TestRerunKeepsAndRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = treeHash(t, out)
-	_, stderr, code := run(t, base...)
+	_, stderr, code := runCLI(t, base...)
 	if code == 0 || !strings.Contains(stderr, "the key file does not belong to the certificate") {
 		t.Errorf("swapped key: exit %d, %s", code, stderr)
 	}
@@ -250,7 +235,7 @@ func TestRerunKeepsAndRefuses(t *testing.T) {
 	caDir := filepath.Join(out, "pki/etcd")
 	writeCA(t, caDir, time.Now(), time.Hour)
 	before = treeHash(t, out)
-	_, stderr, code = run(t, base...)
+	_, stderr, code = runCLI(t, base...)
 	if code == 0 || !strings.Contains(stderr, "is not the CA certificate") {
 		t.Errorf("other CA: exit %d, %s", code, stderr)
 	}
@@ -261,7 +246,7 @@ func TestRerunKeepsAndRefuses(t *testing.T) {
 
 func TestDryRunWritesNothing(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "b")
-	stdout, stderr, code := run(t, "init", "phase", "certs", "all", "--dry-run", "--out", out, "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256")
+	stdout, stderr, code := runCLI(t, "init", "phase", "certs", "all", "--dry-run", "--out", out, "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256")
 	if code != 0 {
 		t.Fatal(stderr)
 	}
@@ -281,7 +266,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 func TestExistingCAFromFlags(t *testing.T) {
 	caCert, caKey := writeCA(t, t.TempDir(), time.Now(), 24*time.Hour)
 	out := t.TempDir()
-	if o, e, code := run(t, "init", "phase", "certs", "all", "--out", out, "--hosts", threeHosts, "--ca-cert", caCert, "--ca-key", caKey, "--encryption-algorithm", "ECDSA-P256"); code != 0 {
+	if o, e, code := runCLI(t, "init", "phase", "certs", "all", "--out", out, "--hosts", threeHosts, "--ca-cert", caCert, "--ca-key", caKey, "--encryption-algorithm", "ECDSA-P256"); code != 0 {
 		t.Fatal(o, e)
 	}
 	want, _ := os.ReadFile(caCert)
@@ -296,7 +281,7 @@ func TestExistingCAFromFlags(t *testing.T) {
 
 func TestSinglePhaseNeedsCA(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "b")
-	_, stderr, code := run(t, "init", "phase", "certs", "etcd-server", "--out", out, "--hosts", threeHosts)
+	_, stderr, code := runCLI(t, "init", "phase", "certs", "etcd-server", "--out", out, "--hosts", threeHosts)
 	if code == 0 || !strings.Contains(stderr, "run `etcd-staticpod init phase certs etcd-ca` first") {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
