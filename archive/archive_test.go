@@ -3,9 +3,7 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -104,39 +102,13 @@ func build(t *testing.T, root string) map[string]fs.FileMode {
 	return onDisk
 }
 
-type entry struct {
-	hdr  *tar.Header
-	data []byte
-}
-
-func readArchive(t *testing.T, path string) []entry {
+func readArchive(t *testing.T, path string) []Entry {
 	t.Helper()
-	f, err := os.Open(path)
+	entries, err := ReadTarGz(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var out []entry
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, entry{h, data})
-	}
-	return out
+	return entries
 }
 
 func TestWriteTarGz(t *testing.T) {
@@ -182,7 +154,7 @@ func testWriteTarGz(t *testing.T, umask int) {
 	entries := readArchive(t, dst)
 	var names []string
 	for _, e := range entries {
-		names = append(names, e.hdr.Name)
+		names = append(names, e.Header.Name)
 	}
 	if strings.Join(names, "\n") != strings.Join(wantOrder, "\n") {
 		t.Fatalf("entries:\n%s\nwant:\n%s", strings.Join(names, "\n"), strings.Join(wantOrder, "\n"))
@@ -192,7 +164,7 @@ func testWriteTarGz(t *testing.T, umask int) {
 		byName[n.name] = n
 	}
 	for _, e := range entries {
-		h := e.hdr
+		h := e.Header
 		n := byName[strings.TrimSuffix(h.Name, "/")]
 		if h.Uid != 0 || h.Gid != 0 || h.Uname != "root" || h.Gname != "root" {
 			t.Errorf("%s: owner %d:%d %s:%s, want 0:0 root:root", h.Name, h.Uid, h.Gid, h.Uname, h.Gname)
@@ -211,8 +183,8 @@ func testWriteTarGz(t *testing.T, umask int) {
 			if h.Typeflag != tar.TypeReg {
 				t.Errorf("%s: type %q, want a regular file", h.Name, h.Typeflag)
 			}
-			if string(e.data) != n.data {
-				t.Errorf("%s: content %q, want %q", h.Name, e.data, n.data)
+			if string(e.Data) != n.data {
+				t.Errorf("%s: content %q, want %q", h.Name, e.Data, n.data)
 			}
 		}
 	}

@@ -1,10 +1,7 @@
 package phases
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +11,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -113,25 +111,13 @@ func TestInitMatchesKubeadm(t *testing.T) {
 // root, and no CA key.
 func checkArchive(t *testing.T, archivePath, dir string) {
 	t.Helper()
-	f, err := os.Open(archivePath)
+	all, err := archive.ReadTarGz(archivePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
 	entries := map[string]os.FileMode{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range all {
+		hdr := e.Header
 		name := strings.TrimSuffix(hdr.Name, "/")
 		if filepath.Base(name) == "ca.key" {
 			t.Errorf("%s holds %s", archivePath, name)

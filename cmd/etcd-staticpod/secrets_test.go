@@ -1,15 +1,14 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
 )
 
 // keyBodies returns the base64 lines of every private key under dir.
@@ -117,31 +116,13 @@ func TestNoKeyMaterialLeaks(t *testing.T) {
 
 func archiveFiles(t *testing.T, path string) [][]byte {
 	t.Helper()
-	f, err := os.Open(path)
+	entries, err := archive.ReadTarGz(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
 	var out [][]byte
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, b)
-		}
+	for _, e := range entries {
+		out = append(out, e.Data)
 	}
+	return out
 }
