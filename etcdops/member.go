@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/status"
 )
 
 // isEtcdError reports whether err is the server error want, however the
@@ -18,8 +19,15 @@ func isEtcdError(err, want error) bool {
 	if err == nil {
 		return false
 	}
+	// Exact matches only: "can only promote a learner member" is the
+	// start of "can only promote a learner member which is in sync with
+	// leader".
 	desc := rpctypes.ErrorDesc(want)
-	return errors.Is(err, rpctypes.Error(want)) || rpctypes.ErrorDesc(err) == desc || strings.Contains(err.Error(), desc)
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) && se.GRPCStatus().Message() == desc {
+		return true
+	}
+	return errors.Is(err, rpctypes.Error(want)) || err.Error() == desc || strings.HasSuffix(err.Error(), ": "+desc)
 }
 
 // IsLearnerNotReady reports etcd's "can only promote a learner member which
@@ -205,22 +213,21 @@ func PromoteWhenReady(ctx context.Context, t *Target, id uint64, report func(Pro
 			p.Attempts++
 			after, perr := PromoteMember(ctx, t, id)
 			switch {
-			case perr == nil || IsNotLearner(perr):
-				if perr != nil {
-					after, _ = MemberList(ctx, t)
-				}
-				for _, x := range after {
-					if x.ID == id {
-						m = x
-					}
-				}
-				m.IsLearner = false
-				tell(PromoteDone, m, nil)
-				return m, after, nil
-			case IsMemberNotFound(perr):
-				return Member{}, nil, fmt.Errorf("member %s is no longer in the cluster", FormatID(id))
 			case IsLearnerNotReady(perr):
 				tell(PromoteCatchingUp, m, perr)
+			case perr == nil || IsNotLearner(perr):
+				// The member list says so; the loop checks it again.
+				if perr == nil {
+					for _, x := range after {
+						if x.ID == id && !x.IsLearner {
+							tell(PromoteDone, x, nil)
+							return x, after, nil
+						}
+					}
+				}
+				tell(PromoteRetrying, m, perr)
+			case IsMemberNotFound(perr):
+				return Member{}, nil, fmt.Errorf("member %s is no longer in the cluster", FormatID(id))
 			default:
 				tell(PromoteRetrying, m, cleanError(perr, t.Timeout))
 			}

@@ -409,5 +409,32 @@ func (s *session) promote(ctx context.Context, m etcdops.Member, name string, wa
 	if err != nil {
 		return got, ms, fmt.Errorf("member promote %s: %w; it stays a learner: once it runs, `etcd-staticpod member promote %s --out %s` finishes the job", name, err, name, s.opts.Out)
 	}
+	// A member serves clients only once it has applied its own start,
+	// which may come a moment after the cluster lists it; the control
+	// plane should not be sent to it before.
+	if err := s.waitServing(ctx, got, name); err != nil {
+		return got, ms, err
+	}
 	return got, ms, nil
+}
+
+// waitServing waits until the member commits a read through raft for a
+// client.
+func (s *session) waitServing(ctx context.Context, m etcdops.Member, name string) error {
+	if len(m.ClientURLs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	for {
+		r := etcdops.CheckHealth(ctx, s.target, m.ClientURLs[0])
+		if r.Healthy {
+			s.logf("[promote] %s serves clients at %s (%s after its promotion)", name, m.ClientURLs[0], time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s votes, but does not serve clients at %s yet: %s; check its log on the host", name, m.ClientURLs[0], r.Error)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

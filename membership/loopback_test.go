@@ -369,6 +369,16 @@ func TestScaleOutAndIn(t *testing.T) {
 				t.Errorf("member %+v is not a started voting member", m)
 			}
 		}
+		// The new member agrees that it votes (it applied its promotion).
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			st := etcdops.EndpointStatusOf(ctx, mustResolve(t, dir, "etcd01"), "https://"+addr4+":2379")
+			if st.Error == "" && !st.IsLearner {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("etcd04's own status after promotion: %+v", st)
+			}
+		}
 		c := loadSpec(t, dir)
 		if got := hostNames(c); !slices.Equal(got, []string{"etcd01", "etcd02", "etcd03", "etcd04"}) || c.Etcd.ClusterState != "existing" {
 			t.Errorf("spec hosts %v, initialClusterState %q", got, c.Etcd.ClusterState)

@@ -1,8 +1,12 @@
 package membership
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -51,5 +55,24 @@ func TestSamePeers(t *testing.T) {
 	}
 	if samePeers(nil, nil) || samePeers([]string{"https://a:2380"}, []string{"https://a:2381"}) {
 		t.Error("different lists are the same")
+	}
+}
+
+// The promote loop tells "not in sync yet" from "votes already", whose
+// messages share their start, in every form the client delivers them.
+func TestEtcdErrors(t *testing.T) {
+	notReady, notLearner := rpctypes.ErrGRPCLearnerNotReady, rpctypes.ErrGRPCMemberNotLearner
+	for _, err := range []error{notReady, rpctypes.Error(notReady), fmt.Errorf("member promote 1: %w", notReady), fmt.Errorf("member promote 1: %w", rpctypes.Error(notReady))} {
+		if !etcdops.IsLearnerNotReady(err) || etcdops.IsNotLearner(err) {
+			t.Errorf("%v: not ready %v, not a learner %v", err, etcdops.IsLearnerNotReady(err), etcdops.IsNotLearner(err))
+		}
+	}
+	for _, err := range []error{notLearner, rpctypes.Error(notLearner), fmt.Errorf("member promote 1: %w", notLearner)} {
+		if etcdops.IsLearnerNotReady(err) || !etcdops.IsNotLearner(err) {
+			t.Errorf("%v: not ready %v, not a learner %v", err, etcdops.IsLearnerNotReady(err), etcdops.IsNotLearner(err))
+		}
+	}
+	if etcdops.IsUnhealthy(errors.New("etcdserver: unhealthy cluster, or not")) || !etcdops.IsUnhealthy(rpctypes.ErrGRPCUnhealthy) {
+		t.Error("IsUnhealthy")
 	}
 }
