@@ -478,6 +478,36 @@ func TestScaleOutAndIn(t *testing.T) {
 		return
 	}
 
+	t.Run("voting", func(t *testing.T) {
+		// A voting member counts at once; the command does not wait.
+		code, stdout, stderr := cli(t, bin, args("add", "etcd05="+addr5, "--voting", "-o", "json")...)
+		if code != 0 || !strings.Contains(stdout, `"promoted": false`) {
+			t.Fatalf("add --voting: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		joiner := startJoiner(whole, c, dir, "etcd05")
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			ms := members(t, dir)
+			i := slices.IndexFunc(ms, func(m etcdops.Member) bool { return m.Name == "etcd05" })
+			if i >= 0 && !ms[i].IsLearner {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("etcd05 does not start: %+v", ms)
+			}
+		}
+		code, stdout, stderr = cli(t, bin, args("remove", "etcd05", "-o", "json")...)
+		if code != 0 || !strings.Contains(stdout, `"wasMember": true`) {
+			t.Fatalf("remove etcd05: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		_ = joiner.Process.Kill()
+		if got := hostNames(loadSpec(t, dir)); len(got) != 4 || len(members(t, dir)) != 4 {
+			t.Errorf("spec hosts %v, members %+v", got, members(t, dir))
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
 	t.Run("remove the leader", func(t *testing.T) {
 		tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: filepath.Join(dir, "etcd01"), Timeout: requestTimeout})
 		if err != nil {

@@ -76,3 +76,44 @@ func TestEtcdErrors(t *testing.T) {
 		t.Error("IsUnhealthy")
 	}
 }
+
+func TestCheckRemoval(t *testing.T) {
+	mk := func(names ...string) []etcdops.Member {
+		var out []etcdops.Member
+		for i, n := range names {
+			out = append(out, etcdops.Member{ID: uint64(i + 1), Name: n})
+		}
+		return out
+	}
+	voter, learner := etcdops.Member{ID: 9, Name: "etcd09"}, etcdops.Member{ID: 9, Name: "etcd09", IsLearner: true}
+	for _, tc := range []struct {
+		name            string
+		m               etcdops.Member
+		voters, healthy []etcdops.Member
+		force           bool
+		refused, warned string
+	}{
+		{"five to four, all healthy", voter, mk("a", "b", "c", "d"), mk("a", "b", "c", "d"), false, "", ""},
+		{"five to four, three healthy", voter, mk("a", "b", "c", "d"), mk("a", "b", "c"), false, "", ""},
+		{"five to four, two healthy", voter, mk("a", "b", "c", "d"), mk("a", "b"), false, "only 2 of the 4 remaining voting members are healthy (a, b), fewer than the quorum of 3", ""},
+		{"five to four, two healthy, forced", voter, mk("a", "b", "c", "d"), mk("a", "b"), true, "", "only 2 of the 4 remaining"},
+		{"four to three, one down", voter, mk("a", "b", "c"), mk("a", "b"), false, "", ""},
+		{"four to three, two down", voter, mk("a", "b", "c"), mk("a"), false, "only 1 of the 3", ""},
+		{"three to two", voter, mk("a", "b"), mk("a", "b"), false, "2 voting members would remain, fewer than 3", ""},
+		{"three to two, forced", voter, mk("a", "b"), mk("a", "b"), true, "", ""},
+		{"a learner of three", learner, mk("a", "b"), mk("a"), false, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			warning, err := checkRemoval("etcd09", tc.m, tc.voters, tc.healthy, tc.force)
+			switch {
+			case tc.refused == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused) || !IsInputError(err)):
+				t.Errorf("got %v, want a refusal with %q", err, tc.refused)
+			}
+			if (tc.warned == "") != (warning == "") || !strings.Contains(warning, tc.warned) {
+				t.Errorf("warning %q, want %q", warning, tc.warned)
+			}
+		})
+	}
+}

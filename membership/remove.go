@@ -86,16 +86,12 @@ func Remove(ctx context.Context, o RemoveOptions) (*RemoveResult, error) {
 		return nil, refuse("member remove %s: it is the last voting member; a cluster cannot remove its last member", o.Name)
 	}
 	healthy := s.healthyOf(ctx, voters)
-	if !m.IsLearner {
-		if len(voters) < MinMembers && !o.Force {
-			return nil, refuse("member remove %s: %d voting members would remain, fewer than %d (which keep quorum through the loss of one); --force to go ahead", o.Name, len(voters), MinMembers)
-		}
-		if quorum := len(voters)/2 + 1; len(healthy) < quorum {
-			if !o.Force {
-				return nil, refuse("member remove %s: only %d of the %d remaining voting members are healthy (%s), fewer than the quorum of %d; --force to go ahead", o.Name, len(healthy), len(voters), names(healthy), quorum)
-			}
-			s.logf("warning: only %d of the %d remaining voting members are healthy; removing %s anyway (--force)", len(healthy), len(voters), o.Name)
-		}
+	warning, err := checkRemoval(o.Name, m, voters, healthy, o.Force)
+	if err != nil {
+		return nil, err
+	}
+	if warning != "" {
+		s.logf("warning: %s", warning)
 	}
 
 	if !m.IsLearner && len(m.ClientURLs) > 0 {
@@ -135,6 +131,26 @@ func Remove(ctx context.Context, o RemoveOptions) (*RemoveResult, error) {
 		return res, nil
 	}
 	return res, s.forget(c, h)
+}
+
+// checkRemoval decides whether m may go, given the voting members that
+// would remain and those of them that are healthy: a learner always may;
+// a voting member only if at least MinMembers voting members remain and
+// the healthy ones are a quorum of them, unless force.
+func checkRemoval(name string, m etcdops.Member, voters, healthy []etcdops.Member, force bool) (warning string, err error) {
+	if m.IsLearner {
+		return "", nil
+	}
+	if len(voters) < MinMembers && !force {
+		return "", refuse("member remove %s: %d voting members would remain, fewer than %d (which keep quorum through the loss of one); --force to go ahead", name, len(voters), MinMembers)
+	}
+	if quorum := len(voters)/2 + 1; len(healthy) < quorum {
+		if !force {
+			return "", refuse("member remove %s: only %d of the %d remaining voting members are healthy (%s), fewer than the quorum of %d; --force to go ahead", name, len(healthy), len(voters), names(healthy), quorum)
+		}
+		return fmt.Sprintf("only %d of the %d remaining voting members are healthy; removing %s anyway (--force)", len(healthy), len(voters), name), nil
+	}
+	return "", nil
 }
 
 // forget records the spec without h and tells the operator what is left
