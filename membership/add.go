@@ -124,6 +124,9 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	res := &AddResult{Host: h, Warnings: warnings, Bundle: filepath.Join(o.Out, h.Name), Archive: filepath.Join(o.Out, h.Name+".tar.gz")}
 	_, folderErr := os.Stat(res.Bundle)
 	newFolder := errors.Is(folderErr, os.ErrNotExist)
+	if !newFolder && pending == nil {
+		s.logf("note: %s exists (a host of that name was removed earlier?); certificates in it that match %s are kept, any other is an error", res.Bundle, arg)
+	}
 	if err := s.writeBundle(c, h); err != nil {
 		return nil, fmt.Errorf("member add %s: the new host's bundle: %w", arg, err)
 	}

@@ -428,6 +428,7 @@ func TestScaleOutAndIn(t *testing.T) {
 			t.Errorf("promote of a voting member: exit %d\n%s\n%s", code, stdout, stderr)
 		}
 		wantRefusal(t, bin, dir, 2, "is already in the cluster's member list", args("add", "--config", cfgWithout(t, dir, "etcd04"), "etcd04=127.0.0.59")...)
+		wantRefusal(t, bin, dir, 2, "address "+addr4+" is already used by member etcd04", args("add", "--config", cfgWithout(t, dir, "etcd04"), "etcd09="+addr4)...)
 	})
 	if t.Failed() {
 		return
