@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -588,35 +589,7 @@ func publicKeyName(k any) string {
 	}
 }
 
-// lineDiff lists the lines that only a or only b has, in order.
+// lineDiff shows, line by line, how a and b differ (- a, + b).
 func lineDiff(a, b string) string {
-	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
-	lcs := make([][]int, len(x)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(y)+1)
-	}
-	for i := len(x) - 1; i >= 0; i-- {
-		for j := len(y) - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var sb strings.Builder
-	for i, j := 0, 0; i < len(x) || j < len(y); {
-		switch {
-		case i < len(x) && j < len(y) && x[i] == y[j]:
-			i++
-			j++
-		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
-			fmt.Fprintf(&sb, "- %s\n", x[i])
-			i++
-		default:
-			fmt.Fprintf(&sb, "+ %s\n", y[j])
-			j++
-		}
-	}
-	return sb.String()
+	return cmp.Diff(strings.Split(a, "\n"), strings.Split(b, "\n"))
 }

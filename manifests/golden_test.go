@@ -2,13 +2,13 @@ package manifests
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -96,39 +96,9 @@ func normalize(t *testing.T, v any) string {
 	return string(out)
 }
 
-// lineDiff prints a minimal line diff (longest common subsequence), which
-// is plenty for manifests of a hundred lines.
+// lineDiff shows, line by line, how a and b differ (- a, + b).
 func lineDiff(a, b string) string {
-	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
-	lcs := make([][]int, len(x)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(y)+1)
-	}
-	for i := len(x) - 1; i >= 0; i-- {
-		for j := len(y) - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var buf bytes.Buffer
-	i, j := 0, 0
-	for i < len(x) || j < len(y) {
-		switch {
-		case i < len(x) && j < len(y) && x[i] == y[j]:
-			fmt.Fprintf(&buf, "  %s\n", x[i])
-			i, j = i+1, j+1
-		case j < len(y) && (i == len(x) || lcs[i][j+1] >= lcs[i+1][j]):
-			fmt.Fprintf(&buf, "+ %s\n", y[j])
-			j++
-		default:
-			fmt.Fprintf(&buf, "- %s\n", x[i])
-			i++
-		}
-	}
-	return buf.String()
+	return cmp.Diff(strings.Split(a, "\n"), strings.Split(b, "\n"))
 }
 
 func marshalPod(t *testing.T, c *spec.Cluster, h spec.Host, extra []spec.Arg) []byte {
