@@ -54,13 +54,20 @@ func WriteTarGz(srcDir, dst string) error {
 	if err := checkOutside(srcDir, dst); err != nil {
 		return err
 	}
-	// The archive is built in memory: host bundles are a few certificates and
-	// config files, and the bytes can then go through the one atomic write.
-	var buf bytes.Buffer
-	if err := writeTarGz(&buf, srcDir); err != nil {
+	fi, err := os.Lstat(srcDir)
+	if err != nil {
 		return fmt.Errorf("archive %s: %w", srcDir, err)
 	}
-	if err := certs.WriteFile(dst, buf.Bytes(), ArchiveMode); err != nil {
+	if !fi.IsDir() {
+		return fmt.Errorf("archive %s: %s, not a folder", srcDir, kind(fi.Mode()))
+	}
+	// The archive is built in memory: host bundles are a few certificates and
+	// config files, and the bytes can then go through the one atomic write.
+	data, err := new(Packer).Pack(os.DirFS(srcDir), srcDir)
+	if err != nil {
+		return err
+	}
+	if err := certs.WriteFile(dst, data, ArchiveMode); err != nil {
 		return fmt.Errorf("archive %s: %w", srcDir, err)
 	}
 	return nil
@@ -83,34 +90,50 @@ func checkOutside(srcDir, dst string) error {
 	return nil
 }
 
-func writeTarGz(buf *bytes.Buffer, srcDir string) error {
-	fi, err := os.Lstat(srcDir)
+// A Packer makes archives one after another, reusing its compressor, whose
+// buffers cost more to allocate and clear than packing a host's few files.
+// It is not safe for concurrent use; give each goroutine its own.
+type Packer struct {
+	zw *gzip.Writer
+}
+
+// Pack returns what WriteTarGz writes, for the tree fsys holds: every folder
+// and regular file under its root, in the same order and with the same
+// headers. dir is the folder fsys stands for, used only in error messages.
+// The tree can be one that is not on disk yet, such as files queued for
+// writing laid over the folder that will receive them.
+func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
+	fail := func(err error) ([]byte, error) { return nil, fmt.Errorf("archive %s: %w", dir, err) }
+	fi, err := fs.Stat(fsys, ".")
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return fail(pe.Err) // the path is dir itself
+	}
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s: %s, not a folder", srcDir, kind(fi.Mode()))
+		return fail(fmt.Errorf("%s, not a folder", kind(fi.Mode())))
 	}
+	var buf bytes.Buffer
 	// A zero gzip header (no name, no time) keeps the output reproducible;
 	// keys and certificates barely compress, so the fastest level is enough.
-	zw, err := gzip.NewWriterLevel(buf, gzip.BestSpeed)
-	if err != nil {
-		return err
+	if p.zw == nil {
+		if p.zw, err = gzip.NewWriterLevel(&buf, gzip.BestSpeed); err != nil {
+			return fail(err)
+		}
+	} else {
+		p.zw.Reset(&buf)
 	}
-	tw := tar.NewWriter(zw)
+	tw := tar.NewWriter(p.zw)
 	// WalkDir visits entries in lexical order and a folder before its content.
-	err = filepath.WalkDir(srcDir, func(path string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if path == srcDir {
+		if name == "." {
 			return nil
 		}
-		rel, err := filepath.Rel(srcDir, path)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
+		path := filepath.Join(dir, filepath.FromSlash(name))
 		info, err := d.Info()
 		if err != nil {
 			return err
@@ -119,9 +142,9 @@ func writeTarGz(buf *bytes.Buffer, srcDir string) error {
 		case info.IsDir():
 			return tw.WriteHeader(header(name+"/", tar.TypeDir, info.Mode(), 0))
 		case info.Mode().IsRegular():
-			data, err := os.ReadFile(path)
+			data, err := fs.ReadFile(fsys, name)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", path, err)
 			}
 			// The size comes from what was read, so a file that changes
 			// under us cannot make the header and the content disagree.
@@ -137,12 +160,15 @@ func writeTarGz(buf *bytes.Buffer, srcDir string) error {
 		}
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if err := tw.Close(); err != nil {
-		return err
+		return fail(err)
 	}
-	return zw.Close()
+	if err := p.zw.Close(); err != nil {
+		return fail(err)
+	}
+	return buf.Bytes(), nil
 }
 
 func header(name string, typ byte, mode fs.FileMode, size int64) *tar.Header {
@@ -195,33 +221,56 @@ func kind(m fs.FileMode) string {
 	}
 }
 
-// WriteSHA256Sums writes dir/SHA256SUMS for files (names relative to dir) in
-// the format of sha256sum, one "<hex>  <name>" line each, sorted by name, so
-// that "cd dir && sha256sum -c SHA256SUMS" checks them. It is written
-// atomically with mode 0644.
+// WriteSHA256Sums writes dir/SHA256SUMS (see SHA256Sums) for files, names
+// relative to dir, read from disk. It is written atomically with mode 0644.
 func WriteSHA256Sums(dir string, files []string) error {
-	names := slices.Clone(files)
-	slices.Sort(names)
-	var b strings.Builder
-	for i, name := range names {
+	sums := make([]Sum, 0, len(files))
+	for _, name := range files {
 		if err := checkSumName(name); err != nil {
 			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
-		}
-		if i > 0 && names[i-1] == name {
-			return fmt.Errorf("%s in %s: %q listed twice", SumsFile, dir, name)
 		}
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil {
 			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
 		}
-		sum := sha256.Sum256(data)
-		b.WriteString(hex.EncodeToString(sum[:]) + "  " + name + "\n")
+		sums = append(sums, Sum{Name: name, Data: data})
+	}
+	b, err := SHA256Sums(sums)
+	if err != nil {
+		return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
 	}
 	path := filepath.Join(dir, SumsFile)
-	if err := certs.WriteFile(path, []byte(b.String()), SumsMode); err != nil {
+	if err := certs.WriteFile(path, b, SumsMode); err != nil {
 		return fmt.Errorf("%s: %w", SumsFile, err)
 	}
 	return nil
+}
+
+// Sum is one file SHA256Sums lists: its name relative to the SHA256SUMS
+// file's folder, and its content.
+type Sum struct {
+	Name string
+	Data []byte
+}
+
+// SHA256Sums returns a SHA256SUMS file in the format of sha256sum, one
+// "<hex>  <name>" line a file, sorted by name, so that
+// "sha256sum -c SHA256SUMS" in that folder checks them.
+func SHA256Sums(files []Sum) ([]byte, error) {
+	sorted := slices.Clone(files)
+	slices.SortFunc(sorted, func(a, b Sum) int { return strings.Compare(a.Name, b.Name) })
+	var b strings.Builder
+	for i, f := range sorted {
+		if err := checkSumName(f.Name); err != nil {
+			return nil, err
+		}
+		if i > 0 && sorted[i-1].Name == f.Name {
+			return nil, fmt.Errorf("%q listed twice", f.Name)
+		}
+		sum := sha256.Sum256(f.Data)
+		b.WriteString(hex.EncodeToString(sum[:]) + "  " + f.Name + "\n")
+	}
+	return []byte(b.String()), nil
 }
 
 // checkSumName accepts the names sha256sum -c reads back as written: it

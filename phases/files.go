@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -231,68 +232,101 @@ func bundlePhase() Phase {
 		Short: "Pack every host's folder as OUT/NAME.tar.gz and list them in OUT/SHA256SUMS",
 		Long: "Each archive holds the host's folder with its modes, owned by root, to unpack with `tar -C / -xzf NAME.tar.gz` on that host. " +
 			"A host folder that holds a CA key is refused: the CA key never leaves the CA store.",
-		Example:   "etcd-staticpod init phase bundle --config cluster.yaml",
-		ReadsDisk: true,
+		Example: "etcd-staticpod init phase bundle --config cluster.yaml",
 		Run: func(r *Runner) error {
 			if r.NodeMode() {
 				r.Logf("[bundle] Nothing to pack: --node writes in place")
 				return nil
 			}
-			var names []string
-			dirs := map[string]string{}
-			for _, h := range r.Hosts() {
-				names = append(names, h.Name)
-				dirs[h.Name] = filepath.Join(r.Out(), h.Name)
-			}
-			if _, err := os.Stat(filepath.Join(r.Out(), controlPlaneDir)); err == nil || r.opts.DryRun {
-				names = append(names, controlPlaneDir)
-				dirs[controlPlaneDir] = filepath.Join(r.Out(), controlPlaneDir)
-			}
-			var archives []string
-			for _, name := range names {
-				if err := prepareForShipping(dirs[name]); err != nil {
-					return err
-				}
-				dst := filepath.Join(r.Out(), name+".tar.gz")
-				archives = append(archives, name+".tar.gz")
-				if r.opts.DryRun {
-					r.Logf("[dry-run] would write %s (0600)", dst)
-					continue
-				}
-				r.Track(dst)
-			}
-			if !r.opts.DryRun {
-				// Archives are independent; packing them at once overlaps
-				// their compression and their syncs.
-				errs := make([]error, len(names))
-				var wg sync.WaitGroup
-				for i, name := range names {
-					wg.Go(func() { errs[i] = archive.WriteTarGz(dirs[name], filepath.Join(r.Out(), name+".tar.gz")) })
-				}
-				wg.Wait()
-				if err := errors.Join(errs...); err != nil {
-					return err
-				}
-				r.Logf("[bundle] Wrote %s", strings.Join(archives, ", "))
-			}
-			if r.opts.DryRun {
-				r.Logf("[dry-run] would write %s (0644)", filepath.Join(r.Out(), "SHA256SUMS"))
-				return nil
-			}
-			r.Track(filepath.Join(r.Out(), archive.SumsFile))
-			return archive.WriteSHA256Sums(r.Out(), archives)
+			return r.pack(r.Hosts())
 		},
 	}
 }
 
+// pack queues the archive of each host's folder and of the control-plane
+// folder (when there is one), and SHA256SUMS listing them. The folders are
+// read as they will be once the run's queued files are written, so init
+// writes the folders and their archives in one go.
+func (r *Runner) pack(hosts []spec.Host) error {
+	plan, err := r.planDirs()
+	if err != nil {
+		return err
+	}
+	var names []string
+	trees := map[string]fs.FS{}
+	for _, h := range hosts {
+		names = append(names, h.Name)
+	}
+	if _, err := fs.Stat(r.staged(plan, r.Out()), controlPlaneDir); err == nil || r.opts.DryRun {
+		names = append(names, controlPlaneDir)
+	}
+	for _, name := range names {
+		dir := filepath.Join(r.Out(), name)
+		trees[name] = r.staged(plan, dir)
+		if err := prepareForShipping(trees[name], dir); err != nil {
+			return err
+		}
+	}
+	if r.opts.DryRun {
+		for _, name := range names {
+			r.Logf("[dry-run] would write %s (0600)", filepath.Join(r.Out(), name+".tar.gz"))
+		}
+		r.Logf("[dry-run] would write %s (0644)", filepath.Join(r.Out(), archive.SumsFile))
+		return nil
+	}
+	// Archives are independent: pack them on every core, each worker with
+	// its own compressor.
+	packed := make([][]byte, len(names))
+	errs := make([]error, len(names))
+	next := make(chan int, len(names))
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), len(names)) {
+		wg.Go(func() {
+			var p archive.Packer
+			for i := range next {
+				packed[i], errs[i] = p.Pack(trees[names[i]], filepath.Join(r.Out(), names[i]))
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var sums []archive.Sum
+	var archives []string
+	for i, name := range names {
+		file := name + ".tar.gz"
+		if err := r.WriteFile(filepath.Join(r.Out(), file), packed[i], archive.ArchiveMode, modeDir); err != nil {
+			return err
+		}
+		sums = append(sums, archive.Sum{Name: file, Data: packed[i]})
+		archives = append(archives, file)
+	}
+	list, err := archive.SHA256Sums(sums)
+	if err != nil {
+		return err
+	}
+	if err := r.WriteFile(filepath.Join(r.Out(), archive.SumsFile), list, archive.SumsMode, modeDir); err != nil {
+		return err
+	}
+	r.Logf("[bundle] Wrote %s and %s", strings.Join(archives, ", "), archive.SumsFile)
+	return nil
+}
+
 // prepareForShipping readies a folder that is about to leave this machine:
 // it fails if the folder holds a CA key, and removes temp files a killed run
-// left behind (they may hold parts of a key).
-func prepareForShipping(dir string) error {
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+// left behind (they may hold parts of a key). tree is the folder dir as the
+// run will leave it.
+func prepareForShipping(tree fs.FS, dir string) error {
+	err := fs.WalkDir(tree, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
+		path := filepath.Join(dir, filepath.FromSlash(name))
 		switch {
 		case d.IsDir():
 		case d.Name() == "ca.key":

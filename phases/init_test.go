@@ -108,12 +108,24 @@ func TestInitMatchesKubeadm(t *testing.T) {
 }
 
 // checkArchive: the archive holds exactly the folder, with modes, owned by
-// root, and no CA key.
+// root, and no CA key. It is packed from what the run was about to write, so
+// it must also be byte for byte the archive of the folder as written.
 func checkArchive(t *testing.T, archivePath, dir string) {
 	t.Helper()
 	all, err := archive.ReadTarGz(archivePath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	got, err := os.ReadFile(archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asWritten, err := new(archive.Packer).Pack(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, asWritten) {
+		t.Errorf("%s is not the archive of %s as written", archivePath, dir)
 	}
 	entries := map[string]os.FileMode{}
 	for _, e := range all {

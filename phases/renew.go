@@ -65,7 +65,7 @@ func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
 	}
 	ps = append(ps,
 		Phase{Name: controlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(done) }},
-		Phase{Name: "bundle", ReadsDisk: true, Run: func(r *Runner) error { return r.repack() }},
+		Phase{Name: "bundle", Run: func(r *Runner) error { return r.repack() }},
 	)
 	if err := r.Run(ps); err != nil {
 		return nil, err
@@ -203,10 +203,5 @@ func (r *Runner) repack() error {
 			return nil
 		}
 	}
-	whole := &Runner{opts: r.opts, ca: r.ca}
-	whole.opts.Node = ""
-	err := bundlePhase().Run(whole)
-	// A failed run takes back what the pack made, as init does.
-	r.created = append(r.created, whole.created...)
-	return err
+	return r.pack(r.Cluster().Hosts)
 }

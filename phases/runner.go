@@ -38,9 +38,6 @@ type Phase struct {
 	Run  func(r *Runner) error
 	// RunAllChildren adds an `all` subcommand, as kubeadm's certs phase has.
 	RunAllChildren bool
-	// ReadsDisk is set for phases that read earlier phases' output from
-	// disk rather than through the runner; queued files are written first.
-	ReadsDisk bool
 }
 
 // FlagGroup is a set of related settings.
@@ -169,20 +166,14 @@ func (r *Runner) Run(ps []Phase) error {
 		defer r.pool.Close()
 	}
 	// Files are queued across phases and written together, so a run that
-	// fails before the end has written nothing, and the writes' syncs
-	// overlap.
+	// fails before the end has written nothing, and one pair of syncs
+	// covers them all. Phases that pack earlier phases' output read it
+	// through staged.
 	for _, p := range ps {
 		if p.Run == nil {
 			continue
 		}
-		var err error
-		if p.ReadsDisk {
-			err = r.flush()
-		}
-		if err == nil {
-			err = p.Run(r)
-		}
-		if err != nil {
+		if err := p.Run(r); err != nil {
 			r.pending = nil
 			r.rollback()
 			return fmt.Errorf("phase %s: %w", p.Name, err)
@@ -265,7 +256,7 @@ const (
 
 // WriteFile queues one output file (or, with --dry-run, says it would write
 // it). Queued files are written together, atomically and in order, at the
-// end of the run or before a phase that reads the disk. Missing parents are created 0755 and the file's own folder
+// end of the run. Missing parents are created 0755 and the file's own folder
 // with dirMode.
 func (r *Runner) WriteFile(path string, data []byte, mode, dirMode os.FileMode) error {
 	if r.opts.DryRun {
@@ -281,19 +272,30 @@ type pendingFile struct {
 	dirMode os.FileMode
 }
 
-// flush writes the files the phase queued, noting what did not exist before
-// so that a failed run can take it back.
+// flush writes the queued files, noting what did not exist before so that
+// a failed run can take it back.
 func (r *Runner) flush() error {
+	plan, err := r.planDirs()
+	if err != nil {
+		return err
+	}
+	for _, dir := range plan.order {
+		mode := plan.mode[dir]
+		if err := os.Mkdir(dir, mode); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				continue
+			}
+			return fmt.Errorf("mkdir %s: %w", dir, err)
+		}
+		r.created = append(r.created, dir)
+		// The exact mode, whatever the umask.
+		if err := os.Chmod(dir, mode); err != nil {
+			return fmt.Errorf("chmod %s: %w", dir, err)
+		}
+	}
 	files := make([]certs.File, 0, len(r.pending))
 	for _, f := range r.pending {
-		dir := filepath.Dir(f.Path)
-		if err := r.mkdirs(filepath.Dir(dir), modeDir); err != nil {
-			return err
-		}
-		if err := r.mkdirs(dir, f.dirMode); err != nil {
-			return err
-		}
-		if !exists(f.Path) {
+		if plan.isNew(f.Path) || !exists(f.Path) {
 			r.created = append(r.created, f.Path)
 		}
 		files = append(files, f.File)
