@@ -2,6 +2,7 @@ package phases
 
 import (
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -327,9 +328,24 @@ func (r *Runner) checkLeaves(p certs.Profile) error {
 	return nil
 }
 
+// runLeaf makes the p certificate of every host that lacks a valid one. The
+// hosts are inspected in order, signed on every core, and their files queued
+// and reported in order again, so the output does not depend on timing.
 func (r *Runner) runLeaf(p certs.Profile) error {
 	c := r.Cluster()
-	for _, h := range r.Hosts() {
+	hosts := r.Hosts()
+	type job struct {
+		h    spec.Host
+		base string
+		key  crypto.Signer // set for a key an interrupted run left
+		// Filled by the signing.
+		keyPEM []byte
+		cert   *x509.Certificate
+		log    []string
+	}
+	jobs := make([]*job, len(hosts))
+	var todo []*job
+	for i, h := range hosts {
 		if err := r.ensureHostCA(h); err != nil {
 			return err
 		}
@@ -337,50 +353,72 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 		if err != nil {
 			return err
 		}
-		base := r.CertPath(h, p)
-		if state == leafValid {
-			r.Logf("[certs] Using the existing %s certificate and key for %s", p.Name, h.Name)
+		j := &job{h: h, base: r.CertPath(h, p)}
+		jobs[i] = j
+		switch state {
+		case leafValid:
+			j.log = append(j.log, fmt.Sprintf("[certs] Using the existing %s certificate and key for %s", p.Name, h.Name))
 			continue
-		}
-		ca, err := r.authority(true)
-		if err != nil {
-			return err
-		}
-		req := certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}
-		var key crypto.Signer
-		if state == leafKeyOnly {
-			keyPEM, err := r.readFile(base + ".key")
+		case leafKeyOnly:
+			keyPEM, err := r.readFile(j.base + ".key")
 			if err != nil {
 				return fmt.Errorf("host %q: %w", h.Name, err)
 			}
-			if key, err = certs.ParseKey(keyPEM); err != nil {
-				return fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
+			if j.key, err = certs.ParseKey(keyPEM); err != nil {
+				return fmt.Errorf("host %q: %s.key: %w", h.Name, j.base, err)
 			}
-			r.Logf("[certs] Certifying the key %s.key an interrupted run left without a certificate", base)
-		} else {
+			j.log = append(j.log, fmt.Sprintf("[certs] Certifying the key %s.key an interrupted run left without a certificate", j.base))
+		}
+		todo = append(todo, j)
+	}
+	var ca *certs.Authority
+	if len(todo) > 0 {
+		var err error
+		if ca, err = r.authority(true); err != nil {
+			return err
+		}
+	}
+	err := forEach(len(todo), func(i int) error {
+		j := todo[i]
+		key := j.key
+		if key == nil {
+			var err error
 			if key, err = r.pool.Key(c.EncryptionAlgorithm); err != nil {
 				return fmt.Errorf("generate %s key: %w", p.Name, err)
 			}
-			keyPEM, err := certs.EncodeKey(key)
-			if err != nil {
-				return err
-			}
-			if err := r.WriteFile(base+".key", keyPEM, modeKey, modeDir); err != nil {
+			if j.keyPEM, err = certs.EncodeKey(key); err != nil {
 				return err
 			}
 		}
-		cert, err := ca.Issue(req, key.Public(), r.now())
-		if err != nil {
-			return err
+		req := certs.Request{Profile: p, Host: j.h, Validity: c.CertificateValidity.Duration}
+		var err error
+		j.cert, err = ca.Issue(req, key.Public(), r.now())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.cert != nil {
+			// The key first: a run killed between the two leaves a key
+			// without a certificate, which the next run certifies.
+			if j.keyPEM != nil {
+				if err := r.WriteFile(j.base+".key", j.keyPEM, modeKey, modeDir); err != nil {
+					return err
+				}
+			}
+			if err := r.WriteFile(j.base+".crt", certs.EncodeCert(j.cert), modeFile, modeDir); err != nil {
+				return err
+			}
+			sans := ""
+			if len(j.cert.DNSNames)+len(j.cert.IPAddresses) > 0 {
+				sans = fmt.Sprintf(", serving DNS %v and IPs %v", j.cert.DNSNames, j.cert.IPAddresses)
+			}
+			j.log = append(j.log, fmt.Sprintf("[certs] Generated %s for %s%s", p.Name, j.h.Name, sans))
 		}
-		if err := r.WriteFile(base+".crt", certs.EncodeCert(cert), modeFile, modeDir); err != nil {
-			return err
+		for _, l := range j.log {
+			r.Logf("%s", l)
 		}
-		sans := ""
-		if len(cert.DNSNames)+len(cert.IPAddresses) > 0 {
-			sans = fmt.Sprintf(", serving DNS %v and IPs %v", cert.DNSNames, cert.IPAddresses)
-		}
-		r.Logf("[certs] Generated %s for %s%s", p.Name, h.Name, sans)
 	}
 	return nil
 }

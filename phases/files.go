@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
@@ -19,10 +18,10 @@ import (
 
 // Node paths kubeadm uses for what the guide writes.
 const (
-	manifestPath      = kubeletconf.StaticPodPath + "/etcd.yaml"
-	hostKubeadmConfig = "/etc/kubernetes/kubeadmcfg.yaml"
-	kubeadmConfigFile = "kubeadm-config.yaml"
-	controlPlaneDir   = "control-plane"
+	manifestPath          = kubeletconf.StaticPodPath + "/etcd.yaml"
+	hostKubeadmConfigPath = "/etc/kubernetes/kubeadmcfg.yaml"
+	kubeadmConfigFile     = "kubeadm-config.yaml"
+	controlPlaneDir       = "control-plane"
 )
 
 func kubeletPhase() Phase {
@@ -74,12 +73,6 @@ func (r *Runner) kubeletConfig() ([]byte, error) {
 }
 
 func etcdPhase() Phase {
-	// The manifests Check builds are the ones Run writes.
-	type key struct {
-		r    *Runner
-		host string
-	}
-	built := map[key][]byte{}
 	return Phase{
 		Name:  "etcd",
 		Short: "Write the etcd static Pod manifest",
@@ -91,25 +84,16 @@ func etcdPhase() Phase {
 			Example: "etcd-staticpod init phase etcd local --config cluster.yaml --node etcd02 --root /",
 			Flags:   []FlagGroup{FlagsEtcd},
 			Check: func(r *Runner) error {
-				for _, h := range r.Hosts() {
-					b, err := etcdManifest(r.Cluster(), h)
-					if err != nil {
-						return err
-					}
-					built[key{r, h.Name}] = b
-				}
-				return nil
+				_, err := r.perHost("etcd manifest", etcdManifest)
+				return err
 			},
 			Run: func(r *Runner) error {
-				for _, h := range r.Hosts() {
-					b, ok := built[key{r, h.Name}]
-					if !ok {
-						var err error
-						if b, err = etcdManifest(r.Cluster(), h); err != nil {
-							return err
-						}
-					}
-					if err := r.WriteFile(r.HostPath(h, manifestPath), b, modeKey, modePrivDir); err != nil {
+				docs, err := r.perHost("etcd manifest", etcdManifest)
+				if err != nil {
+					return err
+				}
+				for i, h := range r.Hosts() {
+					if err := r.WriteFile(r.HostPath(h, manifestPath), docs[i], modeKey, modePrivDir); err != nil {
 						return err
 					}
 					if err := r.MkdirAll(r.HostPath(h, r.Cluster().Etcd.DataDir), modePrivDir); err != nil {
@@ -121,6 +105,37 @@ func etcdPhase() Phase {
 			},
 		}},
 	}
+}
+
+// perHost renders one document per host (in Hosts order) on every core, once
+// a run: Check renders what Run then writes.
+func (r *Runner) perHost(kind string, render func(*spec.Cluster, spec.Host) ([]byte, error)) ([][]byte, error) {
+	if docs, ok := r.rendered[kind]; ok {
+		return docs, nil
+	}
+	hosts := r.Hosts()
+	docs := make([][]byte, len(hosts))
+	err := forEach(len(hosts), func(i int) error {
+		var err error
+		docs[i], err = render(r.Cluster(), hosts[i])
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.rendered == nil {
+		r.rendered = map[string][][]byte{}
+	}
+	r.rendered[kind] = docs
+	return docs, nil
+}
+
+func hostKubeadmConfig(c *spec.Cluster, h spec.Host) ([]byte, error) {
+	b, err := manifests.HostKubeadmConfig(c, h)
+	if err != nil {
+		return nil, fmt.Errorf("host %q: kubeadm config: %w", h.Name, err)
+	}
+	return b, nil
 }
 
 func etcdManifest(c *spec.Cluster, h spec.Host) ([]byte, error) {
@@ -139,31 +154,29 @@ func kubeadmConfigPhase() Phase {
 	return Phase{
 		Name:  "kubeadm-config",
 		Short: "Write the per-host kubeadm configs and the external-etcd kubeadm-config.yaml",
-		Long: "Writes " + hostKubeadmConfig + " on every host (the guide's InitConfiguration and ClusterConfiguration, so kubeadm's own phases still work), " +
+		Long: "Writes " + hostKubeadmConfigPath + " on every host (the guide's InitConfiguration and ClusterConfiguration, so kubeadm's own phases still work), " +
 			"OUT/" + kubeadmConfigFile + " (the external-etcd ClusterConfiguration for `kubeadm init --config` on the first control-plane node) and " +
 			"OUT/" + controlPlaneDir + "/ with the etcd CA certificate and the apiserver-etcd-client certificate and key that node needs.",
 		Example: "etcd-staticpod init phase kubeadm-config --config cluster.yaml --control-plane-endpoint 10.107.88.9:6443 --pod-subnet 10.244.0.0/16",
 		Flags:   []FlagGroup{FlagsControlPlane, FlagsEtcd},
 		Check: func(r *Runner) error {
-			for _, h := range r.Hosts() {
-				if _, err := manifests.HostKubeadmConfig(r.Cluster(), h); err != nil {
-					return fmt.Errorf("host %q: kubeadm config: %w", h.Name, err)
-				}
+			if _, err := r.perHost("kubeadm config", hostKubeadmConfig); err != nil {
+				return err
 			}
 			_, err := manifests.ExternalEtcdConfig(r.Cluster())
 			return err
 		},
 		Run: func(r *Runner) error {
 			c := r.Cluster()
-			for _, h := range r.Hosts() {
-				b, err := manifests.HostKubeadmConfig(c, h)
-				if err != nil {
-					return fmt.Errorf("host %q: kubeadm config: %w", h.Name, err)
-				}
-				if err := r.WriteFile(r.HostPath(h, hostKubeadmConfig), b, modeKey, modeDir); err != nil {
+			docs, err := r.perHost("kubeadm config", hostKubeadmConfig)
+			if err != nil {
+				return err
+			}
+			for i, h := range r.Hosts() {
+				if err := r.WriteFile(r.HostPath(h, hostKubeadmConfigPath), docs[i], modeKey, modeDir); err != nil {
 					return err
 				}
-				r.Logf("[kubeadm-config] Wrote %s for %s", hostKubeadmConfig, h.Name)
+				r.Logf("[kubeadm-config] Wrote %s for %s", hostKubeadmConfigPath, h.Name)
 			}
 			if r.NodeMode() {
 				return nil
@@ -277,23 +290,18 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	// Archives are independent: pack them on every core, each worker with
 	// its own compressor.
 	packed := make([][]byte, len(names))
-	errs := make([]error, len(names))
-	next := make(chan int, len(names))
-	for i := range names {
-		next <- i
+	packers := make(chan *archive.Packer, runtime.NumCPU())
+	for range runtime.NumCPU() {
+		packers <- new(archive.Packer)
 	}
-	close(next)
-	var wg sync.WaitGroup
-	for range min(runtime.NumCPU(), len(names)) {
-		wg.Go(func() {
-			var p archive.Packer
-			for i := range next {
-				packed[i], errs[i] = p.Pack(trees[names[i]], filepath.Join(r.Out(), names[i]))
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = forEach(len(names), func(i int) error {
+		p := <-packers
+		defer func() { packers <- p }()
+		var err error
+		packed[i], err = p.Pack(trees[names[i]], filepath.Join(r.Out(), names[i]))
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	var sums []archive.Sum

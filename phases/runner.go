@@ -78,6 +78,8 @@ type Runner struct {
 	pending []pendingFile
 	// created lists what this run made, oldest first.
 	created []string
+	// rendered holds per-host documents by kind; see perHost.
+	rendered map[string][][]byte
 }
 
 // NewRunner checks the options that every phase relies on.
