@@ -244,7 +244,8 @@ func bundlePhase() Phase {
 		Name:  "bundle",
 		Short: "Pack every host's folder as OUT/NAME.tar.gz and list them in OUT/SHA256SUMS",
 		Long: "Each archive holds the host's folder with its modes, owned by root, to unpack with `tar -C / -xzf NAME.tar.gz` on that host. " +
-			"A host folder that holds a CA key is refused: the CA key never leaves the CA store.",
+			"A host folder that holds a CA key is refused: the CA key never leaves the CA store. " +
+			"etcd data is left out: the data folder ships empty, and folders beside it such as a restore's DATADIR.restore-TOKEN stay behind.",
 		Example: "etcd-staticpod init phase bundle --config cluster.yaml",
 		Run: func(r *Runner) error {
 			if r.NodeMode() {
@@ -275,10 +276,18 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	}
 	for _, name := range names {
 		dir := filepath.Join(r.Out(), name)
-		trees[name] = r.staged(plan, dir)
-		if err := prepareForShipping(trees[name], dir); err != nil {
+		tree := r.staged(plan, dir)
+		if name != controlPlaneDir {
+			var hidden func(string) bool
+			tree, hidden = withoutEtcdData(tree, r.Cluster().Etcd.DataDir)
+			if left := leftOut(r.staged(plan, dir), hidden); len(left) > 0 {
+				r.Logf("[bundle] Left etcd data out of %s.tar.gz: %s (copy it to the host by hand)", name, strings.Join(left, ", "))
+			}
+		}
+		if err := prepareForShipping(tree, dir); err != nil {
 			return err
 		}
+		trees[name] = tree
 	}
 	if r.opts.DryRun {
 		for _, name := range names {
@@ -323,6 +332,22 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	}
 	r.Logf("[bundle] Wrote %s and %s", strings.Join(archives, ", "), archive.SumsFile)
 	return nil
+}
+
+// leftOut lists the top names in tree that hidden leaves out.
+func leftOut(tree fs.FS, hidden func(string) bool) []string {
+	var out []string
+	_ = fs.WalkDir(tree, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || name == "." || !hidden(name) {
+			return nil
+		}
+		out = append(out, name)
+		if d.IsDir() {
+			return fs.SkipDir
+		}
+		return nil
+	})
+	return out
 }
 
 // prepareForShipping readies a folder that is about to leave this machine:

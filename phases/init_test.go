@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -256,4 +257,58 @@ func TestBundleRefusesCAKeyInHostFolder(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "etcd03/etc/kubernetes/pki/etcd/ca.key is a CA key inside a host folder") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// TestBundleLeavesEtcdDataOut: a host folder that holds etcd data (a restore
+// written into the bundle, or a copied data folder) ships without it: the
+// data folder goes in empty, with its mode, and its restore siblings stay
+// behind, untouched.
+func TestBundleLeavesEtcdDataOut(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t)
+	runAll(t, Options{Cluster: c, Out: out})
+	host := filepath.Join(out, "etcd02")
+	data := []string{
+		"var/lib/etcd/member/snap/db",
+		"var/lib/etcd.restore-3f9ac0d2/member/snap/db",
+		"var/lib/etcd.restore-3f9ac0d2/member/wal/0000000000000000-0000000000000000.wal",
+		"var/lib/etcd.before-restore-1a2b/member/snap/db",
+	}
+	for _, name := range data {
+		p := filepath.Join(host, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("bbolt"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := runAll(t, Options{Cluster: c, Out: out}, "certs", "kubelet", "etcd", "kubeadm-config")
+	if !strings.Contains(log, "Left etcd data out of etcd02.tar.gz: var/lib/etcd/member, var/lib/etcd.before-restore-1a2b, var/lib/etcd.restore-3f9ac0d2") {
+		t.Errorf("the log does not say what was left out:\n%s", log)
+	}
+	entries, err := archive.ReadTarGz(filepath.Join(out, "etcd02.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Header.Name)
+		if strings.HasPrefix(e.Header.Name, "var/lib/etcd/") && e.Header.Name != "var/lib/etcd/" || strings.HasPrefix(e.Header.Name, "var/lib/etcd.") {
+			t.Errorf("etcd02.tar.gz ships %s", e.Header.Name)
+		}
+		if e.Header.Name == "var/lib/etcd/" && e.Header.Mode != 0o700 {
+			t.Errorf("var/lib/etcd/ ships with mode %o", e.Header.Mode)
+		}
+	}
+	if !slices.Contains(names, "var/lib/etcd/") || !slices.Contains(names, "etc/kubernetes/manifests/etcd.yaml") {
+		t.Errorf("etcd02.tar.gz lacks the data folder or the manifest: %v", names)
+	}
+	for _, name := range data {
+		if _, err := os.Stat(filepath.Join(host, name)); err != nil {
+			t.Errorf("the data on disk was touched: %v", err)
+		}
+	}
+	// The other hosts hold no data, so their archives are the folders.
+	checkArchive(t, filepath.Join(out, "etcd01.tar.gz"), filepath.Join(out, "etcd01"))
 }

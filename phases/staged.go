@@ -281,3 +281,80 @@ func (d *stagedDir) ReadDir(n int) ([]fs.DirEntry, error) {
 	d.ents = d.ents[n:]
 	return out, nil
 }
+
+// withoutEtcdData hides a member's data from a host folder about to be
+// packed: what is inside the data folder (restored or copied data; the empty
+// folder itself ships, with its mode) and the folders beside it named after
+// it, such as the data folder.restore-TOKEN a snapshot restore writes.
+// Archives carry configuration; a data folder is copied and swapped in by
+// hand, as `snapshot restore` says.
+func withoutEtcdData(tree fs.FS, dataDir string) (fs.FS, func(name string) bool) {
+	rel := strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(dataDir)), "/")
+	hidden := func(name string) bool {
+		return strings.HasPrefix(name, rel+"/") ||
+			(path.Dir(name) == path.Dir(rel) && strings.HasPrefix(path.Base(name), path.Base(rel)+"."))
+	}
+	return &filteredFS{tree: tree, hidden: hidden}, hidden
+}
+
+// filteredFS is tree without the names hidden reports (nor what is below
+// them).
+type filteredFS struct {
+	tree   fs.FS
+	hidden func(name string) bool
+}
+
+func (f *filteredFS) check(op, name string) error {
+	if !fs.ValidPath(name) {
+		return &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	if name != "." && f.hidden(name) {
+		return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	}
+	return nil
+}
+
+func (f *filteredFS) Stat(name string) (fs.FileInfo, error) {
+	if err := f.check("stat", name); err != nil {
+		return nil, err
+	}
+	return fs.Stat(f.tree, name)
+}
+
+func (f *filteredFS) ReadFile(name string) ([]byte, error) {
+	if err := f.check("read", name); err != nil {
+		return nil, err
+	}
+	return fs.ReadFile(f.tree, name)
+}
+
+func (f *filteredFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	if err := f.check("readdir", name); err != nil {
+		return nil, err
+	}
+	ents, err := fs.ReadDir(f.tree, name)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(ents, func(e fs.DirEntry) bool { return f.hidden(path.Join(name, e.Name())) }), nil
+}
+
+func (f *filteredFS) Open(name string) (fs.File, error) {
+	if err := f.check("open", name); err != nil {
+		return nil, err
+	}
+	file, err := f.tree.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := file.Stat()
+	if err != nil || !fi.IsDir() {
+		return file, err
+	}
+	_ = file.Close()
+	ents, err := f.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	return &stagedDir{info: fi, ents: ents}, nil
+}
