@@ -147,10 +147,11 @@ Examples:
   etcd-staticpod member add etcd05=10.107.88.19 --out /srv/etcd-bundles --server-cert-san etcd05.example.internal`,
 		Flags: addFlags(),
 		Action: withMemberFlags(addFlags, func(c *cli.Context) error {
-			if err := oneArg(c, "NAME=ADDRESS"); err != nil {
+			arg, err := oneArg(c, "NAME=ADDRESS")
+			if err != nil {
 				return err
 			}
-			h, err := spec.ParseHost(c.Args().First())
+			h, err := spec.ParseHost(arg)
 			if err != nil {
 				return badArgs(err)
 			}
@@ -215,10 +216,7 @@ Examples:
   etcd-staticpod member promote etcd04 --out /srv/etcd-bundles --timeout 30m -o json`,
 		Flags: promoteFlags(),
 		Action: withMemberFlags(promoteFlags, func(c *cli.Context) error {
-			if err := oneArg(c, "NAME"); err != nil {
-				return err
-			}
-			run, err := newMemberRun(c)
+			name, run, err := namedMemberRun(c)
 			if err != nil {
 				return err
 			}
@@ -226,7 +224,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			res, err := membership.Promote(c.Context, membership.PromoteOptions{Options: run.opts, Name: c.Args().First(), Wait: wait})
+			res, err := membership.Promote(c.Context, membership.PromoteOptions{Options: run.opts, Name: name, Wait: wait})
 			if res != nil && err == nil {
 				doc := promoteDoc{Member: memberRows([]etcdops.Member{res.Member})[0], Members: memberRows(res.Members), AlreadyVoting: res.Already}
 				if perr := run.print(doc, res.Members); perr != nil {
@@ -273,14 +271,11 @@ Examples:
   etcd-staticpod member remove etcd03 --force`,
 		Flags: removeFlags(),
 		Action: withMemberFlags(removeFlags, func(c *cli.Context) error {
-			if err := oneArg(c, "NAME"); err != nil {
-				return err
-			}
-			run, err := newMemberRun(c)
+			name, run, err := namedMemberRun(c)
 			if err != nil {
 				return err
 			}
-			res, err := membership.Remove(c.Context, membership.RemoveOptions{Options: run.opts, Name: c.Args().First(), Force: c.Bool("force")})
+			res, err := membership.Remove(c.Context, membership.RemoveOptions{Options: run.opts, Name: name, Force: c.Bool("force")})
 			if res != nil && err == nil {
 				doc := removeDoc{Host: hostRow{Name: res.Host.Name, Address: res.Host.Address}, Members: memberRows(res.Members), WasMember: res.WasMember, LeaderMovedTo: res.LeaderMovedTo}
 				if res.WasMember {
@@ -347,15 +342,30 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 	}, nil
 }
 
-// oneArg wants exactly one argument.
-func oneArg(c *cli.Context, what string) error {
+// oneArg is the command's single argument, what naming it in errors.
+func oneArg(c *cli.Context, what string) (string, error) {
 	switch {
 	case c.NArg() == 0:
-		return badArgs(fmt.Errorf("%s: missing; usage: %s", what, c.Command.UsageText))
+		return "", badArgs(fmt.Errorf("%s: missing; usage: %s", what, c.Command.UsageText))
 	case c.NArg() > 1:
-		return badArgs(fmt.Errorf("unexpected argument %q: %s takes one %s", c.Args().Get(1), c.Command.FullName(), what))
+		return "", badArgs(fmt.Errorf("unexpected argument %q: %s takes one %s", c.Args().Get(1), c.Command.HelpName, what))
 	}
-	return nil
+	arg := c.Args().First()
+	if strings.TrimSpace(arg) == "" {
+		return "", badArgs(fmt.Errorf("%s %q: must not be empty", what, arg))
+	}
+	return arg, nil
+}
+
+// namedMemberRun reads the NAME argument and the flags of a member command
+// about one member.
+func namedMemberRun(c *cli.Context) (string, *memberRun, error) {
+	name, err := oneArg(c, "NAME")
+	if err != nil {
+		return "", nil, err
+	}
+	run, err := newMemberRun(c)
+	return name, run, err
 }
 
 // withMemberFlags runs action with the flags that follow the argument read

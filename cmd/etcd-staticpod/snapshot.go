@@ -80,11 +80,7 @@ Examples:
 		Flags:        flags,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
 		Action: withTrailingFlags(func(c *cli.Context) error {
-			file, err := oneFileArg(c)
-			if err != nil {
-				return err
-			}
-			format, err := outputFormat(c)
+			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
 				return err
 			}
@@ -143,11 +139,7 @@ Examples:
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
 		Action: withTrailingFlags(func(c *cli.Context) error {
-			file, err := oneFileArg(c)
-			if err != nil {
-				return err
-			}
-			format, err := outputFormat(c)
+			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
 				return err
 			}
@@ -220,11 +212,7 @@ Examples:
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
 		Action: withTrailingFlags(func(c *cli.Context) error {
-			file, err := oneFileArg(c)
-			if err != nil {
-				return err
-			}
-			format, err := outputFormat(c)
+			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
 				return err
 			}
@@ -342,20 +330,13 @@ func trailingFlags(c *cli.Context) (*cli.Context, error) {
 	return nc, nil
 }
 
-// oneFileArg is the command's single FILE argument.
-func oneFileArg(c *cli.Context) (string, error) {
-	switch c.NArg() {
-	case 0:
-		return "", badArgs(fmt.Errorf("FILE: missing; usage: %s", c.Command.UsageText))
-	case 1:
-	default:
-		return "", badArgs(fmt.Errorf("unexpected argument %q: %s takes one FILE", c.Args().Get(1), c.Command.FullName()))
+// argAndFormat is the command's single argument (what names it) and its -o format.
+func argAndFormat(c *cli.Context, what string) (arg, format string, err error) {
+	if arg, err = oneArg(c, what); err != nil {
+		return "", "", err
 	}
-	file := c.Args().First()
-	if strings.TrimSpace(file) == "" {
-		return "", badArgs(fmt.Errorf("FILE %q: must not be empty", file))
-	}
-	return file, nil
+	format, err = outputFormat(c)
+	return arg, format, err
 }
 
 func outputFormat(c *cli.Context) (string, error) {
