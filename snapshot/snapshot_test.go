@@ -330,7 +330,8 @@ func TestSaveAndRestore(t *testing.T) {
 		wantRefusal(t, bin, "exists and is not a regular file", "snapshot", "save", t.TempDir(), "--bundle", bundle)
 		wantRefusal(t, bin, "not one of the cluster's client URLs", "snapshot", "save", filepath.Join(t.TempDir(), "x.db"), "--bundle", bundle, "--endpoint", "https://127.0.0.99:2379")
 		wantRefusal(t, bin, "FILE: missing", "snapshot", "save", "--bundle", bundle)
-		wantRefusal(t, bin, `unexpected argument "b.db"`, "snapshot", "save", "a.db", "b.db", "--bundle", bundle)
+		wantRefusal(t, bin, `unexpected argument "b.db": etcd-staticpod snapshot save takes one FILE`, "snapshot", "save", "a.db", "b.db", "--bundle", bundle)
+		wantRefusal(t, bin, `FILE "": must not be empty`, "snapshot", "save", "", "--bundle", bundle)
 		wantRefusal(t, bin, `--output "xml"`, "snapshot", "save", "a.db", "--bundle", bundle, "-o", "xml")
 	})
 
