@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io/fs"
 	"net"
 	"net/url"
@@ -99,28 +98,12 @@ func diffTree(a, b map[string]string, prefixes ...string) []string {
 	return out
 }
 
-// cli runs the built command and returns its exit status, stdout and stderr.
-func cli(t *testing.T, bin string, args ...string) (int, string, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("%s %q: %v", bin, args, err)
-	}
-	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
-}
-
 // wantRefusal runs the command and wants the exit status and one error
 // line containing want, with nothing under dir changed.
 func wantRefusal(t *testing.T, bin, dir string, code int, want string, args ...string) {
 	t.Helper()
 	before := tree(t, dir)
-	got, _, stderr := cli(t, bin, args...)
+	_, stderr, got := etcdtest.Exec(t, bin, args...)
 	if got != code {
 		t.Errorf("%q: exit %d, want %d; stderr: %s", args, got, code, stderr)
 	}
@@ -424,7 +407,7 @@ func TestScaleOutAndIn(t *testing.T) {
 		}
 
 		// Promoting a voting member is success with nothing to do.
-		code, stdout, stderr := cli(t, bin, append(args("promote", "etcd04"), "-o", "json")...)
+		stdout, stderr, code := etcdtest.Exec(t, bin, append(args("promote", "etcd04"), "-o", "json")...)
 		if code != 0 || !strings.Contains(stdout, `"alreadyVoting": true`) {
 			t.Errorf("promote of a voting member: exit %d\n%s\n%s", code, stdout, stderr)
 		}
@@ -452,7 +435,7 @@ func TestScaleOutAndIn(t *testing.T) {
 			}
 		}
 		wantRefusal(t, bin, dir, 2, "not started) is not in the spec", args("add", "etcd06=127.0.0.96")...)
-		code, stdout, stderr := cli(t, bin, args("add", "--no-promote", "-o", "json", "etcd05="+addr5)...)
+		stdout, stderr, code := etcdtest.Exec(t, bin, args("add", "--no-promote", "-o", "json", "etcd05="+addr5)...)
 		if code != 0 || !strings.Contains(stdout, `"resumed": true`) || !strings.Contains(stdout, `"isLearner": true`) || !strings.Contains(stderr, "added by an earlier run") {
 			t.Fatalf("resumed add: exit %d\n%s\n%s", code, stdout, stderr)
 		}
@@ -460,12 +443,12 @@ func TestScaleOutAndIn(t *testing.T) {
 			t.Errorf("spec hosts %v", got)
 		}
 		// Promotion waits for a member that never starts, within its bound.
-		code, _, stderr = cli(t, bin, args("promote", "--timeout", "1s", "etcd05")...)
+		_, stderr, code = etcdtest.Exec(t, bin, args("promote", "--timeout", "1s", "etcd05")...)
 		if code != 1 || !strings.Contains(stderr, "not promoted after") || !strings.Contains(stderr, "not started") {
 			t.Errorf("promote of a member that never starts: exit %d\n%s", code, stderr)
 		}
 		// A learner goes without quorum checks, found by its address.
-		code, stdout, stderr = cli(t, bin, args("remove", "etcd05")...)
+		stdout, stderr, code = etcdtest.Exec(t, bin, args("remove", "etcd05")...)
 		if code != 0 || !strings.Contains(stdout, "rm /etc/kubernetes/manifests/etcd.yaml") {
 			t.Fatalf("remove the learner: exit %d\n%s\n%s", code, stdout, stderr)
 		}
@@ -482,7 +465,7 @@ func TestScaleOutAndIn(t *testing.T) {
 
 	t.Run("voting", func(t *testing.T) {
 		// A voting member counts at once; the command does not wait.
-		code, stdout, stderr := cli(t, bin, args("add", "etcd05="+addr5, "--voting", "-o", "json")...)
+		stdout, stderr, code := etcdtest.Exec(t, bin, args("add", "etcd05="+addr5, "--voting", "-o", "json")...)
 		if code != 0 || !strings.Contains(stdout, `"promoted": false`) {
 			t.Fatalf("add --voting: exit %d\n%s\n%s", code, stdout, stderr)
 		}
@@ -497,7 +480,7 @@ func TestScaleOutAndIn(t *testing.T) {
 				t.Fatalf("etcd05 does not start: %+v", ms)
 			}
 		}
-		code, stdout, stderr = cli(t, bin, args("remove", "etcd05", "-o", "json")...)
+		stdout, stderr, code = etcdtest.Exec(t, bin, args("remove", "etcd05", "-o", "json")...)
 		if code != 0 || !strings.Contains(stdout, `"wasMember": true`) {
 			t.Fatalf("remove etcd05: exit %d\n%s\n%s", code, stdout, stderr)
 		}

@@ -59,29 +59,10 @@ type restoredMember struct {
 	Swap       []string `json:"swap"`
 }
 
-// cli runs the built command and returns stdout, stderr and the exit code.
-func cli(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("%s %v: %v", bin, args, err)
-	}
-	if strings.Contains(stdout.String()+stderr.String(), "PRIVATE KEY") {
-		t.Errorf("%v printed key material", args)
-	}
-	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
-}
-
 // wantRefusal expects exit status 2 and one error line containing want.
 func wantRefusal(t *testing.T, bin, want string, args ...string) {
 	t.Helper()
-	stdout, stderr, code := cli(t, bin, args...)
+	stdout, stderr, code := etcdtest.Exec(t, bin, args...)
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "error: ") || !strings.Contains(lines[0], want) {
 		t.Errorf("%v: exit %d, stderr %q, want exit 2 and one error line with %q", args, code, stderr, want)
@@ -221,7 +202,7 @@ func TestSaveAndRestore(t *testing.T) {
 	t.Run("save", func(t *testing.T) {
 		begin := time.Now()
 		// Flags after FILE are read too.
-		stdout, stderr, code := cli(t, bin, "snapshot", "save", file, "--bundle", bundle, "-o", "json")
+		stdout, stderr, code := etcdtest.Exec(t, bin, "snapshot", "save", file, "--bundle", bundle, "-o", "json")
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -265,7 +246,7 @@ func TestSaveAndRestore(t *testing.T) {
 	t.Run("named endpoint and table", func(t *testing.T) {
 		m := c.Member("etcd03")
 		other := filepath.Join(t.TempDir(), "from-etcd03.db")
-		stdout, stderr, code := cli(t, bin, "snapshot", "save", "--bundle", bundle, "--endpoint", m.ClientURL, other)
+		stdout, stderr, code := etcdtest.Exec(t, bin, "snapshot", "save", "--bundle", bundle, "--endpoint", m.ClientURL, other)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -274,7 +255,7 @@ func TestSaveAndRestore(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", want, stdout)
 			}
 		}
-		stdout, _, code = cli(t, bin, "snapshot", "status", other)
+		stdout, _, code = etcdtest.Exec(t, bin, "snapshot", "status", other)
 		if code != 0 || !strings.Contains(stdout, fileSHA256(t, other)) {
 			t.Errorf("status: exit %d\n%s", code, stdout)
 		}
@@ -290,7 +271,7 @@ func TestSaveAndRestore(t *testing.T) {
 		if err := os.WriteFile(damaged, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, stderr, code := cli(t, bin, "snapshot", "status", damaged)
+		_, stderr, code := etcdtest.Exec(t, bin, "snapshot", "status", damaged)
 		if code != 1 || !strings.Contains(stderr, "the data is damaged") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("status of a damaged file: exit %d, %q", code, stderr)
 		}
@@ -361,7 +342,7 @@ func TestSaveAndRestore(t *testing.T) {
 			t.Errorf("the stopped member is not last with its error: %+v", res.Candidates)
 		}
 		// Named, it is an error of the cluster, not of the input.
-		_, stderr, code := cli(t, bin, "snapshot", "save", dst, "--bundle", bundle, "--endpoint", down.Endpoint, "--timeout", "2s")
+		_, stderr, code := etcdtest.Exec(t, bin, "snapshot", "save", dst, "--bundle", bundle, "--endpoint", down.Endpoint, "--timeout", "2s")
 		if code != 1 || !strings.Contains(stderr, "no member gave its status") {
 			t.Errorf("save from a stopped member: exit %d, %s", code, stderr)
 		}
@@ -372,7 +353,7 @@ func TestSaveAndRestore(t *testing.T) {
 	t.Run("no quorum", func(t *testing.T) {
 		c.Stop(t, "etcd03")
 		dst := filepath.Join(t.TempDir(), "rescued.db")
-		stdout, stderr, code := cli(t, bin, "snapshot", "save", dst, "--bundle", bundle, "--timeout", "2s", "-o", "json")
+		stdout, stderr, code := etcdtest.Exec(t, bin, "snapshot", "save", dst, "--bundle", bundle, "--timeout", "2s", "-o", "json")
 		var doc savedDoc
 		if code != 0 || json.Unmarshal([]byte(stdout), &doc) != nil {
 			t.Fatalf("exit %d: %s%s", code, stdout, stderr)
@@ -422,7 +403,7 @@ func TestSaveAndRestore(t *testing.T) {
 	const bump = 1000
 	var doc restoredDoc
 	t.Run("restore", func(t *testing.T) {
-		stdout, stderr, code := cli(t, bin, "snapshot", "restore", file, "--out", dir, "--bump-revision", fmt.Sprint(bump), "-o", "json")
+		stdout, stderr, code := etcdtest.Exec(t, bin, "snapshot", "restore", file, "--out", dir, "--bump-revision", fmt.Sprint(bump), "-o", "json")
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -458,7 +439,7 @@ func TestSaveAndRestore(t *testing.T) {
 		// One node on its own: only its folder, under the root given, with
 		// the token of the others.
 		root := t.TempDir()
-		stdout, stderr, code = cli(t, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, "cluster.yaml"), "--node", "etcd02", "--root", root, "--token", doc.Token)
+		stdout, stderr, code = etcdtest.Exec(t, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, "cluster.yaml"), "--node", "etcd02", "--root", root, "--token", doc.Token)
 		if code != 0 {
 			t.Fatalf("node restore: exit %d: %s", code, stderr)
 		}

@@ -61,7 +61,7 @@ func groupFlags(g phases.FlagGroup) []cli.Flag {
 		}
 	case phases.FlagsControlPlane:
 		return []cli.Flag{
-			&cli.StringFlag{Name: "kubeadm-api-version", Usage: "kubeadm config API: v1beta4 or v1beta3 (default " + spec.DefaultKubeadmAPIVersion + ")"},
+			&cli.StringFlag{Name: "kubeadm-api-version", Usage: "API version of kubeadm-config.yaml: v1beta4 or v1beta3 for an older kubeadm (default " + spec.DefaultKubeadmAPIVersion + "; the per-host kubeadmcfg.yaml is always v1beta4)"},
 			&cli.StringFlag{Name: "control-plane-cert-dir", Usage: "certificate folder on the control-plane nodes (default " + spec.DefaultControlPlaneCertDir + ")"},
 			&cli.StringFlag{Name: "kubernetes-version", Usage: "kubernetesVersion for kubeadm-config.yaml, e.g. v1.36.3"},
 			&cli.StringFlag{Name: "control-plane-endpoint", Usage: "controlPlaneEndpoint for kubeadm-config.yaml, `HOST[:PORT]`"},

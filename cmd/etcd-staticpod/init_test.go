@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
 
 const threeHosts = "etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17"
@@ -71,28 +71,12 @@ func writeCA(t *testing.T, dir string, now time.Time, validity time.Duration) (s
 	return writeFile(t, filepath.Join(dir, "ca.crt"), string(certs.EncodeCert(ca.Cert))), writeFile(t, filepath.Join(dir, "ca.key"), string(keyPEM))
 }
 
-// execBinary runs the built CLI and returns stdout, stderr and the exit code.
-func execBinary(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return stdout.String(), stderr.String(), code
-}
-
 // TestRejectsBadInput runs the built binary on every kind of bad input: each
 // must exit non-zero with one error line naming what is wrong, and leave the
 // output folder byte for byte as it was.
 func TestRejectsBadInput(t *testing.T) {
 	bin := binary(t)
-	run := func(t *testing.T, args ...string) (string, string, int) { return execBinary(t, bin, args...) }
+	run := func(t *testing.T, args ...string) (string, string, int) { return etcdtest.Exec(t, bin, args...) }
 	inputs := t.TempDir()
 	otherCA := t.TempDir()
 	otherCert, otherKey := writeCA(t, otherCA, time.Now(), time.Hour)

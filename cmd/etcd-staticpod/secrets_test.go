@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
 
 // keyBodies returns the base64 lines of every private key under dir.
@@ -45,7 +46,7 @@ func TestNoKeyMaterialLeaks(t *testing.T) {
 			out := t.TempDir()
 			var printed strings.Builder
 			record := func(args ...string) int {
-				stdout, stderr, code := execBinary(t, bin, args...)
+				stdout, stderr, code := etcdtest.Exec(t, bin, args...)
 				printed.WriteString(stdout + stderr)
 				return code
 			}

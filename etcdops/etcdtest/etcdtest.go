@@ -8,6 +8,8 @@ package etcdtest
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -79,6 +81,27 @@ func CLIBinary(tb testing.TB) string {
 		tb.Fatalf("build etcd-staticpod: %v\n%s", err, b)
 	}
 	return out
+}
+
+// Exec runs the built command bin and returns its stdout, stderr and exit
+// status. Output that holds private key material fails the test: no
+// command may print a key.
+func Exec(tb testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		tb.Fatalf("%s %q: %v", bin, args, err)
+	}
+	if strings.Contains(out.String()+errOut.String(), "PRIVATE KEY") {
+		tb.Errorf("%q printed key material", args)
+	}
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
 // Initializer runs `etcd-staticpod init` with these arguments.
