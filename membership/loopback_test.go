@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -41,68 +40,11 @@ func opts(dir string) membership.Options {
 	return membership.Options{Out: dir, Connect: etcdops.Options{Timeout: requestTimeout}}
 }
 
-// tree fingerprints every file under dir (content and mode), for "nothing
-// changed" checks.
-func tree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if d.IsDir() {
-			out[rel] = info.Mode().String()
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		out[rel] = info.Mode().String() + " " + hex.EncodeToString(sum[:])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameTree reports the paths under prefixes (all when none) that differ.
-func diffTree(a, b map[string]string, prefixes ...string) []string {
-	var out []string
-	keys := map[string]bool{}
-	for k := range a {
-		keys[k] = true
-	}
-	for k := range b {
-		keys[k] = true
-	}
-	for k := range keys {
-		in := len(prefixes) == 0
-		for _, p := range prefixes {
-			if k == p || strings.HasPrefix(k, p+"/") {
-				in = true
-			}
-		}
-		if in && a[k] != b[k] {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // wantRefusal runs the command and wants the exit status and one error
 // line containing want, with nothing under dir changed.
 func wantRefusal(t *testing.T, bin, dir string, code int, want string, args ...string) {
 	t.Helper()
-	before := tree(t, dir)
+	before := etcdtest.Tree(t, dir)
 	_, stderr, got := etcdtest.Exec(t, bin, args...)
 	if got != code {
 		t.Errorf("%q: exit %d, want %d; stderr: %s", args, got, code, stderr)
@@ -115,7 +57,7 @@ func wantRefusal(t *testing.T, bin, dir string, code int, want string, args ...s
 	if strings.Contains(stderr, "PRIVATE KEY") {
 		t.Errorf("%q: key material on stderr", args)
 	}
-	if d := diffTree(before, tree(t, dir)); len(d) > 0 {
+	if d := etcdtest.DiffTree(before, etcdtest.Tree(t, dir)); len(d) > 0 {
 		t.Errorf("%q changed %v", args, d)
 	}
 }
@@ -303,7 +245,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	}
 
 	t.Run("add", func(t *testing.T) {
-		before := tree(t, dir)
+		before := etcdtest.Tree(t, dir)
 		type result struct {
 			res *membership.AddResult
 			err error
@@ -382,8 +324,8 @@ func TestScaleOutAndIn(t *testing.T) {
 		}
 		// Only the new host's files, the spec, kubeadm-config.yaml and
 		// SHA256SUMS changed.
-		after := tree(t, dir)
-		for _, p := range diffTree(before, after) {
+		after := etcdtest.Tree(t, dir)
+		for _, p := range etcdtest.DiffTree(before, after) {
 			if !strings.HasPrefix(p, "etcd04") && !slices.Contains([]string{spec.FileName, membership.KubeadmConfigFile, "SHA256SUMS"}, p) {
 				t.Errorf("add changed %s", p)
 			}

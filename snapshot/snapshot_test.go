@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,49 +70,10 @@ func wantRefusal(t *testing.T, bin, want string, args ...string) {
 	}
 }
 
-// tree records every entry under dir: its mode and, for files, a digest.
-func tree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		v := fi.Mode().String()
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			v += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		out[p] = v
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func sameTree(t *testing.T, what string, before, after map[string]string) {
 	t.Helper()
-	if maps.Equal(before, after) {
-		return
-	}
-	for p, v := range after {
-		if before[p] != v {
-			t.Errorf("%s changed %s", what, p)
-		}
-	}
-	for p := range before {
-		if _, ok := after[p]; !ok {
-			t.Errorf("%s removed %s", what, p)
-		}
+	if d := etcdtest.DiffTree(before, after); len(d) > 0 {
+		t.Errorf("%s changed %v", what, d)
 	}
 }
 
@@ -275,9 +234,9 @@ func TestSaveAndRestore(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, "the data is damaged") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("status of a damaged file: exit %d, %q", code, stderr)
 		}
-		was := tree(t, dir)
+		was := etcdtest.Tree(t, dir)
 		wantRefusal(t, bin, "the data is damaged", "snapshot", "restore", damaged, "--out", dir)
-		sameTree(t, "restore of a damaged file", was, tree(t, dir))
+		sameTree(t, "restore of a damaged file", was, etcdtest.Tree(t, dir))
 	})
 
 	t.Run("interrupted save keeps the old file", func(t *testing.T) {
@@ -365,7 +324,7 @@ func TestSaveAndRestore(t *testing.T) {
 	c.Stop(t, "etcd01")
 
 	t.Run("restore refuses bad input", func(t *testing.T) {
-		was := tree(t, dir)
+		was := etcdtest.Tree(t, dir)
 		// Another member's flags in one host's manifest.
 		mf := filepath.Join(dir, "etcd02", etcdops.ManifestPath)
 		orig, err := os.ReadFile(mf)
@@ -387,7 +346,7 @@ func TestSaveAndRestore(t *testing.T) {
 			wantRefusal(t, bin, tc.want, append([]string{"snapshot", "restore", file}, tc.args...)...)
 		}
 		wantRefusal(t, bin, "no such file", "snapshot", "restore", filepath.Join(t.TempDir(), "none.db"), "--out", dir)
-		sameTree(t, "refused restores", was, tree(t, dir))
+		sameTree(t, "refused restores", was, etcdtest.Tree(t, dir))
 
 		bad := bytes.Replace(orig, []byte("--name=etcd02"), []byte("--name=etcd03"), 1)
 		if err := os.WriteFile(mf, bad, 0o600); err != nil {
@@ -397,7 +356,7 @@ func TestSaveAndRestore(t *testing.T) {
 		if err := os.WriteFile(mf, orig, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		sameTree(t, "refused restores", was, tree(t, dir))
+		sameTree(t, "refused restores", was, etcdtest.Tree(t, dir))
 	})
 
 	const bump = 1000
@@ -454,10 +413,10 @@ func TestSaveAndRestore(t *testing.T) {
 		}
 
 		// The same token again would overwrite: refused, nothing changed.
-		was := tree(t, dir)
+		was := etcdtest.Tree(t, dir)
 		wantRefusal(t, bin, "refusing to overwrite", "snapshot", "restore", file, "--out", dir, "--token", doc.Token)
 		wantRefusal(t, bin, "refusing to overwrite", "snapshot", "restore", file, "--out", dir, "--node", "etcd02", "--token", doc.Token)
-		sameTree(t, "a restore over a restore", was, tree(t, dir))
+		sameTree(t, "a restore over a restore", was, etcdtest.Tree(t, dir))
 	})
 	if t.Failed() {
 		return

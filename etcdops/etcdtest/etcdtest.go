@@ -10,8 +10,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -102,6 +105,65 @@ func Exec(tb testing.TB, bin string, args ...string) (stdout, stderr string, cod
 		tb.Errorf("%q printed key material", args)
 	}
 	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+}
+
+// Tree fingerprints every entry under dir (mode, and content for files),
+// by path relative to dir, for "nothing changed" checks.
+func Tree(tb testing.TB, dir string) map[string]string {
+	tb.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = info.Mode().String()
+		if info.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out[rel] += fmt.Sprintf(" %x", sha256.Sum256(b))
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// DiffTree lists, sorted, the paths under prefixes (all when none) that
+// two Trees disagree on: changed, added or removed.
+func DiffTree(a, b map[string]string, prefixes ...string) []string {
+	var out []string
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	for k, v := range b {
+		if w, ok := a[k]; !ok || w != v {
+			out = append(out, k)
+		}
+	}
+	out = slices.DeleteFunc(out, func(k string) bool {
+		if len(prefixes) == 0 {
+			return false
+		}
+		for _, p := range prefixes {
+			if k == p || strings.HasPrefix(k, p+"/") {
+				return false
+			}
+		}
+		return true
+	})
+	slices.Sort(out)
+	return out
 }
 
 // Initializer runs `etcd-staticpod init` with these arguments.
