@@ -11,10 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
 
 // ManifestPath is where kubelet's staticPodPath puts the etcd Pod, under a
@@ -47,7 +48,7 @@ type Member struct {
 	mu sync.Mutex
 	// run is what the manifest said at the last start (or at creation).
 	run  *runSpec
-	proc *process
+	proc *etcdtest.Process
 }
 
 // runSpec is one reading of the manifest and the run planned from it.
@@ -59,13 +60,6 @@ type runSpec struct {
 	probes map[ProbeKind]*probeTarget
 	// script prepares the mount namespace (namespace mode only).
 	script string
-}
-
-// process is one run of the member's etcd.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // valid once done is closed
 }
 
 // newMember reads the host's manifest from its bundle and plans the run.
@@ -202,7 +196,7 @@ func (m *Member) DataDir() string {
 func (m *Member) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.proc != nil && !m.proc.exited() {
+	if m.proc != nil && !m.proc.Exited() {
 		return fmt.Errorf("member %s is running already", m.Name)
 	}
 	r, err := m.load()
@@ -223,34 +217,17 @@ func (m *Member) Start() error {
 		return fmt.Errorf("member %s: open log: %w", m.Name, err)
 	}
 	fmt.Fprintf(logf, "==== %s start %s\n", time.Now().Format(time.RFC3339Nano), r.plan.container.Image)
-	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so that a stop reaches every process of the
-	// member; and death with the test binary, should it be killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	// member (ip, unshare, sh and etcd).
+	p, err := etcdtest.StartProcess(cmd, logf)
+	if err != nil {
 		return fmt.Errorf("member %s: start etcd: %w", m.Name, err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	m.proc = p
 	return nil
 }
 
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (m *Member) current() *process {
+func (m *Member) current() *etcdtest.Process {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.proc
@@ -259,33 +236,20 @@ func (m *Member) current() *process {
 // Running reports whether the member's etcd process is alive.
 func (m *Member) Running() bool {
 	p := m.current()
-	return p != nil && !p.exited()
+	return p != nil && !p.Exited()
 }
 
 // Stop ends the member as kubelet ends a container: SIGTERM, then SIGKILL
 // once grace has passed. It returns when the process is gone.
 func (m *Member) Stop(ctx context.Context, grace time.Duration) error {
 	p := m.current()
-	if p == nil || p.exited() {
+	if p == nil {
 		return nil
 	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		return nil
-	case <-timer.C:
-	case <-ctx.Done():
+	if err := p.Stop(ctx, grace); err != nil {
+		return fmt.Errorf("member %s: etcd: %w", m.Name, err)
 	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("member %s: etcd (pid %d) did not exit: %w", m.Name, pgid, ctx.Err())
-	}
+	return nil
 }
 
 // Restart stops the member (SIGTERM, SIGKILL after grace) and starts it
@@ -301,16 +265,13 @@ func (m *Member) Restart(ctx context.Context, grace time.Duration) error {
 // would, and returns when the process is gone.
 func (m *Member) Kill(ctx context.Context) error {
 	p := m.current()
-	if p == nil || p.exited() {
+	if p == nil {
 		return nil
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("member %s: etcd (pid %d) did not exit: %w", m.Name, p.cmd.Process.Pid, ctx.Err())
+	if err := p.Kill(ctx); err != nil {
+		return fmt.Errorf("member %s: etcd: %w", m.Name, err)
 	}
+	return nil
 }
 
 // WaitReady waits as kubelet would before it calls the Pod ready and live:
@@ -357,8 +318,8 @@ func (m *Member) waitProbe(ctx context.Context, kind ProbeKind) error {
 			return nil
 		}
 		select {
-		case <-proc.done:
-			return fmt.Errorf("member %s: etcd exited (%v) before its %s probe passed; log:\n%s", m.Name, proc.err, kind, m.LogTail(30))
+		case <-proc.Done():
+			return fmt.Errorf("member %s: etcd exited (%v) before its %s probe passed; log:\n%s", m.Name, proc.Err(), kind, m.LogTail(30))
 		case <-ctx.Done():
 			return fmt.Errorf("member %s: %s probe did not pass within %s: %w; log:\n%s", m.Name, kind, p.budget, last, m.LogTail(30))
 		case <-tick.C:
@@ -375,11 +336,11 @@ func (m *Member) CheckIsolation() error {
 		return errors.New("loopback fallback: members share this machine's namespaces")
 	}
 	p := m.current()
-	if p == nil || p.exited() {
+	if p == nil || p.Exited() {
 		return fmt.Errorf("member %s is not running", m.Name)
 	}
 	plan := m.spec().plan
-	proc := fmt.Sprintf("/proc/%d", p.cmd.Process.Pid)
+	proc := fmt.Sprintf("/proc/%d", p.Pid())
 	if exe, err := os.Readlink(proc + "/exe"); err != nil || exe != plan.argv[0] {
 		return fmt.Errorf("member %s: process runs %q (%v), want %s", m.Name, exe, err, plan.argv[0])
 	}
@@ -444,8 +405,8 @@ func (m *Member) ExitError() error {
 	if p == nil {
 		return errors.New("never started")
 	}
-	if !p.exited() {
+	if !p.Exited() {
 		return nil
 	}
-	return p.err
+	return p.Err()
 }

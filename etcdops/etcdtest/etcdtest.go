@@ -24,7 +24,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -215,26 +214,12 @@ type Member struct {
 
 	bin  string
 	args []string
-	proc *process
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // set before done is closed
+	proc *Process
 }
 
 // Running reports whether the member's process is alive.
 func (m *Member) Running() bool {
-	if m.proc == nil {
-		return false
-	}
-	select {
-	case <-m.proc.done:
-		return false
-	default:
-		return true
-	}
+	return m.proc != nil && !m.proc.Exited()
 }
 
 // Cluster is the members started from one bundle folder.
@@ -440,40 +425,17 @@ func (m *Member) start() error {
 	if err != nil {
 		return fmt.Errorf("etcd log: %w", err)
 	}
-	cmd := exec.Command(m.bin, m.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// etcd dies with the test binary, even when the test is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	p, err := StartProcess(exec.Command(m.bin, m.args...), logf)
+	if err != nil {
 		return fmt.Errorf("start etcd %s: %w", m.Name, err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	m.proc = p
 	return nil
 }
 
 func (m *Member) stop() {
-	if m.proc == nil {
-		return
-	}
-	p := m.proc
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if m.proc != nil {
+		_ = m.proc.Stop(context.Background(), 10*time.Second)
 	}
 }
 
@@ -483,8 +445,8 @@ func (m *Member) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
-		case <-m.proc.done:
-			return fmt.Errorf("etcd %s exited: %v\n%s", m.Name, m.proc.err, tail(m.LogFile, 25))
+		case <-m.proc.Done():
+			return fmt.Errorf("etcd %s exited: %v\n%s", m.Name, m.proc.Err(), tail(m.LogFile, 25))
 		default:
 		}
 		resp, err := client.Get(m.MetricsURL + "/readyz")
