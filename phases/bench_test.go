@@ -100,6 +100,10 @@ func BenchmarkPhase(b *testing.B) {
 			b.Run(alg+"/"+paths[i], func(b *testing.B) {
 				dir := b.TempDir()
 				base := filepath.Join(dir, "base")
+				// The first phase starts from an empty folder.
+				if err := os.Mkdir(base, 0o755); err != nil {
+					b.Fatal(err)
+				}
 				benchRun(b, c, base, all[:i])
 				b.ResetTimer()
 				for j := 0; b.Loop(); j++ {
