@@ -77,6 +77,26 @@ func sameTree(t *testing.T, what string, before, after map[string]string) {
 	}
 }
 
+// waitStorageVersion waits until every member reports a storage version.
+func waitStorageVersion(t *testing.T, cli *clientv3.Client, endpoints []string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, ep := range endpoints {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st, err := cli.Status(ctx, ep)
+			cancel()
+			if err == nil && st.StorageVersion != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s reports no storage version (%v)", ep, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
 func fileSHA256(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -154,6 +174,10 @@ func TestSaveAndRestore(t *testing.T) {
 		}
 		lastRev = r.Header.Revision
 	}
+
+	// etcd records its storage version in the database a moment after the
+	// cluster version is decided; a snapshot taken before has none.
+	waitStorageVersion(t, kv, c.Endpoints())
 
 	snapDir := t.TempDir()
 	file := filepath.Join(snapDir, "etcd.db")

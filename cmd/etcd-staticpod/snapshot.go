@@ -3,12 +3,10 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -35,9 +33,12 @@ it holds every Secret of the Kubernetes cluster, so it is written with mode 0600
 	}}
 }
 
-func snapshotSaveCommand() *cli.Command {
-	flags := append(connectionFlags(),
+func saveFlags() []cli.Flag {
+	return append(connectionFlags(),
 		&cli.StringFlag{Name: "endpoint", Usage: "save from this client `URL`, one of the cluster's, instead of the healthiest member"})
+}
+
+func snapshotSaveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "save",
 		Usage:     "stream a snapshot from the healthiest member into FILE and verify it",
@@ -77,9 +78,9 @@ Examples:
   # from one given member, JSON for scripts
   etcd-staticpod snapshot save ./etcd.db --bundle ./etcd-bundles/etcd01 \
     --endpoint https://10.107.88.16:2379 -o json`,
-		Flags:        flags,
+		Flags:        saveFlags(),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: withTrailingFlags(func(c *cli.Context) error {
+		Action: withTrailingFlags(saveFlags, func(c *cli.Context) error {
 			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
 				return err
@@ -134,11 +135,9 @@ unreadable file.
 Examples:
   etcd-staticpod snapshot status ./etcd.db
   etcd-staticpod snapshot status ./etcd.db -o json | jq -r .sha256`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
-		},
+		Flags:        statusFlags(),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: withTrailingFlags(func(c *cli.Context) error {
+		Action: withTrailingFlags(statusFlags, func(c *cli.Context) error {
 			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
 				return err
@@ -201,17 +200,9 @@ Examples:
 
   # for a Kubernetes cluster's etcd
   etcd-staticpod snapshot restore ./etcd.db --out ./etcd-bundles --bump-revision 1000000000`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init: its " + spec.FileName + " and host folders"},
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + spec.FileName + ")", TakesFile: true},
-			&cli.StringFlag{Name: "node", Usage: "restore only this host `NAME`"},
-			&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR` instead of OUT/NAME, such as / on the node", TakesFile: true},
-			&cli.StringFlag{Name: "token", Usage: "new cluster `TOKEN` (default: a random one, printed)"},
-			&cli.StringFlag{Name: "bump-revision", Usage: "raise the restored revision by `N` and mark it compacted"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
-		},
+		Flags:        restoreFlags(),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: withTrailingFlags(func(c *cli.Context) error {
+		Action: withTrailingFlags(restoreFlags, func(c *cli.Context) error {
 			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
 				return err
@@ -250,93 +241,6 @@ Examples:
 			return printRestored(c.App.Writer, format, res, c.String("out"), c.String("root"), file)
 		}),
 	}
-}
-
-// withTrailingFlags runs action with the flags that follow FILE read too;
-// --help among them shows the command's help.
-func withTrailingFlags(action cli.ActionFunc) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		if slices.ContainsFunc(c.Args().Tail(), func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
-			cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
-			return nil
-		}
-		nc, err := trailingFlags(c)
-		if err != nil {
-			return err
-		}
-		return action(nc)
-	}
-}
-
-// trailingFlags lets flags follow FILE, as in `snapshot save FILE --bundle
-// DIR`: urfave/cli stops reading flags at the first argument. It parses
-// the arguments again, the flags given before them keeping their values,
-// and returns a context whose arguments are the remaining ones.
-func trailingFlags(c *cli.Context) (*cli.Context, error) {
-	if c.NArg() < 2 {
-		return c, nil
-	}
-	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
-	set.SetOutput(io.Discard)
-	var strs []*cli.StringFlag
-	for _, f := range c.Command.Flags {
-		sf, ok := f.(*cli.StringFlag)
-		if !ok {
-			continue
-		}
-		strs = append(strs, sf)
-		if err := sf.Apply(set); err != nil {
-			return nil, badArgs(err)
-		}
-		if c.IsSet(sf.Name) {
-			if err := set.Set(sf.Name, c.String(sf.Name)); err != nil {
-				return nil, badArgs(err)
-			}
-		}
-	}
-	args := c.Args().Slice()
-	var positional []string
-	for len(args) > 0 {
-		if err := set.Parse(args); err != nil {
-			return nil, badArgs(err)
-		}
-		args = set.Args()
-		if len(args) > 0 {
-			positional = append(positional, args[0])
-			args = args[1:]
-		}
-	}
-	// An alias given after FILE (-o) sets its flag's every name, as
-	// urfave/cli does for flags before it.
-	for _, sf := range strs {
-		var value *string
-		set.Visit(func(f *flag.Flag) {
-			if slices.Contains(sf.Names(), f.Name) {
-				v := f.Value.String()
-				value = &v
-			}
-		})
-		if value != nil {
-			for _, n := range sf.Names() {
-				_ = set.Set(n, *value)
-			}
-		}
-	}
-	if err := set.Parse(append([]string{"--"}, positional...)); err != nil {
-		return nil, badArgs(err)
-	}
-	nc := cli.NewContext(c.App, set, c.Lineage()[1])
-	nc.Command, nc.Context = c.Command, c.Context
-	return nc, nil
-}
-
-// argAndFormat is the command's single argument (what names it) and its -o format.
-func argAndFormat(c *cli.Context, what string) (arg, format string, err error) {
-	if arg, err = oneArg(c, what); err != nil {
-		return "", "", err
-	}
-	format, err = outputFormat(c)
-	return arg, format, err
 }
 
 func outputFormat(c *cli.Context) (string, error) {
@@ -581,5 +485,23 @@ func (p *progressBar) update(done, total int64) {
 func (p *progressBar) finish() {
 	if p.drawn {
 		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func statusFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
+	}
+}
+
+func restoreFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init: its " + spec.FileName + " and host folders"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + spec.FileName + ")", TakesFile: true},
+		&cli.StringFlag{Name: "node", Usage: "restore only this host `NAME`"},
+		&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR` instead of OUT/NAME, such as / on the node", TakesFile: true},
+		&cli.StringFlag{Name: "token", Usage: "new cluster `TOKEN` (default: a random one, printed)"},
+		&cli.StringFlag{Name: "bump-revision", Usage: "raise the restored revision by `N` and mark it compacted"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
 	}
 }
