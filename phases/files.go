@@ -284,7 +284,7 @@ func (r *Runner) pack(hosts []spec.Host) error {
 				r.Logf("[bundle] Left etcd data out of %s.tar.gz: %s (copy it to the host by hand)", name, strings.Join(left, ", "))
 			}
 		}
-		if err := prepareForShipping(tree, dir); err != nil {
+		if err := r.prepareForShipping(tree, dir); err != nil {
 			return err
 		}
 		trees[name] = tree
@@ -352,9 +352,9 @@ func leftOut(tree fs.FS, hidden func(string) bool) []string {
 
 // prepareForShipping readies a folder that is about to leave this machine:
 // it fails if the folder holds a CA key, and removes temp files a killed run
-// left behind (they may hold parts of a key). tree is the folder dir as the
-// run will leave it.
-func prepareForShipping(tree fs.FS, dir string) error {
+// left behind (they may hold parts of a key; with --dry-run it only says
+// so). tree is the folder dir as the run will leave it.
+func (r *Runner) prepareForShipping(tree fs.FS, dir string) error {
 	err := fs.WalkDir(tree, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -364,6 +364,8 @@ func prepareForShipping(tree fs.FS, dir string) error {
 		case d.IsDir():
 		case d.Name() == "ca.key":
 			return fmt.Errorf("%s is a CA key inside a host folder; remove it, the CA key must stay in the CA store", path)
+		case certs.IsTemp(d.Name()) && r.opts.DryRun:
+			r.Logf("[dry-run] would remove the stale temp file %s", path)
 		case certs.IsTemp(d.Name()):
 			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("remove the stale temp file %s: %w", path, err)

@@ -244,6 +244,30 @@ func TestInitDryRun(t *testing.T) {
 	}
 }
 
+// TestBundleDryRunKeepsStaleTemp: a real bundle removes the temp files a
+// killed run left in a host folder; a dry run only says it would.
+func TestBundleDryRunKeepsStaleTemp(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t)
+	runAll(t, Options{Cluster: c, Out: out}, "bundle")
+	stale := filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/.peer.key.tmp-123456")
+	if err := os.WriteFile(stale, []byte("half a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := runAll(t, Options{Cluster: c, Out: out, DryRun: true}, "certs", "kubelet", "etcd", "kubeadm-config")
+	if !strings.Contains(log, "[dry-run] would remove the stale temp file "+stale) {
+		t.Errorf("dry run log:\n%s", log)
+	}
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatalf("the dry run removed %s: %v", stale, err)
+	}
+	runAll(t, Options{Cluster: c, Out: out}, "certs", "kubelet", "etcd", "kubeadm-config")
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("bundle left %s: %v", stale, err)
+	}
+	checkArchive(t, filepath.Join(out, "etcd02.tar.gz"), filepath.Join(out, "etcd02"))
+}
+
 func TestBundleRefusesCAKeyInHostFolder(t *testing.T) {
 	out := t.TempDir()
 	c := guideCluster(t)
