@@ -27,7 +27,7 @@ type Phase struct {
 	// Flags names the flag groups the phase reads, so its command shows
 	// only the flags that matter to it.
 	Flags []FlagGroup
-	// NeedsCA is true for phases that may sign with the CA key.
+	// Children are the steps of a group; a group itself has no Run.
 	Children []Phase
 	// Check runs, for every selected phase, before any phase writes, so
 	// that a conflict found late leaves the disk untouched.
