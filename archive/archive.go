@@ -54,6 +54,8 @@ func WriteTarGz(srcDir, dst string) error {
 	if err := checkOutside(srcDir, dst); err != nil {
 		return err
 	}
+	// Lstat: a link in place of the folder is refused, where os.DirFS would
+	// follow it.
 	fi, err := os.Lstat(srcDir)
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", srcDir, err)

@@ -267,14 +267,14 @@ func (r *Runner) pack(hosts []spec.Host) error {
 		return err
 	}
 	var names []string
-	trees := map[string]fs.FS{}
 	for _, h := range hosts {
 		names = append(names, h.Name)
 	}
 	if _, err := fs.Stat(r.staged(plan, r.Out()), controlPlaneDir); err == nil || r.opts.DryRun {
 		names = append(names, controlPlaneDir)
 	}
-	for _, name := range names {
+	trees := make([]fs.FS, len(names))
+	for i, name := range names {
 		dir := filepath.Join(r.Out(), name)
 		tree := r.staged(plan, dir)
 		if name != controlPlaneDir {
@@ -287,7 +287,7 @@ func (r *Runner) pack(hosts []spec.Host) error {
 		if err := r.prepareForShipping(tree, dir); err != nil {
 			return err
 		}
-		trees[name] = tree
+		trees[i] = tree
 	}
 	if r.opts.DryRun {
 		for _, name := range names {
@@ -307,7 +307,7 @@ func (r *Runner) pack(hosts []spec.Host) error {
 		p := <-packers
 		defer func() { packers <- p }()
 		var err error
-		packed[i], err = p.Pack(trees[names[i]], filepath.Join(r.Out(), names[i]))
+		packed[i], err = p.Pack(trees[i], filepath.Join(r.Out(), names[i]))
 		return err
 	})
 	if err != nil {

@@ -6,9 +6,10 @@ import (
 )
 
 // forEach calls f(0) … f(n-1) on every core and returns the error of the
-// lowest i that failed, the one a loop would have stopped at. Per-host work (signing, rendering YAML, packing) is independent, and
-// a run's wall time is otherwise a sum over hosts. f must only write to its
-// own index of whatever it fills.
+// lowest i that failed, the one a loop would have stopped at. Per-host work
+// (signing, rendering YAML, packing) is independent, and a run's wall time
+// would otherwise be a sum over hosts. f must only write to its own index
+// of whatever it fills.
 func forEach(n int, f func(i int) error) error {
 	if n == 1 {
 		return f(0)
