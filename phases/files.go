@@ -276,11 +276,12 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	trees := make([]fs.FS, len(names))
 	for i, name := range names {
 		dir := filepath.Join(r.Out(), name)
-		tree := r.staged(plan, dir)
+		staged := r.staged(plan, dir)
+		tree := staged
 		if name != controlPlaneDir {
 			var hidden func(string) bool
-			tree, hidden = withoutEtcdData(tree, r.Cluster().Etcd.DataDir)
-			if left := leftOut(r.staged(plan, dir), hidden); len(left) > 0 {
+			tree, hidden = withoutEtcdData(staged, r.Cluster().Etcd.DataDir)
+			if left := leftOut(staged, hidden); len(left) > 0 {
 				r.Logf("[bundle] Left etcd data out of %s.tar.gz: %s (copy it to the host by hand)", name, strings.Join(left, ", "))
 			}
 		}
