@@ -10,7 +10,7 @@ GO       ?= go
 all: build
 
 build:
-	$(GO) build -o $(BIN)/etcd-staticpod ./cmd/etcd-staticpod
+	$(GO) build -buildvcs=auto -o $(BIN)/etcd-staticpod ./cmd/etcd-staticpod
 
 # etcd, etcdctl and etcdutl at the version our manifests name, from a
 # separate modfile so their replace directives never touch our go.mod.

@@ -32,6 +32,7 @@ func newApp() *cli.App {
 	cmds = append(cmds, upgradeCommands()...)
 	return &cli.App{
 		Name:                 "etcd-staticpod",
+		Version:              version(debug.ReadBuildInfo()),
 		Usage:                "make and run an external HA etcd cluster as kubelet static Pods",
 		Description:          "Generates kubeadm-identical certificates, static Pod manifests, kubelet settings and kubeadm configs for every etcd host, and runs day-2 operations against the cluster.",
 		Commands:             cmds,
