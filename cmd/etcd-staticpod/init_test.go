@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,28 +24,10 @@ func treeHash(t *testing.T, dir string) string {
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		return "absent"
 	}
+	tree := etcdtest.Tree(t, dir)
 	h := sha256.New()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		fmt.Fprintf(h, "%s %v %d\n", rel, fi.Mode(), fi.Size())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, path := range slices.Sorted(maps.Keys(tree)) {
+		fmt.Fprintf(h, "%s %s\n", path, tree[path])
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
