@@ -28,6 +28,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
 
 // kubeadmVersion is the release whose output etcd-staticpod reproduces.
@@ -370,8 +372,8 @@ func checkCerts(t *testing.T, tl tools, out, host string) {
 			if _, err := tls.LoadX509KeyPair(filepath.Join(ours, base+".crt"), filepath.Join(ours, base+".key")); err != nil {
 				t.Errorf("our %s key does not match its certificate: %v", p.base, err)
 			}
-			oursCert := readCert(t, filepath.Join(ours, base+".crt"))
-			kubeadmCert := readCert(t, filepath.Join(pki, base+".crt"))
+			oursCert := etcdtest.ReadCert(t, filepath.Join(ours, base+".crt"))
+			kubeadmCert := etcdtest.ReadCert(t, filepath.Join(pki, base+".crt"))
 			if o, k := shape(oursCert), shape(kubeadmCert); !reflect.DeepEqual(o, k) {
 				t.Errorf("%s of %s differs from kubeadm's:\nours    %+v\nkubeadm %+v", p.base, host, o, k)
 			}
@@ -504,23 +506,6 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		t.Fatalf("read %s: %v", dir, err)
 	}
 	return files
-}
-
-func readCert(t *testing.T, file string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("certificate: %v", err)
-	}
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "CERTIFICATE" {
-		t.Fatalf("%s: no PEM certificate", file)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatalf("parse %s: %v", file, err)
-	}
-	return cert
 }
 
 func pemType(t *testing.T, file string) string {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -113,19 +114,6 @@ func opensslText(t *testing.T, path string) string {
 	return string(out)
 }
 
-func readCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := certs.ParseCert(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // TestCertsMatchKubeadm compares every certificate of the guide's three
 // hosts with kubeadm v1.36.3's, line by line of openssl's dump.
 func TestCertsMatchKubeadm(t *testing.T) {
@@ -166,7 +154,7 @@ func TestCertProfiles(t *testing.T) {
 			c := guideCluster(t, func(c *spec.Cluster) { c.EncryptionAlgorithm = alg })
 			out := t.TempDir()
 			runCerts(t, c, out)
-			ca := readCert(t, filepath.Join(out, "pki/etcd/ca.crt"))
+			ca := etcdtest.ReadCert(t, filepath.Join(out, "pki/etcd/ca.crt"))
 			checkCA(t, ca, alg)
 			roots := x509.NewCertPool()
 			roots.AddCert(ca)
@@ -180,7 +168,7 @@ func TestCertProfiles(t *testing.T) {
 				}
 				for _, p := range certs.Leaves() {
 					base := filepath.Join(out, h.Name, "etc/kubernetes/pki", p.BaseName)
-					cert := readCert(t, base+".crt")
+					cert := etcdtest.ReadCert(t, base+".crt")
 					checkLeaf(t, cert, ca, p, h, alg)
 					if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: p.Usages, CurrentTime: fixedNow}); err != nil {
 						t.Errorf("%s: chain: %v", base, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -93,7 +94,7 @@ func TestRenewAllHosts(t *testing.T) {
 	out := t.TempDir()
 	runAll(t, Options{Cluster: guideCluster(t, withECDSA), Out: out})
 	before := snapshot(t, out)
-	ca := readCert(t, filepath.Join(out, "pki/etcd/ca.crt"))
+	ca := etcdtest.ReadCert(t, filepath.Join(out, "pki/etcd/ca.crt"))
 
 	c := guideCluster(t, withECDSA, func(c *spec.Cluster) {
 		c.Hosts[0].ServerCertSANs = []string{"etcd01.example.internal", "10.107.88.99"}
@@ -114,7 +115,7 @@ func TestRenewAllHosts(t *testing.T) {
 		if rn.Old == nil || rn.New == nil || rn.Old.SerialNumber.Cmp(rn.New.SerialNumber) == 0 {
 			t.Fatalf("%s/%s: old %v new %v", rn.Host, rn.Name, rn.Old, rn.New)
 		}
-		cert := readCert(t, rn.Path)
+		cert := etcdtest.ReadCert(t, rn.Path)
 		if !cert.Equal(rn.New) {
 			t.Errorf("%s: not the certificate reported", rn.Path)
 		}
@@ -136,11 +137,11 @@ func TestRenewAllHosts(t *testing.T) {
 		}
 		checkCritical(t, cert)
 	}
-	server := readCert(t, filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/server.crt"))
+	server := etcdtest.ReadCert(t, filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/server.crt"))
 	if !slices.Contains(server.DNSNames, "etcd01.example.internal") || !slices.ContainsFunc(server.IPAddresses, func(ip net.IP) bool { return ip.String() == "10.107.88.99" }) {
 		t.Errorf("the SANs added to the spec are not in etcd01's server certificate: %v %v", server.DNSNames, server.IPAddresses)
 	}
-	if peer := readCert(t, filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/peer.crt")); slices.Contains(peer.DNSNames, "etcd01.example.internal") {
+	if peer := etcdtest.ReadCert(t, filepath.Join(out, "etcd01/etc/kubernetes/pki/etcd/peer.crt")); slices.Contains(peer.DNSNames, "etcd01.example.internal") {
 		t.Errorf("a server SAN went into the peer certificate")
 	}
 	for _, f := range []string{"pki/etcd/ca.crt", "pki/etcd/ca.key", "etcd01/etc/kubernetes/pki/etcd/ca.crt", "etcd01/etc/kubernetes/manifests/etcd.yaml", "control-plane/etc/kubernetes/pki/etcd/ca.crt", "kubeadm-config.yaml"} {
@@ -333,7 +334,7 @@ func TestRenewMissingCertificate(t *testing.T) {
 	if len(done) != 1 || done[0].Old != nil || done[0].New == nil {
 		t.Fatalf("renewals: %+v", done)
 	}
-	checkKeyFile(t, base+".key", readCert(t, base+".crt"), "ECDSA-P256")
+	checkKeyFile(t, base+".key", etcdtest.ReadCert(t, base+".crt"), "ECDSA-P256")
 }
 
 // TestRenewRefuses: without the CA key, for a host that trusts another CA,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -84,7 +84,7 @@ func TestCheckExpirationBundle(t *testing.T) {
 	}
 	server := filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/server.crt")
 	want := regexpLine(t, stdout, server)
-	for _, field := range []string{"etcd-server", "etcd02", "364d", "etcd-ca", "no", expiry.Expires(readCert(t, server).NotAfter)} {
+	for _, field := range []string{"etcd-server", "etcd02", "364d", "etcd-ca", "no", expiry.Expires(etcdtest.ReadCert(t, server).NotAfter)} {
 		if !strings.Contains(want, field) {
 			t.Errorf("row %q lacks %q", want, field)
 		}
@@ -297,7 +297,7 @@ func TestRenewCommand(t *testing.T) {
 		t.Errorf("dry run output:\n%s", stdout)
 	}
 
-	oldServer := readCert(t, filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/server.crt"))
+	oldServer := etcdtest.ReadCert(t, filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/server.crt"))
 	otherHosts := map[string]string{"etcd01": treeHash(t, filepath.Join(out, "etcd01")), "etcd03": treeHash(t, filepath.Join(out, "etcd03")), "control-plane": treeHash(t, filepath.Join(out, "control-plane"))}
 	archives := map[string][]byte{}
 	for _, n := range []string{"etcd01", "etcd02", "etcd03", "control-plane"} {
@@ -326,13 +326,13 @@ func TestRenewCommand(t *testing.T) {
 		if strings.Join(keys, ",") != "host,name,newNotAfter,newSerial,oldNotAfter,oldSerial,path" {
 			t.Errorf("row fields %v", keys)
 		}
-		cert := readCert(t, r["path"])
+		cert := etcdtest.ReadCert(t, r["path"])
 		if r["host"] != "etcd02" || r["newSerial"] != expiry.Serial(cert.SerialNumber) || r["oldSerial"] == r["newSerial"] || r["oldSerial"] == "" ||
 			r["newNotAfter"] != cert.NotAfter.UTC().Format(time.RFC3339) {
 			t.Errorf("row %v", r)
 		}
 	}
-	server := readCert(t, filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/server.crt"))
+	server := etcdtest.ReadCert(t, filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/server.crt"))
 	if !slices.Contains(server.DNSNames, "etcd02.example.internal") || server.SerialNumber.Cmp(oldServer.SerialNumber) == 0 {
 		t.Errorf("new server certificate: serial %v, SANs %v", server.SerialNumber, server.DNSNames)
 	}
@@ -385,19 +385,6 @@ func TestRenewCommand(t *testing.T) {
 	}
 }
 
-func readCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := certs.ParseCert(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // regexpLine returns the line of out that contains s.
 func regexpLine(t *testing.T, out, s string) string {
 	t.Helper()
@@ -429,12 +416,12 @@ func TestRenewCommandOnNode(t *testing.T) {
 	if treeHash(t, root) != before {
 		t.Error("a failed renewal changed the node")
 	}
-	oldPeer := readCert(t, filepath.Join(root, "etc/kubernetes/pki/etcd/peer.crt"))
+	oldPeer := etcdtest.ReadCert(t, filepath.Join(root, "etc/kubernetes/pki/etcd/peer.crt"))
 	stdout, stderr, code = runCLI(t, append(args, "--ca-cert", filepath.Join(out, "pki/etcd/ca.crt"), "--ca-key", filepath.Join(out, "pki/etcd/ca.key"))...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
-	peer := readCert(t, filepath.Join(root, "etc/kubernetes/pki/etcd/peer.crt"))
+	peer := etcdtest.ReadCert(t, filepath.Join(root, "etc/kubernetes/pki/etcd/peer.crt"))
 	if peer.SerialNumber.Cmp(oldPeer.SerialNumber) == 0 || !strings.Contains(stdout, expiry.Serial(oldPeer.SerialNumber)+" → "+expiry.Serial(peer.SerialNumber)) {
 		t.Errorf("peer %s → %s not reported:\n%s", expiry.Serial(oldPeer.SerialNumber), expiry.Serial(peer.SerialNumber), stdout)
 	}

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 )
 
@@ -163,6 +165,20 @@ func DiffTree(a, b map[string]string, prefixes ...string) []string {
 	})
 	slices.Sort(out)
 	return out
+}
+
+// ReadCert reads a PEM certificate file; the test fails on any error.
+func ReadCert(tb testing.TB, path string) *x509.Certificate {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := certs.ParseCert(b)
+	if err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+	return c
 }
 
 // Initializer runs `etcd-staticpod init` with these arguments.
