@@ -16,6 +16,14 @@ import (
 // no temp file behind, so a reader can refuse its data by failing at the
 // end.
 func WriteFileFrom(path string, r io.Reader, perm os.FileMode) error {
+	return WriteFileFromChecked(path, r, perm, nil)
+}
+
+// WriteFileFromChecked is WriteFileFrom with a last look at the data:
+// once r reports io.EOF, check reads the temp file by its name (while it is
+// being synced) and an error from it, as from r, leaves path as it was and
+// no temp file behind. A nil check checks nothing.
+func WriteFileFromChecked(path string, r io.Reader, perm os.FileMode, check func(tmp string) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+tempInfix+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -34,7 +42,20 @@ func WriteFileFrom(path string, r io.Reader, perm os.FileMode) error {
 	if _, err := io.Copy(tmp, r); err != nil {
 		return fail(err)
 	}
-	if err := tmp.Sync(); err != nil {
+	// The check reads what the sync writes out: both at once.
+	checked := make(chan error, 1)
+	go func() {
+		if check == nil {
+			checked <- nil
+			return
+		}
+		checked <- check(name)
+	}()
+	err = tmp.Sync()
+	if cerr := <-checked; cerr != nil {
+		return fail(cerr)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if err := tmp.Close(); err != nil {
