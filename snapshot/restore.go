@@ -9,8 +9,10 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -233,6 +235,10 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	}
 
 	// Read last, as it reads the whole file, and before anything is written.
+	before, err := os.Stat(o.Snapshot)
+	if err != nil {
+		return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: unwrapPath(err)}
+	}
 	info, err := Verify(o.Snapshot)
 	if err != nil {
 		var ie *IntegrityError
@@ -243,17 +249,41 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	}
 	res.Snapshot = *info
 
-	var done []string
-	for _, m := range res.Members {
-		if err := restoreOne(o, res, m); err != nil {
-			for _, d := range slices.Backward(done) {
-				_ = os.RemoveAll(d)
+	// Every member's folder is built from the file checked once, at once.
+	errs := make([]error, len(res.Members))
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, m := range res.Members {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			errs[i] = restoreOne(o, res, m)
+		})
+	}
+	wg.Wait()
+	err = errors.Join(errs...)
+	if err == nil {
+		err = unchanged(o.Snapshot, before)
+	}
+	if err != nil {
+		for i, m := range res.Members {
+			if errs[i] == nil {
+				_ = os.RemoveAll(m.Written)
 			}
-			return nil, err
 		}
-		done = append(done, m.Written)
+		return nil, err
 	}
 	return res, nil
+}
+
+// unchanged makes sure the snapshot file is still the one checked before
+// the members were built from it without checking it again.
+func unchanged(path string, before os.FileInfo) error {
+	after, err := os.Stat(path)
+	if err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
+		return fmt.Errorf("snapshot file %q changed while the members were restored from it; nothing was kept", path)
+	}
+	return nil
 }
 
 func flagValue(o RestoreOptions) string {
@@ -291,6 +321,8 @@ func restoreOne(o RestoreOptions, res *RestoreResult, m RestoredMember) error {
 		InitialClusterToken: res.Token,
 		RevisionBump:        o.RevisionBump,
 		MarkCompacted:       o.RevisionBump > 0,
+		// Restore verified the file once for every member.
+		SkipHashCheck: true,
 	})
 	if err == nil {
 		// etcd wants its data folder private.
