@@ -309,7 +309,7 @@ func Save(ctx context.Context, o SaveOptions) (*SaveResult, error) {
 func structure(st *etcdutl.Status) func(tmp string) error {
 	return func(tmp string) error {
 		var err error
-		if *st, err = dbStatus(tmp); err != nil {
+		if *st, err = dbStatus(tmp, nil); err != nil {
 			return &IntegrityError{Path: "stream", Err: err}
 		}
 		return nil

@@ -84,15 +84,17 @@ func Verify(path string) (*Info, error) {
 		return nil, &IntegrityError{Path: path, Err: fmt.Errorf("%d bytes: no SHA-256 digest at the end, so not a snapshot as etcd streams it (a copied member/snap/db file has none)", info.Size)}
 	}
 	tr := newTrailerCheck()
-	if _, err := io.CopyBuffer(tr, f, make([]byte, chunkSize)); err != nil {
-		return nil, fmt.Errorf("read snapshot %s: %w", path, err)
+	var readErr error
+	st, err := dbStatus(path, func() error {
+		if _, err := io.CopyBuffer(tr, f, make([]byte, chunkSize)); err != nil {
+			readErr = err
+			return err
+		}
+		return tr.check()
+	})
+	if readErr != nil {
+		return nil, fmt.Errorf("read snapshot %s: %w", path, readErr)
 	}
-	if err := tr.check(); err != nil {
-		return nil, &IntegrityError{Path: path, Err: err}
-	}
-	// Only data whose digest matched reaches bbolt, whose check runs in a
-	// goroutine of its own that a wild page number could crash.
-	st, err := dbStatus(path)
 	if err != nil {
 		return nil, &IntegrityError{Path: path, Err: err}
 	}
@@ -113,7 +115,31 @@ func (i *Info) setStatus(st etcdutl.Status) {
 // since their last write TotalKey. One thing differs, for speed: the walk
 // reads only the key out of each stored KeyValue where etcdutl decodes
 // (and copies) the whole value. Errors stay on one line.
-func dbStatus(path string) (st etcdutl.Status, err error) {
+//
+// digest, when set, checks the file's digest while the walk runs; bbolt's
+// check runs only once both passed.
+func dbStatus(path string, digest func() error) (etcdutl.Status, error) {
+	digested := make(chan error, 1)
+	if digest == nil {
+		digested <- nil
+	} else {
+		go func() { digested <- digest() }()
+	}
+	var st etcdutl.Status
+	err := walkAndCheck(path, &st, digested)
+	// A wrong digest says more than whatever bbolt made of damaged pages.
+	if derr := <-digested; derr != nil {
+		return st, derr
+	}
+	if err != nil {
+		return st, oneLineErr(err)
+	}
+	return st, nil
+}
+
+// walkAndCheck walks the database, then, once the digest is in and
+// matched, runs bbolt's check. It puts the digest's result back.
+func walkAndCheck(path string, st *etcdutl.Status, digested chan error) (err error) {
 	// bbolt reads the file through a memory map: damage that points past
 	// its end faults, which becomes a panic here instead of a crash.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -122,14 +148,19 @@ func dbStatus(path string) (st etcdutl.Status, err error) {
 	// where a damaged one would crash the process.
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, PreLoadFreelist: true})
 	if err != nil {
-		return st, oneLineErr(err)
+		return err
 	}
 	defer db.Close()
-	// The walk goes first: it reads every page bbolt's check reads, in
-	// this goroutine, so that damage the check would crash on (it asserts
-	// in a goroutine of its own) is an error here.
-	if err := walk(db, &st); err != nil {
-		return st, oneLineErr(err)
+	// The walk reads every page bbolt's check reads, in this goroutine, so
+	// that damage the check would crash on (it asserts in a goroutine of
+	// its own) is an error here.
+	if err := walk(db, st); err != nil {
+		return err
+	}
+	derr := <-digested
+	digested <- derr
+	if derr != nil {
+		return nil
 	}
 	var problems []string
 	err = db.View(func(tx *bolt.Tx) error {
@@ -141,10 +172,7 @@ func dbStatus(path string) (st etcdutl.Status, err error) {
 	if err == nil && len(problems) > 0 {
 		err = fmt.Errorf("snapshot file integrity check failed. %d errors found: %s", len(problems), strings.Join(problems, "; "))
 	}
-	if err != nil {
-		return st, oneLineErr(err)
-	}
-	return st, nil
+	return err
 }
 
 // recoverDB turns a panic of bbolt's into an error: it panics on some
