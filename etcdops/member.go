@@ -281,9 +281,12 @@ func MoveLeader(ctx context.Context, t *Target, leaderEndpoint string, to uint64
 	defer cli.Close()
 	rctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
-	if _, err := cli.MoveLeader(rctx, to); err != nil {
-		return fmt.Errorf("move leader to %s: %w", FormatID(to), t.explain(err, leaderEndpoint))
+	ex := t.explainer(rctx, leaderEndpoint)
+	_, err = cli.MoveLeader(rctx, to)
+	if err != nil {
+		return fmt.Errorf("move leader to %s: %w", FormatID(to), ex.explain(err))
 	}
+	ex.stop()
 	// MoveLeader returns once the transfer is done; the check makes sure
 	// the new leader sees itself as such before the caller goes on.
 	deadline := time.Now().Add(t.Timeout)

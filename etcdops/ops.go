@@ -3,11 +3,8 @@ package etcdops
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -100,12 +97,15 @@ func (t *Target) listMembers(ctx context.Context, endpoints []string, linearizab
 	if linearizable {
 		ctx = clientv3.WithRequireLeader(ctx)
 	}
+	explain := func(err error) error { return cleanError(err, t.Timeout) }
+	if len(endpoints) == 1 {
+		ex := t.explainer(ctx, endpoints[0])
+		defer ex.stop()
+		explain = ex.explain
+	}
 	resp, err := cli.MemberList(ctx, opts...)
 	if err != nil {
-		if len(endpoints) == 1 {
-			return nil, t.explain(err, endpoints[0])
-		}
-		return nil, cleanError(err, t.Timeout)
+		return nil, explain(err)
 	}
 	return toMembers(resp.Members), nil
 }
@@ -161,17 +161,19 @@ func CheckHealth(ctx context.Context, t *Target, endpoint string) EndpointHealth
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
+	ex := t.explainer(ctx, endpoint)
+	defer ex.stop()
 	start := time.Now()
 	// A member without a leader says so at once instead of timing out.
 	_, err = cli.Get(clientv3.WithRequireLeader(ctx), "health")
 	h.Took = time.Since(start)
 	if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
-		h.Error = "read through raft failed: " + t.explain(err, endpoint).Error()
+		h.Error = "read through raft failed: " + ex.explain(err).Error()
 		return h
 	}
 	alarms, err := cli.AlarmList(ctx)
 	if err != nil {
-		h.Error = "alarm list: " + t.explain(err, endpoint).Error()
+		h.Error = "alarm list: " + ex.explain(err).Error()
 		return h
 	}
 	if len(alarms.Alarms) > 0 {
@@ -214,9 +216,11 @@ func EndpointStatusOf(ctx context.Context, t *Target, endpoint string) EndpointS
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
+	ex := t.explainer(ctx, endpoint)
+	defer ex.stop()
 	r, err := cli.Status(ctx, endpoint)
 	if err != nil {
-		s.Error = t.explain(err, endpoint).Error()
+		s.Error = ex.explain(err).Error()
 		return s
 	}
 	if r.Header != nil {
@@ -267,60 +271,4 @@ func cleanError(err error, timeout time.Duration) error {
 		return fmt.Errorf("no answer within %v", timeout)
 	}
 	return errors.New(strings.ReplaceAll(msg, "\n", " "))
-}
-
-// explain adds the reason to a timeout: the client only reports that the
-// deadline passed, while a refused connection or a certificate that one
-// side rejects is what the user needs to see.
-func (t *Target) explain(err error, endpoint string) error {
-	err = cleanError(err, t.Timeout)
-	if !strings.HasPrefix(err.Error(), "no answer within") || strings.Contains(err.Error(), ": ") {
-		return err
-	}
-	if perr := t.probe(endpoint, true); perr != nil {
-		return fmt.Errorf("%w: %v", err, perr)
-	}
-	return err
-}
-
-// probe connects to the endpoint's host and port and, when deep and the
-// endpoint uses TLS, completes a handshake and waits briefly for an alert,
-// since a server rejects a client certificate only after the client's side
-// of the handshake is done. The error is the bare reason, such as "connect: connection
-// refused". Endpoints that are not TCP are not probed.
-func (t *Target) probe(endpoint string, deep bool) error {
-	hostport := endpoint
-	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
-		hostport = u.Host
-	}
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return nil
-	}
-	conn, err := net.DialTimeout("tcp", hostport, time.Second)
-	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Err != nil {
-			return oe.Err
-		}
-		return err
-	}
-	defer conn.Close()
-	if !deep || t.tls == nil || strings.HasPrefix(endpoint, "http://") {
-		return nil
-	}
-	cfg := t.tls.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName = host
-	}
-	tc := tls.Client(conn, cfg)
-	_ = tc.SetDeadline(time.Now().Add(time.Second))
-	if err := tc.Handshake(); err != nil {
-		return fmt.Errorf("TLS handshake: %w", err)
-	}
-	_ = tc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if _, err := tc.Read(make([]byte, 1)); err != nil && strings.Contains(err.Error(), "tls:") {
-		return fmt.Errorf("TLS: %w", err)
-	}
-	return nil
 }

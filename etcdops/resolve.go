@@ -56,8 +56,19 @@ type Options struct {
 	// Identity is IdentityHealthcheck ("" means that) or IdentityAPIServer.
 	Identity string
 	// Timeout bounds each request and each endpoint's check; 0 means
-	// DefaultTimeout.
+	// DefaultTimeout. The context given to Resolve and to each operation
+	// bounds the whole: a command that must end by a deadline passes a
+	// context that ends then, and every request, probe and check ends with
+	// it.
 	Timeout time.Duration
+}
+
+// RequestTimeout is Timeout, or DefaultTimeout when that is 0.
+func (o Options) RequestTimeout() time.Duration {
+	if o.Timeout == 0 {
+		return DefaultTimeout
+	}
+	return o.Timeout
 }
 
 // OptionError is bad input: a flag and its value. The CLI exits 2 on it.
@@ -136,7 +147,9 @@ func (t *Target) Config(endpoints ...string) clientv3.Config {
 }
 
 // Client connects to the given endpoints (all of the target's when none are
-// given). The caller closes it.
+// given). The caller closes it. It returns at once: the connection is
+// made in the background (no DialTimeout, no blocking dial), so that only
+// the contexts of the requests bound the time spent.
 func (t *Target) Client(endpoints ...string) (*clientv3.Client, error) {
 	cfg := t.Config(endpoints...)
 	cli, err := clientv3.New(cfg)
@@ -149,13 +162,10 @@ func (t *Target) Client(endpoints ...string) (*clientv3.Client, error) {
 // Resolve finds the endpoints and TLS settings from the options, reading
 // the member list when the endpoints come from a manifest.
 func Resolve(ctx context.Context, o Options) (*Target, error) {
-	t := &Target{Timeout: o.Timeout}
 	if o.Timeout < 0 {
 		return nil, optionErr("timeout", o.Timeout.String(), "must not be negative")
 	}
-	if t.Timeout == 0 {
-		t.Timeout = DefaultTimeout
-	}
+	t := &Target{Timeout: o.RequestTimeout()}
 	identity := o.Identity
 	if identity == "" {
 		identity = IdentityHealthcheck
@@ -404,56 +414,84 @@ func (t *Target) siblings(bundle string) []seed {
 	return out
 }
 
-// discover reads the member list from the own member, else from the
-// others together, and takes every member's client URLs as the endpoints
-// (etcdctl's --cluster). If nobody answers, the manifests' URLs are used
-// so that health and status can still report each of them.
+// discover reads the member list and takes every member's client URLs as
+// the endpoints (etcdctl's --cluster). The own member is asked first; when
+// it has not answered within probeDelay, or failed, the others are asked
+// together, and the first list that comes wins, so that a member that
+// does not answer costs no more than that delay. If nobody answers, the
+// manifests' URLs are used so that health and status can still report
+// each of them. Everything ends with ctx.
 func (t *Target) discover(ctx context.Context, own seed, others []seed) {
-	// A member that refuses connections is skipped at once rather than
-	// after the whole timeout.
-	ownErr := t.probeAny(own.urls)
-	if ownErr == nil {
-		t.Members, ownErr = t.listMembers(ctx, own.urls, false)
-		if ownErr == nil {
-			t.Endpoints = clientEndpoints(t.Members)
-			return
-		}
-	}
-	all := slices.Clone(own.urls)
-	var names []string
-	var urls []string
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var names, urls []string
 	for _, s := range others {
 		names = append(names, s.name)
 		urls = append(urls, s.urls...)
 	}
-	all = appendNew(all, urls...)
+	type answer struct {
+		own     bool
+		members []Member
+		err     error
+	}
+	// Buffered for both askers, which may finish after discover returned.
+	answers := make(chan answer, 2)
+	ask := func(own bool, urls []string) {
+		go func() {
+			ms, err := t.listMembers(ctx, urls, false)
+			answers <- answer{own: own, members: ms, err: err}
+		}()
+	}
+	ask(true, own.urls)
+	pending, othersAsked := 1, false
+	askOthers := func() {
+		if !othersAsked && len(urls) > 0 {
+			othersAsked = true
+			pending++
+			ask(false, urls)
+		}
+	}
+	grace := time.NewTimer(probeDelay(t.Timeout))
+	defer grace.Stop()
+	var ownErr, othersErr error
+	for pending > 0 {
+		select {
+		case <-grace.C:
+			askOthers()
+			continue
+		case a := <-answers:
+			pending--
+			switch {
+			case a.err == nil && a.own:
+				t.Members = a.members
+				t.Endpoints = clientEndpoints(a.members)
+				return
+			case a.err == nil:
+				t.Members = a.members
+				t.Endpoints = appendNew(clientEndpoints(a.members), own.urls...)
+				why := fmt.Sprintf("gave no member list within %v", probeDelay(t.Timeout))
+				if ownErr != nil {
+					why = fmt.Sprintf("gave no member list (%v)", ownErr)
+				}
+				t.Notes = append(t.Notes, fmt.Sprintf("%s (%s) %s; found the members through %s", own.name, strings.Join(own.urls, ","), why, strings.Join(names, ", ")))
+				return
+			case a.own:
+				ownErr = a.err
+				askOthers()
+			default:
+				othersErr = a.err
+			}
+		}
+	}
+	all := appendNew(slices.Clone(own.urls), urls...)
+	t.Endpoints = all
 	if len(urls) == 0 {
 		t.MemberListErr = fmt.Errorf("member list from %s: %w", strings.Join(own.urls, ","), ownErr)
-		t.Endpoints = all
 		t.Notes = append(t.Notes, fmt.Sprintf("could not read the member list (%v); checking the manifest's endpoint only", ownErr))
 		return
 	}
-	members, err := t.listMembers(ctx, urls, false)
-	if err != nil {
-		t.MemberListErr = fmt.Errorf("member list from %s: %w; from %s: %w", strings.Join(own.urls, ","), ownErr, strings.Join(urls, ","), err)
-		t.Endpoints = all
-		t.Notes = append(t.Notes, fmt.Sprintf("no member answered the member list (%v); checking every manifest's endpoint", err))
-		return
-	}
-	t.Members = members
-	t.Endpoints = appendNew(clientEndpoints(members), own.urls...)
-	t.Notes = append(t.Notes, fmt.Sprintf("%s (%s) gave no member list (%v); found the members through %s", own.name, strings.Join(own.urls, ","), ownErr, strings.Join(names, ", ")))
-}
-
-// probeAny succeeds when any of the URLs accepts a TCP connection.
-func (t *Target) probeAny(urls []string) error {
-	var err error
-	for _, u := range urls {
-		if err = t.probe(u, false); err == nil {
-			return nil
-		}
-	}
-	return err
+	t.MemberListErr = fmt.Errorf("member list from %s: %w; from %s: %w", strings.Join(own.urls, ","), ownErr, strings.Join(urls, ","), othersErr)
+	t.Notes = append(t.Notes, fmt.Sprintf("no member answered the member list (%v); checking every manifest's endpoint", othersErr))
 }
 
 func appendNew(list []string, more ...string) []string {
