@@ -90,6 +90,10 @@ type SaveOptions struct {
 	// Progress, when set, is called as data arrives with the bytes so far
 	// and the expected total (0 when unknown).
 	Progress func(done, total int64)
+	// ChooseBy, when set, is when the members must have answered: a member
+	// silent by then is passed over. The transfer that follows is bounded
+	// by ctx and by its own inactivity limit, not by ChooseBy.
+	ChooseBy time.Time
 }
 
 // SaveResult is a saved and verified snapshot.
@@ -186,6 +190,11 @@ func Choose(ctx context.Context, t *etcdops.Target, endpoint string) (best Candi
 		}
 		return best, all, nil, fmt.Errorf("no member gave its status: %s", strings.Join(errs, "; "))
 	}
+	for _, c := range all[1:] {
+		if !c.answered() {
+			notes = append(notes, fmt.Sprintf("passed over %s: %s", c.Endpoint, c.Error))
+		}
+	}
 	switch {
 	case best.Healthy:
 	case endpoint != "":
@@ -241,7 +250,13 @@ func Save(ctx context.Context, o SaveOptions) (*SaveResult, error) {
 	if err := CheckPath(o.Path); err != nil {
 		return nil, err
 	}
-	src, all, notes, err := Choose(ctx, o.Target, o.Endpoint)
+	cctx := ctx
+	if !o.ChooseBy.IsZero() {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithDeadline(ctx, o.ChooseBy)
+		defer cancel()
+	}
+	src, all, notes, err := Choose(cctx, o.Target, o.Endpoint)
 	if err != nil {
 		return nil, err
 	}

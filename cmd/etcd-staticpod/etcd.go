@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,20 +70,24 @@ func connectionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE`", TakesFile: true},
 		&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
 		&cli.StringFlag{Name: "identity", Value: etcdops.IdentityHealthcheck, Usage: "client certificate pair `NAME` from the host folder: " + strings.Join(etcdops.Identities(), " or ")},
-		&cli.StringFlag{Name: "timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request and on each endpoint's check, such as 5s"},
+		&cli.StringFlag{Name: "timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on the whole command, such as 5s: finding the members and every member's answer; a member silent by then is reported so"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
 	}
 }
 
-// session is what every cluster command starts from: a resolved target and
-// a printer for the chosen format.
+// session is what every cluster command starts from: a resolved target, a
+// printer for the chosen format, and the context that ends at the
+// command's deadline.
 type session struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
 	target  *etcdops.Target
 	printer printer
 }
 
-// connect validates the flags and resolves the cluster. Every error is a
-// usage or configuration error.
+// connect validates the flags and resolves the cluster, starting the
+// command's deadline: --timeout from now. Every error is a usage or
+// configuration error. The caller calls close.
 func connect(c *cli.Context) (*session, error) {
 	if c.NArg() > 0 {
 		return nil, badArgs(fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), c.Command.Name))
@@ -91,11 +96,41 @@ func connect(c *cli.Context) (*session, error) {
 	if err != nil {
 		return nil, badArgs(err)
 	}
-	t, err := resolveTarget(c)
+	ctx, cancel, err := commandDeadline(c)
 	if err != nil {
 		return nil, err
 	}
-	return &session{target: t, printer: p}, nil
+	t, err := resolveTarget(ctx, c)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &session{ctx: ctx, cancel: cancel, target: t, printer: p}, nil
+}
+
+func (s *session) close() { s.cancel() }
+
+// commandDeadline is the context of a command that --timeout bounds as a
+// whole: it ends --timeout from now.
+func commandDeadline(c *cli.Context) (context.Context, context.CancelFunc, error) {
+	timeout, err := parseTimeout(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	return ctx, cancel, nil
+}
+
+// parseTimeout reads --timeout.
+func parseTimeout(c *cli.Context) (time.Duration, error) {
+	timeout, err := time.ParseDuration(c.String("timeout"))
+	if err != nil {
+		return 0, badArgs(fmt.Errorf("--timeout %q: not a duration such as 5s", c.String("timeout")))
+	}
+	if timeout <= 0 {
+		return 0, badArgs(fmt.Errorf("--timeout %q: must be positive", c.String("timeout")))
+	}
+	return timeout, nil
 }
 
 // clusterCommand fills in what the cluster commands share.
@@ -113,10 +148,13 @@ func healthCommand() *cli.Command {
 		Name:      "health",
 		Usage:     "check that every member commits a read through raft and no alarm is raised",
 		UsageText: "etcd-staticpod health " + connectUsage,
-		Description: `Checks every endpoint at once, each within --timeout, the way etcdctl endpoint
-health does: a linearizable read of one key must go through raft (an answer of
-"permission denied" still proves that), and the cluster must have no active alarm
-such as NOSPACE or CORRUPT.
+		Description: `Checks every endpoint at once, the way etcdctl endpoint health does: a
+linearizable read of one key must go through raft (an answer of "permission
+denied" still proves that), and the cluster must have no active alarm such as
+NOSPACE or CORRUPT. --timeout bounds the whole command, finding the members
+included: an endpoint that has not answered by then is unhealthy, with the reason
+(connection refused, a certificate refused, packets dropped, a process that does
+not respond).
 
 Output: one row per endpoint. -o json (or yaml) prints a list of
 {"endpoint", "healthy", "took", "error"}, for example
@@ -144,7 +182,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			results := etcdops.Health(c.Context, s.target)
+			defer s.close()
+			results := etcdops.Health(s.ctx, s.target)
 			if err := s.printer.Health(results); err != nil {
 				return fmt.Errorf("print health: %w", err)
 			}
@@ -167,10 +206,11 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show each member's version, database size, leader and raft progress",
 		UsageText: "etcd-staticpod status " + connectUsage,
-		Description: `Asks every endpoint at once, each within --timeout, for its status (as etcdctl
-endpoint status): member ID, version, storage version, database size and size in
-use, quota, the leader it follows, whether it leads or is a learner, raft term,
-raft index, raft applied index, and the member's own errors such as alarms.
+		Description: `Asks every endpoint at once for its status (as etcdctl endpoint status): member
+ID, version, storage version, database size and size in use, quota, the leader it
+follows, whether it leads or is a learner, raft term, raft index, raft applied
+index, and the member's own errors such as alarms. --timeout bounds the whole
+command, finding the members included.
 In a healthy cluster exactly one member leads and all agree on the raft term.
 
 Output: -o json (or yaml) prints a list of {"endpoint", "name", "id", "version",
@@ -197,7 +237,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			results := etcdops.Status(c.Context, s.target)
+			defer s.close()
+			results := etcdops.Status(s.ctx, s.target)
 			if err := s.printer.Status(results); err != nil {
 				return fmt.Errorf("print status: %w", err)
 			}
@@ -223,6 +264,7 @@ func membersCommand() *cli.Command {
 		Description: `Reads the member list with a linearizable request (as etcdctl member list), so
 a member cut off from the quorum cannot answer with a stale list. A member that
 was added but has not started yet has no name and is shown as unstarted.
+--timeout bounds the whole command, finding the members included.
 
 Output: -o json (or yaml) prints a list of {"id", "name", "started", "isLearner",
 "peerURLs", "clientURLs"}; IDs are hex strings, as etcd prints them.
@@ -246,7 +288,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			ms, err := etcdops.Members(c.Context, s.target)
+			defer s.close()
+			ms, err := etcdops.Members(s.ctx, s.target)
 			if err != nil {
 				return clusterError(err)
 			}
@@ -477,14 +520,11 @@ func humanBytes(n int64) string {
 }
 
 // resolveTarget checks the connection flags as the cluster commands do and
-// finds the cluster.
-func resolveTarget(c *cli.Context) (*etcdops.Target, error) {
-	timeout, err := time.ParseDuration(c.String("timeout"))
+// finds the cluster within ctx.
+func resolveTarget(ctx context.Context, c *cli.Context) (*etcdops.Target, error) {
+	timeout, err := parseTimeout(c)
 	if err != nil {
-		return nil, badArgs(fmt.Errorf("--timeout %q: not a duration such as 5s", c.String("timeout")))
-	}
-	if timeout <= 0 {
-		return nil, badArgs(fmt.Errorf("--timeout %q: must be positive", c.String("timeout")))
+		return nil, err
 	}
 	if c.IsSet("bundle") && c.IsSet("root") {
 		return nil, badArgs(fmt.Errorf("--root %q: give --bundle or --root, not both", c.String("root")))
@@ -498,7 +538,7 @@ func resolveTarget(c *cli.Context) (*etcdops.Target, error) {
 	if c.IsSet("endpoints") {
 		endpoints = []string{c.String("endpoints")}
 	}
-	t, err := etcdops.Resolve(c.Context, etcdops.Options{
+	t, err := etcdops.Resolve(ctx, etcdops.Options{
 		Endpoints: endpoints,
 		CACert:    c.String("cacert"),
 		Cert:      c.String("cert"),

@@ -34,7 +34,13 @@ it holds every Secret of the Kubernetes cluster, so it is written with mode 0600
 }
 
 func saveFlags() []cli.Flag {
-	return append(connectionFlags(),
+	flags := connectionFlags()
+	for _, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "timeout" {
+			sf.Usage = "bound `DURATION` on finding the members and choosing the one to save from, such as 5s; the transfer then runs until it ends or stalls for 30s (or this long, if longer)"
+		}
+	}
+	return append(flags,
 		&cli.StringFlag{Name: "endpoint", Usage: "save from this client `URL`, one of the cluster's, instead of the healthiest member"})
 }
 
@@ -48,7 +54,8 @@ status, and saves from the best one: healthy first, then the highest raft applie
 index (the most recent data), then a follower rather than the leader. --endpoint
 names the member instead; it is used even when unhealthy, which is how data is
 rescued from a cluster that lost its quorum. When no member is healthy the most
-recent one that answers is used, with a note on stderr.
+recent one that answers is used, with a note on stderr. --timeout bounds finding
+the members and their answers; a member silent by then is passed over, with a note.
 
 The snapshot streams straight into a temp file beside FILE (mode 0600), and only
 when the stream has ended with a SHA-256 digest that matches the data does the
@@ -92,16 +99,23 @@ Examples:
 			if err := snapshot.CheckPath(file); err != nil {
 				return badArgs(err)
 			}
-			t, err := resolveTarget(c)
+			ctx, cancel, err := commandDeadline(c)
 			if err != nil {
 				return err
 			}
+			defer cancel()
+			t, err := resolveTarget(ctx, c)
+			if err != nil {
+				return err
+			}
+			deadline, _ := ctx.Deadline()
 			bar := newProgressBar(c.App.ErrWriter)
 			res, err := snapshot.Save(c.Context, snapshot.SaveOptions{
 				Target:   t,
 				Endpoint: strings.TrimSpace(c.String("endpoint")),
 				Path:     file,
 				Progress: bar.update,
+				ChooseBy: deadline,
 			})
 			bar.finish()
 			if err != nil {
