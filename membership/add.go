@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
@@ -110,16 +111,19 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 		return nil, err
 	}
 
-	if err := s.connect(ctx); err != nil {
+	checkCtx, cancel := o.checkDeadline(ctx)
+	defer cancel()
+	if err := s.connect(checkCtx); err != nil {
 		return nil, err
 	}
 	pending, err := s.checkAdd(h, mf.PeerURLs)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkHealthy(ctx); err != nil {
+	if err := s.checkHealthy(checkCtx); err != nil {
 		return nil, err
 	}
+	cancel()
 
 	res := &AddResult{Host: h, Warnings: warnings, Bundle: filepath.Join(o.Out, h.Name), Archive: filepath.Join(o.Out, h.Name+".tar.gz")}
 	_, folderErr := os.Stat(res.Bundle)
@@ -256,19 +260,29 @@ func samePeers(a, b []string) bool {
 	return true
 }
 
-// checkHealthy wants every voting member to commit a read through raft.
+// checkHealthy wants every voting member to commit a read through raft;
+// all are asked at once.
 func (s *session) checkHealthy(ctx context.Context) error {
+	problems := make([]string, len(s.members))
+	var wg sync.WaitGroup
+	for i, m := range s.members {
+		switch {
+		case m.IsLearner:
+		case len(m.ClientURLs) == 0:
+			problems[i] = describe(m) + ": no client URL"
+		default:
+			wg.Go(func() {
+				if r := etcdops.CheckHealth(ctx, s.target, m.ClientURLs[0]); !r.Healthy {
+					problems[i] = fmt.Sprintf("%s: %s", describe(m), r.Error)
+				}
+			})
+		}
+	}
+	wg.Wait()
 	var bad []string
-	for _, m := range s.members {
-		if m.IsLearner {
-			continue
-		}
-		if len(m.ClientURLs) == 0 {
-			bad = append(bad, describe(m)+": no client URL")
-			continue
-		}
-		if r := etcdops.CheckHealth(ctx, s.target, m.ClientURLs[0]); !r.Healthy {
-			bad = append(bad, fmt.Sprintf("%s: %s", describe(m), r.Error))
+	for _, p := range problems {
+		if p != "" {
+			bad = append(bad, p)
 		}
 	}
 	if len(bad) > 0 {
@@ -354,9 +368,12 @@ func Promote(ctx context.Context, o PromoteOptions) (*PromoteResult, error) {
 	}
 	s := &session{opts: o.Options, spec: c, specPath: path}
 	h, inSpec := c.Host(o.Name)
-	if err := s.connect(ctx); err != nil {
+	checkCtx, cancel := o.checkDeadline(ctx)
+	defer cancel()
+	if err := s.connect(checkCtx); err != nil {
 		return nil, err
 	}
+	cancel()
 	m, ok := s.find(o.Name)
 	if !ok {
 		if !inSpec {

@@ -58,6 +58,11 @@ type Options struct {
 	Connect etcdops.Options
 	// Log receives progress lines and the steps left to the operator.
 	Log io.Writer
+	// ChecksBy is when the look at the cluster before a change (finding
+	// it, its member list, every member's health, all asked at once) must
+	// end, so that a member that does not answer costs that much and no
+	// more. Zero means one request timeout after the operation starts.
+	ChecksBy time.Time
 }
 
 // InputError is a refusal because of the command line, the spec, the local
@@ -89,6 +94,9 @@ type session struct {
 }
 
 func (o *Options) defaults() {
+	if o.ChecksBy.IsZero() {
+		o.ChecksBy = time.Now().Add(o.Connect.RequestTimeout())
+	}
 	if o.Out == "" {
 		o.Out = "etcd-bundles"
 	}
@@ -130,6 +138,12 @@ func clone(c *spec.Cluster) *spec.Cluster {
 	n := *c
 	n.Hosts = slices.Clone(c.Hosts)
 	return &n
+}
+
+// checkDeadline is the context of the checks before a change: it ends at
+// o.ChecksBy.
+func (o *Options) checkDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, o.ChecksBy)
 }
 
 // connect resolves the cluster and reads its member list with a

@@ -57,7 +57,9 @@ func Remove(ctx context.Context, o RemoveOptions) (*RemoveResult, error) {
 	if !inSpec {
 		res.Host = spec.Host{Name: o.Name}
 	}
-	if err := s.connect(ctx, o.Name); err != nil {
+	checkCtx, cancel := o.checkDeadline(ctx)
+	defer cancel()
+	if err := s.connect(checkCtx, o.Name); err != nil {
 		return nil, err
 	}
 	m, ok := s.find(o.Name)
@@ -85,7 +87,8 @@ func Remove(ctx context.Context, o RemoveOptions) (*RemoveResult, error) {
 	if len(rest) == 0 || (!m.IsLearner && len(voters) == 0) {
 		return nil, refuse("member remove %s: it is the last voting member; a cluster cannot remove its last member", o.Name)
 	}
-	healthy := s.healthyOf(ctx, voters)
+	healthy := s.healthyOf(checkCtx, voters)
+	cancel()
 	warning, err := checkRemoval(o.Name, m, voters, healthy, o.Force)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
@@ -55,6 +56,11 @@ type Options struct {
 	// MemberTimeout bounds each member's upgrade, from the rewrite until it
 	// has caught up; RequestTimeout bounds each request.
 	MemberTimeout, RequestTimeout time.Duration
+	// ChecksBy is when the checks before anything is written (finding the
+	// cluster, every member's health, status and version, all asked at
+	// once) must end, so that a member that does not answer costs that
+	// much and no more. Zero means RequestTimeout after Run starts.
+	ChecksBy time.Time
 	// Poll is the pause between checks while waiting on a member.
 	Poll time.Duration
 	// DryRun checks the cluster and prints the plan; nothing is written.
@@ -139,10 +145,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Image: u.image, Version: u.target.String()}
-	if err := u.connect(ctx); err != nil {
+	checkCtx, cancel := context.WithDeadline(ctx, u.o.ChecksBy)
+	defer cancel()
+	if err := u.connect(checkCtx); err != nil {
 		return res, err
 	}
-	todo, err := u.preflight(ctx)
+	todo, err := u.preflight(checkCtx)
+	cancel()
 	res.Hosts = u.results()
 	if err != nil {
 		return res, err
@@ -182,6 +191,9 @@ func newUpgrader(o Options) (*upgrader, error) {
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = etcdops.DefaultTimeout
+	}
+	if o.ChecksBy.IsZero() {
+		o.ChecksBy = time.Now().Add(o.RequestTimeout)
 	}
 	if o.Poll == 0 {
 		o.Poll = DefaultPoll
@@ -325,12 +337,17 @@ func (u *upgrader) statuses(ctx context.Context) (map[string]etcdops.EndpointSta
 // preflight checks that the cluster is healthy and that every member can
 // go to the target, and returns the hosts of the scope that need a turn.
 func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
-	if err := u.health(ctx); err != nil {
-		return nil, fmt.Errorf("the cluster must be healthy before an upgrade: %w", err)
+	var healthErr, statusErr error
+	var sts map[string]etcdops.EndpointStatus
+	var wg sync.WaitGroup
+	wg.Go(func() { healthErr = u.health(ctx) })
+	wg.Go(func() { sts, statusErr = u.statuses(ctx) })
+	wg.Wait()
+	if healthErr != nil {
+		return nil, fmt.Errorf("the cluster must be healthy before an upgrade: %w", healthErr)
 	}
-	sts, err := u.statuses(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("the cluster must be healthy before an upgrade: %w", err)
+	if statusErr != nil {
+		return nil, fmt.Errorf("the cluster must be healthy before an upgrade: %w", statusErr)
 	}
 	for _, h := range u.o.Current.Hosts {
 		v, err := ParseVersion(sts[h.Name].Version)

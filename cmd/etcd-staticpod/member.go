@@ -55,7 +55,7 @@ func memberFlags(extra ...cli.Flag) []cli.Flag {
 		&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE`", TakesFile: true},
 		&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
 		&cli.StringFlag{Name: "identity", Value: etcdops.IdentityHealthcheck, Usage: "client certificate pair `NAME` from the host folder: " + strings.Join(etcdops.Identities(), " or ")},
-		&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to the cluster"},
+		&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to the cluster, and on the checks before a change as a whole (finding the cluster, its member list, every member's health)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml (progress then goes to stderr)"},
 	}
 	return append(flags, extra...)
@@ -310,6 +310,8 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 	if err != nil || timeout <= 0 {
 		return nil, badArgs(fmt.Errorf("--request-timeout %q: want a positive duration such as 5s", c.String("request-timeout")))
 	}
+	// The checks before a change count from the command's start.
+	checksBy := time.Now().Add(timeout)
 	var endpoints []string
 	if c.IsSet("endpoints") {
 		endpoints = []string{c.String("endpoints")}
@@ -334,7 +336,8 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 				Identity:  c.String("identity"),
 				Timeout:   timeout,
 			},
-			Log: log,
+			Log:      log,
+			ChecksBy: checksBy,
 		},
 	}, nil
 }

@@ -86,7 +86,7 @@ Examples:
 			&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR`, / on the node itself", TakesFile: true},
 			&cli.StringFlag{Name: "exec", Usage: "`CMD` run per host after its rewrite, with {name}, {address}, {manifest}, {folder} replaced"},
 			&cli.StringFlag{Name: "timeout", Value: upgrade.DefaultMemberTimeout.String(), Usage: "bound `DURATION` on each member, from the rewrite until it has caught up"},
-			&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to etcd"},
+			&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to etcd, and on the checks before anything is written as a whole (finding the cluster, every member's health, status and version)"},
 			&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` instead of the bundle's", TakesFile: true},
 			&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE` instead of the bundle's healthcheck-client", TakesFile: true},
 			&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
@@ -99,6 +99,7 @@ Examples:
 }
 
 func runUpgrade(c *cli.Context) error {
+	start := time.Now()
 	if c.NArg() > 0 {
 		return badArgs(fmt.Errorf("unexpected argument %q: upgrade takes flags only", c.Args().First()))
 	}
@@ -135,6 +136,7 @@ func runUpgrade(c *cli.Context) error {
 		Key:            c.String("key"),
 		MemberTimeout:  durations["timeout"],
 		RequestTimeout: durations["request-timeout"],
+		ChecksBy:       start.Add(durations["request-timeout"]),
 		DryRun:         c.Bool("dry-run"),
 		Log:            c.App.ErrWriter,
 	})
