@@ -404,6 +404,40 @@ func (l *Lab) setLink(name, state string) error {
 	return nil
 }
 
+// Blackhole makes the host drop, without a word, every packet it would send
+// to the hub, where the test's clients live: a route of type blackhole in
+// the host's own namespace swallows its SYN-ACKs, resets and ICMP errors
+// alike, so a client's connection attempt hangs as it does towards a
+// firewall that drops. The host still reaches the other hosts, so its
+// member stays in the cluster. Unblackhole removes the route.
+func (l *Lab) Blackhole(name string) error { return l.blackholeRoute(name, "add") }
+
+// Unblackhole lets the host answer the hub again.
+func (l *Lab) Unblackhole(name string) error { return l.blackholeRoute(name, "del") }
+
+func (l *Lab) blackholeRoute(name, op string) error {
+	if l.mode != ModeNamespace {
+		return errors.New("blackholing needs namespace mode")
+	}
+	h, err := l.host(name)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	hub, ok := l.hubAddrs[subnetOf(h.addr)]
+	l.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("host %s: the hub has no address in its subnet", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dst := netip.PrefixFrom(hub, hub.BitLen()).String()
+	if err := ip(ctx, "-n", h.ns.Name, "route", op, "blackhole", dst); err != nil {
+		return fmt.Errorf("host %s: %w", name, err)
+	}
+	return nil
+}
+
 // DialContext connects from the hub, where the test's clients live.
 func (l *Lab) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if l.mode != ModeNamespace {
@@ -419,6 +453,17 @@ func (l *Lab) Command(ctx context.Context, name string, args ...string) *exec.Cm
 		return exec.CommandContext(ctx, name, args...)
 	}
 	return l.hub.Command(ctx, name, args...)
+}
+
+// Start starts cmd in the hub's network, as Command would, but with no
+// ip(8) in between: the process is forked from a thread inside the hub's
+// namespace, and a child keeps the namespaces of the thread that made it.
+// The time until the program runs is then the program's own start.
+func (l *Lab) Start(cmd *exec.Cmd) error {
+	if l.mode != ModeNamespace {
+		return cmd.Start()
+	}
+	return l.hub.Do(cmd.Start)
 }
 
 // cleanup removes the hosts' namespaces, then the hub. Processes still in

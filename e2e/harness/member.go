@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -270,6 +271,26 @@ func (m *Member) Kill(ctx context.Context) error {
 	}
 	if err := p.Kill(ctx); err != nil {
 		return fmt.Errorf("member %s: etcd: %w", m.Name, err)
+	}
+	return nil
+}
+
+// Freeze stops every process of the member with SIGSTOP, as a hung
+// process or a paused machine would: the kernel still accepts TCP
+// connections on its listening sockets, but nothing ever answers on them.
+// Thaw resumes it; a frozen member is killed as usual when the test ends.
+func (m *Member) Freeze() error { return m.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen member with SIGCONT.
+func (m *Member) Thaw() error { return m.signal(syscall.SIGCONT) }
+
+func (m *Member) signal(sig syscall.Signal) error {
+	p := m.current()
+	if p == nil {
+		return fmt.Errorf("member %s was never started", m.Name)
+	}
+	if err := p.Signal(sig); err != nil {
+		return fmt.Errorf("member %s: %w", m.Name, err)
 	}
 	return nil
 }

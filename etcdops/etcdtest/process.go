@@ -46,6 +46,18 @@ func (p *Process) Err() error { return p.err }
 // Pid is the process's (and its group's) ID.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
+// Signal sends sig to the process group; a process that has ended is left
+// alone.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if p.Exited() {
+		return fmt.Errorf("pid %d has exited", p.Pid())
+	}
+	if err := syscall.Kill(-p.Pid(), sig); err != nil {
+		return fmt.Errorf("signal %v to process group %d: %w", sig, p.Pid(), err)
+	}
+	return nil
+}
+
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
 	select {
