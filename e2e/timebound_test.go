@@ -119,23 +119,20 @@ func checkTimeBounds(t *testing.T, r *run, victim *harness.Member, extra harness
 			says: []string{victim.Name, noAnswer}},
 	}
 	before := etcdtest.Tree(t, out)
+	limit := boundTimeout + boundSlack
 	for _, c := range cases {
-		stdout, stderr, code, took, startup := runTimed(t, r, c.args...)
-		ran := took - startup
-		var transfer time.Duration
-		if c.unbounded != nil && code == 0 {
-			transfer = c.unbounded(t, stdout)
-			ran -= transfer
+		stdout, stderr, code, ran := runBounded(t, r, c)
+		if ran > limit {
+			// One more try: on a machine busy with other work a single run
+			// can be held up past the slack; a command that waits too long
+			// by design overshoots every time.
+			t.Logf("%s: ran %s, more than %s; once more", c.name, ran.Round(time.Millisecond), limit)
+			stdout, stderr, code, ran = runBounded(t, r, c)
 		}
-		detail := fmt.Sprintf("process %s, of which starting %s", took.Round(time.Millisecond), startup.Round(time.Millisecond))
-		if transfer > 0 {
-			detail += ", transferring " + transfer.String()
-		}
-		t.Logf("%-24s %6s  exit %d  (%s)", c.name, ran.Round(time.Millisecond), code, detail)
 		if code != c.code {
 			t.Errorf("%s: exit status %d, want %d\nstdout: %s\nstderr: %s", c.name, code, c.code, stdout, stderr)
 		}
-		if limit := boundTimeout + boundSlack; ran > limit {
+		if ran > limit {
 			t.Errorf("%s: ran %s after starting, more than its timeout %s plus %s", c.name, ran.Round(time.Millisecond), boundTimeout, boundSlack)
 		}
 		for _, want := range c.says {
@@ -150,6 +147,26 @@ func checkTimeBounds(t *testing.T, r *run, victim *harness.Member, extra harness
 			t.Fatalf("%s changed the bundle folder: %v", c.name, diff)
 		}
 	}
+}
+
+// runBounded runs the case's command and returns the part of its run that
+// its timeout bounds: the process's wall time less its start and less the
+// part the command reports as unbounded.
+func runBounded(t *testing.T, r *run, c boundCase) (stdout, stderr string, code int, ran time.Duration) {
+	t.Helper()
+	stdout, stderr, code, took, startup := runTimed(t, r, c.args...)
+	ran = took - startup
+	var transfer time.Duration
+	if c.unbounded != nil && code == 0 {
+		transfer = c.unbounded(t, stdout)
+		ran -= transfer
+	}
+	detail := fmt.Sprintf("process %s, of which starting %s", took.Round(time.Millisecond), startup.Round(time.Millisecond))
+	if transfer > 0 {
+		detail += ", transferring " + transfer.String()
+	}
+	t.Logf("%-24s %6s  exit %d  (%s)", c.name, ran.Round(time.Millisecond), code, detail)
+	return stdout, stderr, code, ran
 }
 
 // runTimed runs the built CLI from the hub and measures the wall time from
