@@ -9,17 +9,13 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
-	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.uber.org/zap"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -234,56 +230,11 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		}
 	}
 
-	// Read last, as it reads the whole file, and before anything is written.
-	before, err := os.Stat(o.Snapshot)
-	if err != nil {
-		return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: unwrapPath(err)}
-	}
-	info, err := Verify(o.Snapshot)
-	if err != nil {
-		var ie *IntegrityError
-		if errors.As(err, &ie) {
-			return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: ie.Err}
-		}
-		return nil, &InputError{What: "snapshot file", Value: o.Snapshot, Err: unwrapPath(errors.Unwrap(err))}
-	}
-	res.Snapshot = *info
-
-	// Every member's folder is built from the file checked once, at once.
-	errs := make([]error, len(res.Members))
-	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, m := range res.Members {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			errs[i] = restoreOne(o, res, m)
-		})
-	}
-	wg.Wait()
-	err = errors.Join(errs...)
-	if err == nil {
-		err = unchanged(o.Snapshot, before)
-	}
-	if err != nil {
-		for i, m := range res.Members {
-			if errs[i] == nil {
-				_ = os.RemoveAll(m.Written)
-			}
-		}
+	// Read last, as it reads the whole file.
+	if err := restoreAll(o, res); err != nil {
 		return nil, err
 	}
 	return res, nil
-}
-
-// unchanged makes sure the snapshot file is still the one checked before
-// the members were built from it without checking it again.
-func unchanged(path string, before os.FileInfo) error {
-	after, err := os.Stat(path)
-	if err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
-		return fmt.Errorf("snapshot file %q changed while the members were restored from it; nothing was kept", path)
-	}
-	return nil
 }
 
 func flagValue(o RestoreOptions) string {
@@ -291,52 +242,6 @@ func flagValue(o RestoreOptions) string {
 		return o.Root
 	}
 	return o.Out
-}
-
-// restoreOne writes one member's folder: restored into a temp folder
-// beside it, then renamed into place.
-func restoreOne(o RestoreOptions, res *RestoreResult, m RestoredMember) error {
-	parent := filepath.Dir(m.Written)
-	created, err := certs.MkdirAll(parent, 0o755)
-	undo := func() {
-		for _, d := range slices.Backward(created) {
-			_ = os.Remove(d)
-		}
-	}
-	if err != nil {
-		undo()
-		return fmt.Errorf("restore %s: %w", m.Name, err)
-	}
-	tmp, err := certs.TempDir(m.Written)
-	if err != nil {
-		undo()
-		return fmt.Errorf("restore %s: %w", m.Name, err)
-	}
-	err = etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
-		SnapshotPath:        o.Snapshot,
-		Name:                m.Name,
-		OutputDataDir:       tmp,
-		PeerURLs:            m.PeerURLs,
-		InitialCluster:      res.InitialCluster,
-		InitialClusterToken: res.Token,
-		RevisionBump:        o.RevisionBump,
-		MarkCompacted:       o.RevisionBump > 0,
-		// Restore verified the file once for every member.
-		SkipHashCheck: true,
-	})
-	if err == nil {
-		// etcd wants its data folder private.
-		err = os.Chmod(tmp, 0o700)
-	}
-	if err == nil {
-		err = certs.CommitDir(tmp, m.Written)
-	}
-	if err != nil {
-		_ = os.RemoveAll(tmp)
-		undo()
-		return fmt.Errorf("restore %s into %s: %w", m.Name, m.Written, oneLine(err))
-	}
-	return nil
 }
 
 // memberFlags are the flags of a member that a restore needs.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -20,6 +21,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	"go.uber.org/zap"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
@@ -139,6 +142,56 @@ func etcdutl(t *testing.T) string {
 		return ""
 	}
 	return p
+}
+
+// readRaftSnap is a raft snapshot file's metadata and the path and value of
+// every node of the v2 store it holds, without their indexes: etcdutl adds
+// the members in map order, which differs from one run to the next.
+func readRaftSnap(t *testing.T, path string) (string, map[string]string) {
+	t.Helper()
+	rs, err := snap.Read(zap.NewNop(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var store struct{ Root json.RawMessage }
+	if err := json.Unmarshal(rs.Data, &store); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	type node struct {
+		Path     string
+		Value    string
+		Children map[string]json.RawMessage
+	}
+	nodes := map[string]string{}
+	var walk func(raw json.RawMessage)
+	walk = func(raw json.RawMessage) {
+		var n node
+		if err := json.Unmarshal(raw, &n); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		nodes[n.Path] = n.Value
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(store.Root)
+	return rs.Metadata.String(), nodes
+}
+
+// dbStatus is `etcdutl snapshot status` of a database file.
+func dbStatus(t *testing.T, util, path string) string {
+	t.Helper()
+	out, err := exec.Command(util, "snapshot", "status", path, "-w", "json").Output()
+	if err != nil {
+		t.Fatalf("etcdutl snapshot status %s: %v", path, err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatal(err)
+	}
+	// The pages bbolt allocated follow the members' order (see above).
+	delete(st, "totalSize")
+	return fmt.Sprint(st)
 }
 
 // TestSaveAndRestore saves a snapshot of a real three-member cluster with
@@ -418,6 +471,43 @@ func TestSaveAndRestore(t *testing.T) {
 				if certs.IsTemp(e.Name()) {
 					t.Errorf("temp folder %s left behind", e.Name())
 				}
+			}
+		}
+
+		// The folders are what etcd's own restore makes, byte for byte.
+		if util := etcdutl(t); util != "" {
+			rm := doc.Members[1]
+			theirs := filepath.Join(t.TempDir(), "etcdutl")
+			out, err := exec.Command(util, "snapshot", "restore", file, "--data-dir", theirs, "--name", rm.Name,
+				"--initial-cluster", doc.InitialCluster, "--initial-cluster-token", doc.Token,
+				"--initial-advertise-peer-urls", strings.Join(rm.PeerURLs, ","),
+				"--bump-revision", fmt.Sprint(bump), "--mark-compacted").CombinedOutput()
+			if err != nil {
+				t.Fatalf("etcdutl snapshot restore: %v\n%s", err, out)
+			}
+			ours, want := etcdtest.Tree(t, rm.Written), etcdtest.Tree(t, theirs)
+			// etcdutl leaves its folder's mode to the umask; ours is 0700.
+			delete(ours, ".")
+			delete(want, ".")
+			// Their contents below: etcdutl adds the members in map order.
+			const db, raftSnap = "member/snap/db", "member/snap/0000000000000001-0000000000000003.snap"
+			for _, name := range []string{db, raftSnap} {
+				if ours[name] == "" || want[name] == "" {
+					t.Errorf("%s: ours %q, etcdutl's %q", name, ours[name], want[name])
+				}
+				delete(ours, name)
+				delete(want, name)
+			}
+			if d := etcdtest.DiffTree(want, ours); len(d) > 0 || len(ours) < 4 {
+				t.Errorf("%s differs from etcdutl's restore: %v", rm.Name, d)
+			}
+			meta, nodes := readRaftSnap(t, filepath.Join(rm.Written, raftSnap))
+			wantMeta, wantNodes := readRaftSnap(t, filepath.Join(theirs, raftSnap))
+			if meta != wantMeta || !reflect.DeepEqual(nodes, wantNodes) || len(nodes) < 3 {
+				t.Errorf("raft snapshot %s %v, etcdutl's %s %v", meta, nodes, wantMeta, wantNodes)
+			}
+			if got, want := dbStatus(t, util, filepath.Join(rm.Written, db)), dbStatus(t, util, filepath.Join(theirs, db)); got != want {
+				t.Errorf("database %s, etcdutl's %s", got, want)
 			}
 		}
 

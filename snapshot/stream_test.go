@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -387,42 +386,5 @@ func TestStreamReaderRead(t *testing.T) {
 				t.Errorf("read %d bytes (%v), want %d", len(got), err, len(tc.data))
 			}
 		})
-	}
-}
-
-// TestUnchanged: a restore builds its members from the file it checked,
-// and refuses to keep them when the file was replaced or written to.
-func TestUnchanged(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "etcd.db")
-	if err := os.WriteFile(path, fakeSnapshot(4), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	before, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unchanged(path, before); err != nil {
-		t.Errorf("untouched file: %v", err)
-	}
-	later := before.ModTime().Add(time.Second)
-	if err := os.Chtimes(path, later, later); err != nil {
-		t.Fatal(err)
-	}
-	if err := unchanged(path, before); err == nil || !strings.Contains(err.Error(), "changed while") {
-		t.Errorf("written to: %v", err)
-	}
-	other := filepath.Join(dir, "new.db")
-	if err := os.WriteFile(other, fakeSnapshot(4), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(other, before.ModTime(), before.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(other, path); err != nil {
-		t.Fatal(err)
-	}
-	if err := unchanged(path, before); err == nil {
-		t.Error("a file renamed over it passed as the same")
 	}
 }

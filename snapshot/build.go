@@ -1,0 +1,380 @@
+package snapshot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	"go.etcd.io/etcd/server/v3/etcdserver/cindex"
+	"go.etcd.io/etcd/server/v3/storage/backend"
+	"go.etcd.io/etcd/server/v3/storage/mvcc"
+	"go.etcd.io/etcd/server/v3/storage/schema"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+)
+
+// folder is one member's data folder while it is built: a temp folder
+// beside where it goes, with the database copied in.
+type folder struct {
+	m   RestoredMember
+	tmp string
+	db  *os.File
+	// created are the parent folders made for it, to remove on failure.
+	created []string
+}
+
+func (f *folder) dbPath() string { return filepath.Join(f.tmp, "member", "snap", "db") }
+
+// discard removes what was made for the folder.
+func (f *folder) discard() {
+	if f.db != nil {
+		_ = f.db.Close()
+	}
+	if f.tmp != "" {
+		_ = os.RemoveAll(f.tmp)
+	}
+	for _, d := range slices.Backward(f.created) {
+		_ = os.Remove(d)
+	}
+}
+
+func newFolder(m RestoredMember) (*folder, error) {
+	f := &folder{m: m}
+	var err error
+	f.created, err = certs.MkdirAll(filepath.Dir(m.Written), 0o755)
+	if err == nil {
+		f.tmp, err = certs.TempDir(m.Written)
+	}
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(f.dbPath()), 0o700)
+	}
+	if err == nil {
+		f.db, err = os.OpenFile(f.dbPath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	if err != nil {
+		f.discard()
+		return nil, fmt.Errorf("restore %s: %w", m.Name, err)
+	}
+	return f, nil
+}
+
+// restoreAll builds every member's data folder from the snapshot file in
+// one read of it: the data is hashed as it is read and written to every
+// member's database at once, the digest must match, then bbolt's check of
+// every page runs on the first copy (the same bytes) before anything else
+// is done with them. Then each member's folder is finished as etcdutl's
+// restore would, as many at once as there are cores, and put in place.
+// Any failure removes everything this run wrote.
+func restoreAll(o RestoreOptions, res *RestoreResult) error {
+	bad := func(err error) error { return &InputError{What: "snapshot file", Value: o.Snapshot, Err: err} }
+	src, err := os.Open(o.Snapshot)
+	if err != nil {
+		return bad(unwrapPath(err))
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return bad(unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return bad(errors.New("not a regular file"))
+	}
+	if !hasTrailer(fi.Size()) {
+		return bad(fmt.Errorf("%d bytes: no SHA-256 digest at the end, so not a snapshot as etcd streams it (a copied member/snap/db file has none)", fi.Size()))
+	}
+
+	folders := make([]*folder, 0, len(res.Members))
+	discard := func() {
+		for _, f := range folders {
+			f.discard()
+		}
+	}
+	for _, m := range res.Members {
+		f, err := newFolder(m)
+		if err != nil {
+			discard()
+			return err
+		}
+		folders = append(folders, f)
+	}
+	dbs := make([]*os.File, len(folders))
+	for i, f := range folders {
+		dbs[i] = f.db
+	}
+	tr, err := copyToAll(src, fi.Size(), dbs)
+	if err != nil {
+		discard()
+		return fmt.Errorf("restore from %s: %w", o.Snapshot, err)
+	}
+	if err := tr.check(); err != nil {
+		discard()
+		return bad(err)
+	}
+	st, err := dbStatus(folders[0].dbPath(), nil)
+	if err != nil {
+		discard()
+		return bad(err)
+	}
+	res.Snapshot = Info{Path: o.Snapshot, Size: fi.Size(), SHA256: tr.fileSum()}
+	res.Snapshot.setStatus(st)
+
+	errs := make([]error, len(folders))
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, f := range folders {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			errs[i] = finish(o, res, f)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for i, f := range folders {
+			if errs[i] == nil {
+				_ = os.RemoveAll(f.m.Written)
+			}
+			f.discard()
+		}
+		return err
+	}
+	return nil
+}
+
+// copyToAll reads size bytes from src, hashing them, and writes all but
+// the digest at their end to every file in dsts, each from a goroutine of
+// its own, starting the disk writes as it goes.
+func copyToAll(src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error) {
+	type part struct {
+		data []byte
+		done *sync.WaitGroup
+	}
+	const buffers = 4
+	free := make(chan []byte, buffers)
+	for range buffers {
+		free <- make([]byte, chunkSize)
+	}
+	parts := make([]chan part, len(dsts))
+	errs := make([]error, len(dsts))
+	var writers sync.WaitGroup
+	for i, d := range dsts {
+		parts[i] = make(chan part, buffers)
+		writers.Go(func() {
+			var written, flushed int64
+			startWriteback := writeback(d)
+			for p := range parts[i] {
+				if errs[i] == nil {
+					n, err := d.Write(p.data)
+					written += int64(n)
+					errs[i] = err
+					if written-flushed >= writebackSize {
+						startWriteback(flushed, written-flushed)
+						flushed = written
+					}
+				}
+				p.done.Done()
+			}
+		})
+	}
+	tr := newTrailerCheck()
+	dbLen := size - trailerSize
+	var readErr error
+	for {
+		buf := <-free
+		n, err := io.ReadFull(src, buf)
+		tr.Write(buf[:n])
+		// The members' databases end where the digest starts.
+		if db := min(int64(n), max(0, dbLen-(tr.n-int64(n)))); db > 0 {
+			done := &sync.WaitGroup{}
+			done.Add(len(dsts))
+			for _, c := range parts {
+				c <- part{buf[:db], done}
+			}
+			go func() {
+				done.Wait()
+				free <- buf
+			}()
+		} else {
+			free <- buf
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+	}
+	for _, c := range parts {
+		close(c)
+	}
+	writers.Wait()
+	if readErr != nil {
+		return nil, fmt.Errorf("read: %w", readErr)
+	}
+	if tr.n != size {
+		return nil, fmt.Errorf("the file changed while it was read: %d bytes, then %d", size, tr.n)
+	}
+	for i, d := range dsts {
+		if errs[i] == nil {
+			errs[i] = d.Close()
+		} else {
+			_ = d.Close()
+		}
+	}
+	return tr, errors.Join(errs...)
+}
+
+// finish turns a folder holding the snapshot's database into the member's
+// data folder, as etcdutl's restore (v3.6) does after its copy: the old
+// membership is taken out of the database, the revision bumped when asked,
+// the new members written in with a WAL and a raft snapshot that start
+// the new cluster, and the consistent index set to match; then the folder
+// is made private and renamed into place.
+func finish(o RestoreOptions, res *RestoreResult, f *folder) error {
+	f.db = nil
+	err := build(f.tmp, f.m, res.Token, res.InitialCluster, o.RevisionBump)
+	if err == nil {
+		// etcd wants its data folder private.
+		err = os.Chmod(f.tmp, 0o700)
+	}
+	if err == nil {
+		err = certs.CommitDir(f.tmp, f.m.Written)
+	}
+	if err != nil {
+		f.discard()
+		return fmt.Errorf("restore %s into %s: %w", f.m.Name, f.m.Written, oneLine(err))
+	}
+	f.tmp, f.created = "", nil
+	return nil
+}
+
+// build does etcdutl's restore steps in dataDir, whose member/snap/db is
+// the snapshot's database; the result is the same but for where bbolt put
+// the pages it changed.
+func build(dataDir string, m RestoredMember, token, initialCluster string, bump uint64) error {
+	lg := zap.NewNop()
+	ics, err := types.NewURLsMap(initialCluster)
+	if err != nil {
+		return err
+	}
+	cl, err := membership.NewClusterFromURLsMap(lg, token, ics)
+	if err != nil {
+		return err
+	}
+	snapDir := filepath.Join(dataDir, "member", "snap")
+	// One backend for every step where etcdutl opens one for each: opening
+	// one rebuilds bbolt's free list by walking the whole database.
+	be := backend.NewDefaultBackend(lg, filepath.Join(snapDir, "db"), backend.WithMmapSize(0))
+	err = schema.NewMembershipBackend(lg, be).TrimMembershipFromBackend()
+	if err == nil && bump > 0 {
+		err = bumpRevision(be, bump)
+	}
+	var commit, term uint64
+	if err == nil {
+		commit, term, err = startCluster(lg, cl, be, m.Name, snapDir, filepath.Join(dataDir, "member", "wal"))
+	}
+	if err == nil {
+		cindex.UpdateConsistentIndexForce(be.BatchTx(), commit, term)
+	}
+	// Closing commits, and bbolt syncs the file with its commit.
+	if cerr := be.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// bumpRevision raises the latest revision by bump and marks it compacted,
+// so that watchers see no revision go backwards.
+func bumpRevision(be backend.Backend, bump uint64) error {
+	tx := be.BatchTx()
+	tx.LockOutsideApply()
+	var latest mvcc.Revision
+	err := tx.UnsafeForEach(schema.Key, func(k, _ []byte) error {
+		if rev := mvcc.BytesToRev(k); rev.GreaterThan(latest) {
+			latest = rev
+		}
+		return nil
+	})
+	if err == nil {
+		latest.Main += int64(bump)
+		latest.Sub = 0
+		tx.UnsafePut(schema.Key, mvcc.RevToBytes(latest, mvcc.NewRevBytes()), []byte{})
+		mvcc.UnsafeSetScheduledCompact(tx, latest.Main)
+	}
+	tx.Unlock()
+	return err
+}
+
+// startCluster writes the members into the database and the WAL and raft
+// snapshot a new cluster starts from: every member added at term 1.
+func startCluster(lg *zap.Logger, cl *membership.RaftCluster, be backend.Backend, name, snapDir, walDir string) (commit, term uint64, err error) {
+	cl.SetBackend(schema.NewMembershipBackend(lg, be))
+	for _, m := range cl.Members() {
+		cl.AddMember(m, true)
+	}
+	self := cl.MemberByName(name)
+	if self == nil {
+		return 0, 0, fmt.Errorf("member %s is not in the initial cluster", name)
+	}
+	md, err := (&pb.Metadata{NodeID: uint64(self.ID), ClusterID: uint64(cl.ID())}).Marshal()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return 0, 0, err
+	}
+	w, err := wal.Create(lg, walDir, md)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer w.Close()
+
+	ids := cl.MemberIDs()
+	ents := make([]raftpb.Entry, len(ids))
+	voters := make([]uint64, len(ids))
+	peers := make([]raft.Peer, len(ids))
+	for i, id := range ids {
+		ctx, err := json.Marshal(cl.Member(id))
+		if err != nil {
+			return 0, 0, err
+		}
+		peers[i] = raft.Peer{ID: uint64(id), Context: ctx}
+		cc := raftpb.ConfChange{Type: raftpb.ConfChangeAddNode, NodeID: uint64(id), Context: ctx}
+		d, err := cc.Marshal()
+		if err != nil {
+			return 0, 0, err
+		}
+		ents[i] = raftpb.Entry{Type: raftpb.EntryConfChange, Term: 1, Index: uint64(i + 1), Data: d}
+		voters[i] = uint64(id)
+	}
+	commit, term = uint64(len(ents)), 1
+	if err := w.Save(raftpb.HardState{Term: term, Vote: peers[0].ID, Commit: commit}, ents); err != nil {
+		return 0, 0, err
+	}
+	cs := raftpb.ConfState{Voters: voters}
+	err = snap.New(lg, snapDir).SaveSnap(raftpb.Snapshot{
+		Data:     etcdserver.GetMembershipInfoInV2Format(lg, cl),
+		Metadata: raftpb.SnapshotMetadata{Index: commit, Term: term, ConfState: cs},
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return commit, term, w.SaveSnapshot(walpb.Snapshot{Index: commit, Term: term, ConfState: &cs})
+}
