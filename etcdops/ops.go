@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +43,9 @@ type EndpointHealth struct {
 	Took time.Duration
 	// Error says why the endpoint is unhealthy; empty when healthy.
 	Error string
+	// Alarms are the cluster's active alarms, which make every endpoint
+	// unhealthy; set only when the read went through.
+	Alarms []Alarm
 }
 
 // EndpointStatus is one member's view of itself and of raft.
@@ -177,12 +179,8 @@ func CheckHealth(ctx context.Context, t *Target, endpoint string) EndpointHealth
 		return h
 	}
 	if len(alarms.Alarms) > 0 {
-		var active []string
-		for _, a := range alarms.Alarms {
-			active = append(active, fmt.Sprintf("%s on member %s", a.Alarm, FormatID(a.MemberID)))
-		}
-		sort.Strings(active)
-		h.Error = "active alarm: " + strings.Join(active, ", ")
+		h.Alarms = t.toAlarms(alarms.Alarms)
+		h.Error = "active alarm: " + describeAlarms(h.Alarms)
 		return h
 	}
 	h.Healthy = true

@@ -499,14 +499,7 @@ func (u *upgrader) handOver(ctx context.Context, h spec.Host, sts map[string]etc
 	if to == "" {
 		return
 	}
-	cli, err := u.t.Client(u.endpoint[h.Name])
-	if err == nil {
-		defer cli.Close()
-		rctx, cancel := context.WithTimeout(ctx, u.o.RequestTimeout)
-		_, err = cli.MoveLeader(rctx, u.members[to].ID)
-		cancel()
-	}
-	if err != nil {
+	if err := etcdops.MoveLeader(ctx, u.t, u.endpoint[h.Name], u.members[to].ID, u.endpoint[to]); err != nil {
 		u.logf("%s leads the cluster; moving leadership to %s failed (%v): etcd hands over itself when it stops", h.Name, to, err)
 		return
 	}
