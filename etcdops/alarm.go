@@ -40,8 +40,8 @@ func (a Alarm) String() string {
 	return fmt.Sprintf("%s on %s (%s)", a.Type, a.Member, FormatID(a.MemberID))
 }
 
-// describeAlarms is the alarms as one phrase, in a stable order.
-func describeAlarms(as []Alarm) string {
+// DescribeAlarms is the alarms as one phrase, in a stable order.
+func DescribeAlarms(as []Alarm) string {
 	var out []string
 	for _, a := range as {
 		out = append(out, a.String())
@@ -66,22 +66,45 @@ func (t *Target) toAlarms(in []*pb.AlarmMember) []Alarm {
 	return out
 }
 
-// Alarms lists the cluster's active alarms, asking any of the target's
-// endpoints; the answer is the same from every member, since alarms are
-// raised and disarmed through raft.
+// Alarms lists the cluster's active alarms. Alarms are raised and disarmed
+// through raft, so every member gives the same answer: all are asked at
+// once, within the target's timeout, and the first answer is taken, so
+// that a silent member costs nothing.
 func Alarms(ctx context.Context, t *Target) ([]Alarm, error) {
-	cli, err := t.Client()
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
-	resp, err := cli.AlarmList(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("alarm list from %s: %w", strings.Join(t.Endpoints, ","), cleanError(err, t.Timeout))
+	type answer struct {
+		alarms []*pb.AlarmMember
+		err    error
 	}
-	return t.toAlarms(resp.Alarms), nil
+	answers := make(chan answer, len(t.Endpoints))
+	for _, ep := range t.Endpoints {
+		go func() {
+			cli, err := t.Client(ep)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer cli.Close()
+			ex := t.explainer(ctx, ep)
+			defer ex.stop()
+			resp, err := cli.AlarmList(ctx)
+			if err != nil {
+				answers <- answer{err: fmt.Errorf("%s: %w", ep, ex.explain(err))}
+				return
+			}
+			answers <- answer{alarms: resp.Alarms}
+		}()
+	}
+	var errs []string
+	for range t.Endpoints {
+		a := <-answers
+		if a.err == nil {
+			return t.toAlarms(a.alarms), nil
+		}
+		errs = append(errs, a.err.Error())
+	}
+	return nil, fmt.Errorf("alarm list: %s", strings.Join(errs, "; "))
 }
 
 // RefusedError is a change the cluster's state rules out, with the reason
@@ -97,7 +120,7 @@ type DisarmResult struct {
 }
 
 // DisarmAlarms clears the active NOSPACE alarms, once the reason is gone:
-// every member that answers must have its database below its quota (etcd
+// every member must have its database below its quota, with headroom (etcd
 // compares the database file's size with --quota-backend-bytes, so after
 // a compaction only a defragmentation makes room; raising the quota works
 // too), or the next write raises the alarm again. A CORRUPT alarm is
@@ -121,7 +144,7 @@ func DisarmAlarms(ctx context.Context, t *Target) (DisarmResult, error) {
 	if len(corrupt) > 0 {
 		return res, &RefusedError{Reason: fmt.Sprintf("not disarming %s: the member's data differs from the rest of the cluster's, and disarming does not repair it. "+
 			"Save a snapshot, take the member out (etcd-staticpod member remove NAME), wipe its data folder and add it again (etcd-staticpod member add NAME=ADDRESS); "+
-			"the alarm goes with the old member. If the whole cluster is in doubt, restore from a known-good snapshot (etcd-staticpod snapshot restore)", describeAlarms(corrupt))}
+			"the alarm goes with the old member. If the whole cluster is in doubt, restore from a known-good snapshot (etcd-staticpod snapshot restore)", DescribeAlarms(corrupt))}
 	}
 	if err := checkRoom(ctx, t); err != nil {
 		return res, err
@@ -142,8 +165,14 @@ func DisarmAlarms(ctx context.Context, t *Target) (DisarmResult, error) {
 	return res, nil
 }
 
+// noSpaceHeadroom: disarming NOSPACE needs 1/20 of the quota free in every
+// member's database. etcd raises the alarm when the database plus the
+// write's size would reach the quota, so a database just below it raises
+// the alarm again at the next large write.
+const noSpaceHeadroom = 20
+
 // checkRoom refuses to disarm NOSPACE while a member's database is still
-// at its quota.
+// at (or within 5 % of) its quota.
 func checkRoom(ctx context.Context, t *Target) error {
 	var full, errs []string
 	for _, s := range Status(ctx, t) {
@@ -151,8 +180,8 @@ func checkRoom(ctx context.Context, t *Target) error {
 		switch {
 		case s.Error != "":
 			errs = append(errs, s.Endpoint+": "+s.Error)
-		case s.DBSizeQuota > 0 && s.DBSize >= s.DBSizeQuota:
-			full = append(full, fmt.Sprintf("%s's database is %d bytes, its quota %d", name, s.DBSize, s.DBSizeQuota))
+		case s.DBSizeQuota > 0 && s.DBSizeQuota-s.DBSize < s.DBSizeQuota/noSpaceHeadroom:
+			full = append(full, fmt.Sprintf("%s's database is %s of its %s quota", name, FormatBytes(s.DBSize), FormatBytes(s.DBSizeQuota)))
 		}
 	}
 	if len(full) > 0 {

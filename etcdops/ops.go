@@ -180,7 +180,7 @@ func CheckHealth(ctx context.Context, t *Target, endpoint string) EndpointHealth
 	}
 	if len(alarms.Alarms) > 0 {
 		h.Alarms = t.toAlarms(alarms.Alarms)
-		h.Error = "active alarm: " + describeAlarms(h.Alarms)
+		h.Error = "active alarm: " + DescribeAlarms(h.Alarms)
 		return h
 	}
 	h.Healthy = true

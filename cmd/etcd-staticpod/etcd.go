@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -188,13 +189,22 @@ Examples:
 				return fmt.Errorf("print health: %w", err)
 			}
 			var bad []string
+			var alarms []etcdops.Alarm
 			for _, r := range results {
 				if !r.Healthy {
 					bad = append(bad, r.Endpoint)
 				}
+				if len(r.Alarms) > 0 {
+					alarms = r.Alarms
+				}
 			}
 			if len(bad) > 0 {
-				return clusterError(fmt.Errorf("unhealthy: %s (%d of %d endpoints)", strings.Join(bad, ", "), len(bad), len(results)))
+				msg := fmt.Sprintf("unhealthy: %s (%d of %d endpoints)", strings.Join(bad, ", "), len(bad), len(results))
+				if len(alarms) > 0 {
+					// The alarm, not the endpoints, is what to act on.
+					msg += "; active alarm " + etcdops.DescribeAlarms(alarms) + " (see etcd-staticpod alarm list)"
+				}
+				return clusterError(errors.New(msg))
 			}
 			return nil
 		},

@@ -30,6 +30,10 @@ func newApp() *cli.App {
 	cmds = append(cmds, snapshotCommands()...)
 	cmds = append(cmds, certsCommands()...)
 	cmds = append(cmds, upgradeCommands()...)
+	cmds = append(cmds, defragCommands()...)
+	cmds = append(cmds, alarmCommands()...)
+	cmds = append(cmds, compactCommands()...)
+	cmds = append(cmds, leaderCommands()...)
 	return &cli.App{
 		Name:                 "etcd-staticpod",
 		Version:              version(debug.ReadBuildInfo()),

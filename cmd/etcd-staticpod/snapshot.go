@@ -41,14 +41,16 @@ func saveFlags() []cli.Flag {
 		}
 	}
 	return append(flags,
-		&cli.StringFlag{Name: "endpoint", Usage: "save from this client `URL`, one of the cluster's, instead of the healthiest member"})
+		&cli.StringFlag{Name: "endpoint", Usage: "save from this client `URL`, one of the cluster's, instead of the healthiest member"},
+		&cli.StringFlag{Name: "dir", Usage: "instead of FILE: save as `DIR`/" + snapshot.DirFilePrefix + "YYYYMMDDTHHMMSSZ.db (UTC)", TakesFile: true},
+		&cli.StringFlag{Name: "keep", Usage: "with --dir: keep the `N` newest snapshots there, the new one included, and remove older ones once it is verified (default: keep all)"})
 }
 
 func snapshotSaveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "save",
 		Usage:     "stream a snapshot from the healthiest member into FILE and verify it",
-		UsageText: "etcd-staticpod snapshot save FILE [--endpoint URL] " + connectUsage,
+		UsageText: "etcd-staticpod snapshot save (FILE | --dir DIR [--keep N]) [--endpoint URL] " + connectUsage,
 		Description: `Finds the cluster as health does, asks every member at once for its health and
 status, and saves from the best one: healthy first, then the highest raft applied
 index (the most recent data), then a follower rather than the leader. --endpoint
@@ -64,10 +66,18 @@ file is then read back and checked as a restore checks it: the digest etcd
 appends, and bbolt's consistency check of every page. A progress bar goes to
 stderr when stderr is a terminal.
 
+For backups on a schedule, --dir DIR names the file itself:
+DIR/` + snapshot.DirFilePrefix + `YYYYMMDDTHHMMSSZ.db, the time in UTC to the second (a second
+save within the same second gets -2, -3, ... before .db). With --keep N, once the
+new snapshot is saved and verified, the oldest snapshots of that name pattern
+beyond the N newest are removed; other files in DIR are never touched, and a
+save that fails removes nothing.
+
 Output: the member saved from, revision, number of keys, size and the file's
 SHA-256 (what sha256sum prints). -o json (or yaml) prints {"path", "endpoint",
 "member", "revision", "totalKeys", "size", "sha256", "storageVersion", "hash",
-"took"}.
+"took"}, and with --dir also "kept" and "removed" (the files, newest first and
+oldest first).
 
 ` + findingTheCluster + `
 
@@ -84,53 +94,105 @@ Examples:
 
   # from one given member, JSON for scripts
   etcd-staticpod snapshot save ./etcd.db --bundle ./etcd-bundles/etcd01 \
-    --endpoint https://10.107.88.16:2379 -o json`,
+    --endpoint https://10.107.88.16:2379 -o json
+
+  # a nightly backup on an etcd host, keeping a week of them
+  etcd-staticpod snapshot save --dir /var/backups/etcd --keep 7`,
 		Flags:        saveFlags(),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: withTrailingFlags(saveFlags, func(c *cli.Context) error {
-			file, format, err := argAndFormat(c, "FILE")
-			if err != nil {
-				return err
-			}
-			if c.IsSet("endpoint") && strings.TrimSpace(c.String("endpoint")) == "" {
-				return badArgs(fmt.Errorf("--endpoint %q: must not be empty", c.String("endpoint")))
-			}
-			// Before contacting anyone: a missing folder is a typo.
-			if err := snapshot.CheckPath(file); err != nil {
-				return badArgs(err)
-			}
-			ctx, cancel, err := commandDeadline(c)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			t, err := resolveTarget(ctx, c)
-			if err != nil {
-				return err
-			}
-			deadline, _ := ctx.Deadline()
-			bar := newProgressBar(c.App.ErrWriter)
-			res, err := snapshot.Save(c.Context, snapshot.SaveOptions{
-				Target:   t,
-				Endpoint: strings.TrimSpace(c.String("endpoint")),
-				Path:     file,
-				Progress: bar.update,
-				ChooseBy: deadline,
-			})
-			bar.finish()
-			if err != nil {
-				var ie *snapshot.InputError
-				if errors.As(err, &ie) {
-					return badArgs(err)
-				}
-				return clusterError(err)
-			}
-			for _, n := range res.Notes {
-				fmt.Fprintln(c.App.ErrWriter, "note:", n)
-			}
-			return printSaved(c.App.Writer, format, res)
-		}),
+		Action:       withTrailingFlags(saveFlags, runSnapshotSave),
 	}
+}
+
+func runSnapshotSave(c *cli.Context) error {
+	var file, format, dir string
+	keep := 0
+	var err error
+	if c.IsSet("dir") {
+		dir = c.String("dir")
+		if c.NArg() > 0 {
+			return badArgs(fmt.Errorf("FILE %q: give FILE or --dir, not both", c.Args().First()))
+		}
+		if strings.TrimSpace(dir) == "" {
+			return badArgs(fmt.Errorf("--dir %q: must not be empty", dir))
+		}
+		if c.IsSet("keep") {
+			n, err := strconv.Atoi(c.String("keep"))
+			if err != nil || n < 1 {
+				return badArgs(fmt.Errorf("--keep %q: want a whole number, 1 or more", c.String("keep")))
+			}
+			keep = n
+		}
+		if format, err = outputFormat(c); err != nil {
+			return err
+		}
+	} else {
+		if c.IsSet("keep") {
+			return badArgs(fmt.Errorf("--keep %q: give it with --dir", c.String("keep")))
+		}
+		if file, format, err = argAndFormat(c, "FILE"); err != nil {
+			return err
+		}
+	}
+	if c.IsSet("endpoint") && strings.TrimSpace(c.String("endpoint")) == "" {
+		return badArgs(fmt.Errorf("--endpoint %q: must not be empty", c.String("endpoint")))
+	}
+	// Before contacting anyone: a missing folder is a typo.
+	if dir != "" {
+		err = snapshot.CheckDir(dir, keep)
+	} else {
+		err = snapshot.CheckPath(file)
+	}
+	if err != nil {
+		return badArgs(err)
+	}
+	ctx, cancel, err := commandDeadline(c)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	t, err := resolveTarget(ctx, c)
+	if err != nil {
+		return err
+	}
+	deadline, _ := ctx.Deadline()
+	bar := newProgressBar(c.App.ErrWriter)
+	so := snapshot.SaveOptions{
+		Target:   t,
+		Endpoint: strings.TrimSpace(c.String("endpoint")),
+		Path:     file,
+		Progress: bar.update,
+		ChooseBy: deadline,
+	}
+	var res *snapshot.SaveResult
+	var inDir *snapshot.DirResult
+	if dir != "" {
+		inDir, err = snapshot.SaveToDir(c.Context, snapshot.DirOptions{SaveOptions: so, Dir: dir, Keep: keep})
+		if inDir != nil {
+			res = inDir.SaveResult
+		}
+	} else {
+		res, err = snapshot.Save(c.Context, so)
+	}
+	bar.finish()
+	if err != nil && res == nil {
+		var ie *snapshot.InputError
+		if errors.As(err, &ie) {
+			return badArgs(err)
+		}
+		return clusterError(err)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintln(c.App.ErrWriter, "note:", n)
+	}
+	if perr := printSaved(c.App.Writer, format, res, inDir); perr != nil {
+		return perr
+	}
+	if err != nil {
+		// Saved and verified, but the retention failed.
+		return clusterError(err)
+	}
+	return nil
 }
 
 func snapshotStatusCommand() *cli.Command {
@@ -164,7 +226,7 @@ Examples:
 				}
 				return badArgs(fmt.Errorf("FILE %q: %w", file, unwrapPathError(err)))
 			}
-			return printSaved(c.App.Writer, format, &snapshot.SaveResult{Info: *info})
+			return printSaved(c.App.Writer, format, &snapshot.SaveResult{Info: *info}, nil)
 		}),
 	}
 }
@@ -310,9 +372,12 @@ type savedDoc struct {
 	StorageVersion string `json:"storageVersion"`
 	Hash           uint32 `json:"hash"`
 	Took           string `json:"took,omitempty"`
+	// Kept and Removed are set with --dir.
+	Kept    *[]string `json:"kept,omitempty"`
+	Removed *[]string `json:"removed,omitempty"`
 }
 
-func printSaved(w io.Writer, format string, r *snapshot.SaveResult) error {
+func printSaved(w io.Writer, format string, r *snapshot.SaveResult, inDir *snapshot.DirResult) error {
 	d := savedDoc{
 		Path: r.Path, Endpoint: r.Source.Endpoint, Member: r.Source.Name,
 		Revision: r.Revision, TotalKeys: r.TotalKeys, Size: r.Size, SHA256: r.SHA256,
@@ -320,6 +385,10 @@ func printSaved(w io.Writer, format string, r *snapshot.SaveResult) error {
 	}
 	if r.Source.Endpoint != "" {
 		d.Took = formatTook(r.Took)
+	}
+	if inDir != nil {
+		kept, removed := nonNil(inDir.Kept), nonNil(inDir.Removed)
+		d.Kept, d.Removed = &kept, &removed
 	}
 	switch format {
 	case "json", "yaml":
@@ -342,6 +411,10 @@ func printSaved(w io.Writer, format string, r *snapshot.SaveResult) error {
 	fmt.Fprintf(tw, "HASH\t%08x\n", d.Hash)
 	if d.Took != "" {
 		fmt.Fprintf(tw, "TOOK\t%s\n", d.Took)
+	}
+	if inDir != nil {
+		fmt.Fprintf(tw, "KEPT\t%s\n", dash(strings.Join(inDir.Kept, " ")))
+		fmt.Fprintf(tw, "REMOVED\t%s\n", dash(strings.Join(inDir.Removed, " ")))
 	}
 	return tw.Flush()
 }

@@ -407,6 +407,15 @@ func sameFile(a, b string) (bool, error) {
 	return os.SameFile(fa, fb), nil
 }
 
+// Log returns everything etcd wrote, across restarts.
+func (m *Member) Log() (string, error) {
+	data, err := os.ReadFile(m.logPath)
+	if err != nil {
+		return "", fmt.Errorf("member %s: read log: %w", m.Name, err)
+	}
+	return string(data), nil
+}
+
 // LogTail returns the last n lines etcd wrote.
 func (m *Member) LogTail(n int) string {
 	data, err := os.ReadFile(m.logPath)
