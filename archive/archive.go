@@ -19,12 +19,18 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // modTimeUnix (2000-01-01T00:00:00Z) is the time stamp of every entry. A
 // fixed value makes identical input give identical bytes; not the Unix epoch,
 // which some tools read as "unset".
 const modTimeUnix = 946684800
+
+// MaxFile bounds a file packed into an archive, and an archive read back:
+// archives are built in memory, and a host folder holds certificates, keys
+// and configuration of a few kilobytes each.
+const MaxFile = 64 << 20
 
 // Modes of what this package writes.
 const (
@@ -144,6 +150,9 @@ func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
 		case info.IsDir():
 			return tw.WriteHeader(header(name+"/", tar.TypeDir, info.Mode(), 0))
 		case info.Mode().IsRegular():
+			if info.Size() > MaxFile {
+				return fmt.Errorf("%s: larger than %d MiB; a host folder holds certificates, keys and configuration", path, MaxFile>>20)
+			}
 			data, err := fs.ReadFile(fsys, name)
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
@@ -231,7 +240,7 @@ func WriteSHA256Sums(dir string, files []string) error {
 		if err := checkSumName(name); err != nil {
 			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
 		}
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		data, err := safefile.ReadFile(filepath.Join(dir, filepath.FromSlash(name)), MaxFile)
 		if err != nil {
 			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
 		}

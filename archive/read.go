@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // Entry is one member of an archive.
@@ -18,7 +19,7 @@ type Entry struct {
 // ReadTarGz returns every entry of a gzip'd tar, for checking what an archive
 // ships before it leaves the machine.
 func ReadTarGz(path string) ([]Entry, error) {
-	f, err := os.Open(path)
+	f, _, err := safefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read archive: %w", err)
 	}

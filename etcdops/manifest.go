@@ -3,12 +3,12 @@ package etcdops
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -55,7 +55,7 @@ type pod struct {
 
 // ReadManifest parses an etcd static Pod manifest.
 func ReadManifest(file string) (*Manifest, error) {
-	data, err := os.ReadFile(file)
+	data, err := safefile.Read(file)
 	if err != nil {
 		return nil, fmt.Errorf("read etcd manifest: %w", err)
 	}

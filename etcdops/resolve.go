@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -276,7 +277,7 @@ func (t *Target) loadTLS(o Options, identity, localFlag, local string, m *Manife
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca.path != "" {
-		pem, err := os.ReadFile(ca.path)
+		pem, err := safefile.Read(ca.path)
 		if err != nil {
 			return optionErr(ca.flag, flagValue(ca.flag, ca.path, local), "read CA certificate: %w%s", err, missingHint(ca.flag, err))
 		}
@@ -288,7 +289,7 @@ func (t *Target) loadTLS(o Options, identity, localFlag, local string, m *Manife
 		t.Files.CA = ca.path
 	}
 	if cert.path != "" {
-		pair, err := tls.LoadX509KeyPair(cert.path, key.path)
+		pair, err := loadKeyPair(cert.path, key.path)
 		if err != nil {
 			return optionErr(cert.flag, flagValue(cert.flag, cert.path, local), "load client certificate %s and key %s: %w%s", cert.path, key.path, err, missingHint(cert.flag, err))
 		}
@@ -501,4 +502,18 @@ func appendNew(list []string, more ...string) []string {
 		}
 	}
 	return list
+}
+
+// loadKeyPair is tls.LoadX509KeyPair through safefile: a named pipe or a
+// huge file in place of a certificate is refused, not read.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := safefile.Read(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := safefile.Read(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }

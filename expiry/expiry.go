@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // ControlPlaneHost is the host name given to the bundle's control-plane
@@ -105,7 +106,7 @@ func Read(items []Item, now time.Time) []Entry {
 			_, err := os.Stat(it.CAKey)
 			e.ExternallyManaged = err != nil
 		}
-		data, err := os.ReadFile(it.Path)
+		data, err := safefile.Read(it.Path)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			e.Missing = true

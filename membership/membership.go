@@ -30,6 +30,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -357,7 +358,7 @@ func sameFile(a, b string) bool {
 // lists that still exist.
 func updateSums(out string, add ...string) error {
 	var names []string
-	if data, err := os.ReadFile(filepath.Join(out, archive.SumsFile)); err == nil {
+	if data, err := safefile.Read(filepath.Join(out, archive.SumsFile)); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
 			if _, name, ok := strings.Cut(sc.Text(), "  "); ok {

@@ -13,6 +13,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/kubeletconf"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -61,7 +62,7 @@ func (r *Runner) kubeletConfig() ([]byte, error) {
 	var patch []byte
 	if path := r.Cluster().Kubelet.ConfigPatch; path != "" {
 		var err error
-		if patch, err = os.ReadFile(path); err != nil {
+		if patch, err = safefile.Read(path); err != nil {
 			return nil, fmt.Errorf("kubelet config patch: %w", err)
 		}
 	}

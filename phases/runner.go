@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -204,7 +205,7 @@ func (r *Runner) readFile(path string) ([]byte, error) {
 	if b, ok := r.queued(path); ok {
 		return b, nil
 	}
-	return os.ReadFile(path)
+	return safefile.Read(path)
 }
 
 // Hosts are the hosts this run writes for.

@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // dirPlan is the folders flush must create before it writes the queued
@@ -173,7 +176,7 @@ func (s *stagedFS) ReadFile(name string) ([]byte, error) {
 	if _, ok := s.dirs[name]; ok || (name == "." && s.rootPlanned) {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("is a directory")}
 	}
-	b, err := os.ReadFile(s.disk(name))
+	b, err := safefile.ReadFile(s.disk(name), archive.MaxFile)
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: errors.Unwrap(err)}
 	}
@@ -230,7 +233,8 @@ func (s *stagedFS) Open(name string) (fs.File, error) {
 	if f, ok := s.files[name]; ok {
 		return &stagedFile{info: fi, Reader: bytes.NewReader(f.Data)}, nil
 	}
-	return os.Open(s.disk(name))
+	f, _, err := safefile.Open(s.disk(name))
+	return f, err
 }
 
 // stagedInfo describes a queued file or planned folder.

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // folder is one member's data folder while it is built: a temp folder
@@ -83,18 +84,16 @@ func newFolder(m RestoredMember) (*folder, error) {
 // Any failure removes everything this run wrote.
 func restoreAll(o RestoreOptions, res *RestoreResult) error {
 	bad := func(err error) error { return &InputError{What: "snapshot file", Value: o.Snapshot, Err: err} }
-	src, err := os.Open(o.Snapshot)
+	// A named pipe must not hang the open.
+	src, fi, err := safefile.Open(o.Snapshot)
+	var se *safefile.Error
+	if errors.As(err, &se) {
+		return bad(errors.New(se.Reason))
+	}
 	if err != nil {
 		return bad(unwrapPath(err))
 	}
 	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
-		return bad(unwrapPath(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return bad(errors.New("not a regular file"))
-	}
 	if !hasTrailer(fi.Size()) {
 		return bad(fmt.Errorf("%d bytes: no SHA-256 digest at the end, so not a snapshot as etcd streams it (a copied member/snap/db file has none)", fi.Size()))
 	}

@@ -9,10 +9,10 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"os"
 	"runtime/debug"
 	"strings"
 
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	bolt "go.etcd.io/bbolt"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
@@ -67,18 +67,13 @@ func (e *IntegrityError) Unwrap() error { return e.Err }
 // check must pass on every page. It returns what `etcdutl snapshot status`
 // shows, and the file's own SHA-256.
 func Verify(path string) (*Info, error) {
-	f, err := os.Open(path)
+	// A named pipe must not hang the open; the file is streamed, never
+	// read whole.
+	f, fi, err := safefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("open snapshot: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &IntegrityError{Path: path, Err: errors.New("not a regular file")}
-	}
 	info := &Info{Path: path, Size: fi.Size()}
 	if !hasTrailer(info.Size) {
 		return nil, &IntegrityError{Path: path, Err: fmt.Errorf("%d bytes: no SHA-256 digest at the end, so not a snapshot as etcd streams it (a copied member/snap/db file has none)", info.Size)}

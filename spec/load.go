@@ -5,15 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"go.yaml.in/yaml/v3"
 )
 
 // Load reads a cluster document from a file.
 func Load(path string) (*Cluster, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("read cluster spec: %w", err)
 	}

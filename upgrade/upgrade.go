@@ -26,6 +26,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -366,7 +367,7 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 		if err != nil {
 			return nil, &InputError{Err: err}
 		}
-		have, err := os.ReadFile(u.manifestFile(h))
+		have, err := safefile.Read(u.manifestFile(h))
 		if err != nil {
 			return nil, inputErr("host %s: read its manifest: %w", h.Name, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -223,6 +224,10 @@ Examples:
 				var ie *snapshot.IntegrityError
 				if errors.As(err, &ie) {
 					return clusterError(err)
+				}
+				var se *safefile.Error
+				if errors.As(err, &se) {
+					return badArgs(se)
 				}
 				return badArgs(fmt.Errorf("FILE %q: %w", file, unwrapPathError(err)))
 			}
