@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,6 +79,23 @@ func TestRejectsBadInput(t *testing.T) {
 	noHosts := writeFile(t, filepath.Join(inputs, "nohosts.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts: []\n")
 	badSAN := writeFile(t, filepath.Join(inputs, "san.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts:\n- name: etcd01\n  address: 10.0.0.1\n  serverCertSANs: [\"bad name!\"]\n")
 	_ = otherCA
+	// Special and huge files where a file is expected: refused before being
+	// read, without hanging on a pipe or filling memory.
+	fifo := filepath.Join(inputs, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The exit status where it is settled (others accept any failure), and
+	// the flags `init phase certs all` does not have.
+	codes := map[string]int{
+		"spec is /dev/zero": 2, "spec is a pipe": 2, "spec of 10 MB": 2, "kubelet patch is /dev/urandom": 2,
+		"kubelet patch is a pipe": 2, "CA certificate is a pipe": 2, "CA key is /dev/zero": 2,
+	}
+	initOnly := map[string]bool{
+		"unknown skip phase": true, "extra arg without =": true,
+		"kubelet patch is /dev/urandom": true, "kubelet patch is a pipe": true,
+	}
+	hugeSpec := writeFile(t, filepath.Join(inputs, "huge.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\n#"+strings.Repeat("x", 10<<20)+"\n")
 
 	for _, tc := range []struct {
 		name string
@@ -108,10 +126,17 @@ func TestRejectsBadInput(t *testing.T) {
 		{"root without node", []string{"--hosts", threeHosts, "--root", "/tmp/x"}, "needs --node"},
 		{"unknown node", []string{"--hosts", threeHosts, "--node", "etcd09"}, `--node "etcd09": no such host`},
 		{"unknown skip phase", []string{"--hosts", threeHosts, "--skip-phases", "certs/etcd-cert"}, `--skip-phases "certs/etcd-cert": no such phase`},
+		{"spec is /dev/zero", []string{"--config", "/dev/zero"}, "/dev/zero: not a regular file"},
+		{"spec is a pipe", []string{"--config", fifo}, fifo + ": not a regular file"},
+		{"spec of 10 MB", []string{"--config", hugeSpec}, hugeSpec + ": larger than 1 MiB"},
+		{"kubelet patch is /dev/urandom", []string{"--hosts", threeHosts, "--kubelet-config-patch", "/dev/urandom"}, "/dev/urandom: not a regular file"},
+		{"kubelet patch is a pipe", []string{"--hosts", threeHosts, "--kubelet-config-patch", fifo}, fifo + ": not a regular file"},
+		{"CA certificate is a pipe", []string{"--hosts", threeHosts, "--ca-cert", fifo, "--ca-key", otherKey}, fifo + ": not a regular file"},
+		{"CA key is /dev/zero", []string{"--hosts", threeHosts, "--ca-cert", otherCert, "--ca-key", "/dev/zero"}, "/dev/zero: not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, cmd := range [][]string{{"init"}, {"init", "phase", "certs", "all"}} {
-				if (tc.name == "unknown skip phase" || tc.name == "extra arg without =") && len(cmd) > 1 {
+				if initOnly[tc.name] && len(cmd) > 1 {
 					continue
 				}
 				// An output folder that exists with content, and one that does not.
@@ -127,6 +152,9 @@ func TestRejectsBadInput(t *testing.T) {
 					stdout, stderr, code := run(t, args...)
 					if code == 0 {
 						t.Fatalf("%v: exit 0, want failure\n%s", args, stdout)
+					}
+					if want, ok := codes[tc.name]; ok && code != want {
+						t.Errorf("%v: exit %d, want %d", args, code, want)
 					}
 					var errLines []string
 					for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
