@@ -56,7 +56,10 @@ const (
 // dst is written with mode 0600 through a temp file in its folder that is
 // synced and renamed over it, so a reader never sees half an archive and a
 // failure leaves no temp file.
-func WriteTarGz(srcDir, dst string) error {
+func WriteTarGz(srcDir, dst string) error { return new(Packer).WriteTarGz(srcDir, dst) }
+
+// WriteTarGz is WriteTarGz with p's compressor and Check.
+func (p *Packer) WriteTarGz(srcDir, dst string) error {
 	if err := checkOutside(srcDir, dst); err != nil {
 		return err
 	}
@@ -71,7 +74,7 @@ func WriteTarGz(srcDir, dst string) error {
 	}
 	// The archive is built in memory: host bundles are a few certificates and
 	// config files, and the bytes can then go through the one atomic write.
-	data, err := new(Packer).Pack(os.DirFS(srcDir), srcDir)
+	data, err := p.Pack(os.DirFS(srcDir), srcDir)
 	if err != nil {
 		return err
 	}
@@ -103,6 +106,9 @@ func checkOutside(srcDir, dst string) error {
 // It is not safe for concurrent use; give each goroutine its own.
 type Packer struct {
 	zw *gzip.Writer
+	// Check, when set, sees every regular file before it is packed, with
+	// its path (dir joined with its name); an error stops the packing.
+	Check func(path string, data []byte) error
 }
 
 // Pack returns what WriteTarGz writes, for the tree fsys holds: every folder
@@ -157,6 +163,11 @@ func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
+			if p.Check != nil {
+				if err := p.Check(path, data); err != nil {
+					return err
+				}
+			}
 			// The size comes from what was read, so a file that changes
 			// under us cannot make the header and the content disagree.
 			if err := tw.WriteHeader(header(name, tar.TypeReg, info.Mode(), int64(len(data)))); err != nil {
@@ -167,7 +178,7 @@ func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
 			}
 			return nil
 		default:
-			return fmt.Errorf("%s: %s; only regular files and folders can be archived", path, kind(info.Mode()))
+			return &safefile.Error{Path: path, Reason: kind(info.Mode()) + "; only regular files and folders can be archived"}
 		}
 	})
 	if err != nil {

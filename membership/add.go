@@ -317,7 +317,8 @@ func (s *session) writeBundle(c *spec.Cluster, h spec.Host) error {
 		return err
 	}
 	dst := filepath.Join(s.opts.Out, h.Name+".tar.gz")
-	if err := archive.WriteTarGz(filepath.Join(s.opts.Out, h.Name), dst); err != nil {
+	packer := &archive.Packer{Check: r.ShippingCheck()}
+	if err := packer.WriteTarGz(filepath.Join(s.opts.Out, h.Name), dst); err != nil {
 		return err
 	}
 	s.logf("[bundle] Wrote %s", dst)

@@ -254,6 +254,9 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 		if err != nil {
 			return 0, fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
 		}
+		if err := r.notCAKey(base+".key", key); err != nil {
+			return 0, err
+		}
 		if got := certs.KeyAlgorithm(key.Public()); got != r.Cluster().EncryptionAlgorithm {
 			return 0, fmt.Errorf("host %q: %s.key has no certificate and is %s, want %s; remove it and run again", h.Name, base, got, r.Cluster().EncryptionAlgorithm)
 		}
@@ -272,6 +275,9 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	key, err := certs.ParseKey(keyPEM)
 	if err != nil {
 		return 0, fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
+	}
+	if err := r.notCAKey(base+".key", key); err != nil {
+		return 0, err
 	}
 	ca, err := r.authority(false)
 	if err != nil {

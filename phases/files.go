@@ -302,8 +302,9 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	// its own compressor.
 	packed := make([][]byte, len(names))
 	packers := make(chan *archive.Packer, runtime.NumCPU())
+	check := r.ShippingCheck()
 	for range runtime.NumCPU() {
-		packers <- new(archive.Packer)
+		packers <- &archive.Packer{Check: check}
 	}
 	err = forEach(len(names), func(i int) error {
 		p := <-packers

@@ -81,6 +81,8 @@ type Runner struct {
 	created []string
 	// rendered holds per-host documents by kind; see perHost.
 	rendered map[string][][]byte
+	// trees check that writes stay inside OUT or --root, by root.
+	trees map[string]*safefile.Tree
 }
 
 // NewRunner checks the options that every phase relies on.
@@ -153,6 +155,9 @@ func Selected(list []Phase, skip []string) ([]string, map[string]Phase, error) {
 
 // Run checks every phase, then runs them in order.
 func (r *Runner) Run(ps []Phase) error {
+	if err := r.checkNoCAKeyCopies(); err != nil {
+		return err
+	}
 	keys := 0
 	for _, p := range ps {
 		if p.Check != nil {
@@ -262,6 +267,9 @@ const (
 // end of the run. Missing parents are created 0755 and the file's own folder
 // with dirMode.
 func (r *Runner) WriteFile(path string, data []byte, mode, dirMode os.FileMode) error {
+	if err := r.checkBeneath(filepath.Dir(path)); err != nil {
+		return err
+	}
 	if r.opts.DryRun {
 		r.Logf("[dry-run] would write %s (%04o, %d bytes)", path, mode, len(data))
 		return nil
@@ -278,6 +286,9 @@ type pendingFile struct {
 // flush writes the queued files, noting what did not exist before so that
 // a failed run can take it back.
 func (r *Runner) flush() error {
+	if err := r.checkQueued(); err != nil {
+		return err
+	}
 	plan, err := r.planDirs()
 	if err != nil {
 		return err
@@ -332,6 +343,9 @@ func (r *Runner) rollback() {
 
 // MkdirAll creates a folder (or, with --dry-run, says it would).
 func (r *Runner) MkdirAll(path string, mode os.FileMode) error {
+	if err := r.checkBeneath(path); err != nil {
+		return err
+	}
 	if r.opts.DryRun {
 		if _, err := os.Stat(path); err != nil {
 			r.Logf("[dry-run] would create folder %s (%04o)", path, mode)
@@ -342,6 +356,34 @@ func (r *Runner) MkdirAll(path string, mode os.FileMode) error {
 		return err
 	}
 	return r.mkdirs(path, mode)
+}
+
+// checkBeneath refuses a folder to write into that a symbolic link takes
+// out of the tree it belongs to: --root for a node's files, else OUT. A
+// link that stays inside the tree is followed as usual.
+func (r *Runner) checkBeneath(dir string) error {
+	root := r.opts.Out
+	if r.opts.Root != "" && inside(r.opts.Root, dir) {
+		root = r.opts.Root
+	}
+	if !inside(root, dir) {
+		return nil // not a folder of ours, such as where --ca-cert is: never written
+	}
+	if r.trees == nil {
+		r.trees = map[string]*safefile.Tree{}
+	}
+	t := r.trees[root]
+	if t == nil {
+		t = safefile.NewTree(root)
+		r.trees[root] = t
+	}
+	return t.Check(dir)
+}
+
+// inside reports whether path lies lexically in root or is root.
+func inside(root, path string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && (rel == "." || filepath.IsLocal(rel))
 }
 
 // now is the run's clock.

@@ -52,6 +52,11 @@ func (p *dirPlan) ensure(path string, mode os.FileMode) error {
 	exists, known := p.onDisk[path]
 	if !known {
 		fi, err := os.Lstat(path)
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			// A link to a folder is that folder (OUT may be one); where
+			// it leads was checked when the file was queued.
+			fi, err = os.Stat(path)
+		}
 		switch {
 		case err == nil && !fi.IsDir():
 			return fmt.Errorf("mkdir %s: exists and is not a folder", path)

@@ -90,60 +90,90 @@ func size(n int64) string {
 }
 
 // Beneath checks that each of dirs, resolved as the kernel resolves it
-// when a file is written there, stays inside root: no folder on the way is
-// a symbolic link that leads out of root or leads nowhere. Links that stay
+// when a file is written there, stays inside root; see Tree.Check.
+func Beneath(root string, dirs ...string) error {
+	t := NewTree(root)
+	for _, dir := range dirs {
+		if err := t.Check(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Tree checks the folders a run writes into below one root. It remembers
+// the folders it found sound, for the many files that share them: use one
+// Tree for one run, whose own folders it creates as real folders.
+type Tree struct {
+	root string
+	// realRoot is root with every link resolved; "" until root exists.
+	realRoot string
+	checked  map[string]bool
+}
+
+// NewTree checks folders below root.
+func NewTree(root string) *Tree { return &Tree{root: root, checked: map[string]bool{}} }
+
+// Check refuses dir when, resolved as the kernel resolves it when a file
+// is written there, it lies outside the tree: some folder on the way is a
+// symbolic link that leads out of root, or leads nowhere. Links that stay
 // inside root are fine (on a node, /var/run -> /run with root /), and so is
 // root itself being a link. Folders that do not exist yet are fine: what
-// creates them makes real folders. Each dir must lie lexically inside root.
-func Beneath(root string, dirs ...string) error {
-	absRoot, err := filepath.Abs(root)
+// creates them makes real folders. dir must lie lexically inside root.
+func (t *Tree) Check(dir string) error {
+	if t.checked[dir] {
+		return nil
+	}
+	absRoot, err := filepath.Abs(t.root)
 	if err != nil {
-		return fmt.Errorf("%s: %w", root, err)
+		return fmt.Errorf("%s: %w", t.root, err)
 	}
-	realRoot, err := filepath.EvalSymlinks(absRoot)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // nothing inside root exists yet
-	}
-	if err != nil {
-		return err
-	}
-	// Prefixes already found to stay inside root, for the many files that
-	// share their folders.
-	checked := map[string]bool{}
-	for _, dir := range dirs {
-		abs, err := filepath.Abs(dir)
-		if err != nil {
-			return fmt.Errorf("%s: %w", dir, err)
+	if t.realRoot == "" {
+		real, err := filepath.EvalSymlinks(absRoot)
+		if fi, lerr := os.Lstat(absRoot); errors.Is(err, fs.ErrNotExist) && lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(absRoot)
+			return &Error{Path: t.root, Reason: fmt.Sprintf("a symbolic link to %s, which does not resolve", target)}
 		}
-		rel, err := filepath.Rel(absRoot, abs)
-		if err == nil && rel == "." {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // nothing inside root exists yet
+		}
+		if err != nil {
+			return err
+		}
+		t.realRoot = real
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	rel, err := filepath.Rel(absRoot, abs)
+	if err == nil && rel == "." {
+		return nil
+	}
+	if err != nil || !filepath.IsLocal(rel) {
+		return fmt.Errorf("%s is not inside %s", dir, t.root)
+	}
+	cur := t.root
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		cur = filepath.Join(cur, part)
+		if t.checked[cur] {
 			continue
 		}
-		if err != nil || !filepath.IsLocal(rel) {
-			return fmt.Errorf("%s is not inside %s", dir, root)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
 		}
-		cur := root
-		for _, part := range strings.Split(rel, string(filepath.Separator)) {
-			cur = filepath.Join(cur, part)
-			if checked[cur] {
-				continue
-			}
-			fi, err := os.Lstat(cur)
-			if errors.Is(err, fs.ErrNotExist) {
-				break
-			}
-			if err != nil {
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if err := linkInside(cur, t.root, t.realRoot); err != nil {
 				return err
 			}
-			if fi.Mode()&fs.ModeSymlink != 0 {
-				if err := linkInside(cur, root, realRoot); err != nil {
-					return err
-				}
-			} else if !fi.IsDir() {
-				break // not a folder: writing there fails and says so
-			}
-			checked[cur] = true
+		} else if !fi.IsDir() {
+			return nil // not a folder: writing there fails and says so
 		}
+		t.checked[cur] = true
 	}
 	return nil
 }

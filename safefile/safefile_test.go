@@ -145,6 +145,10 @@ func TestBeneath(t *testing.T) {
 			}
 		}
 	}
+	symlink(filepath.Join(base, "nowhere"), base+"/danglingroot")
+	if err := Beneath(base+"/danglingroot", base+"/danglingroot/a"); err == nil || err.Error() != base+"/danglingroot: a symbolic link to "+base+"/nowhere, which does not resolve" {
+		t.Errorf("dangling root: %v", err)
+	}
 	if err := Beneath(root, outside); err == nil {
 		t.Error("a folder outside root passed")
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -190,6 +191,14 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 			Name: h.Name, Address: h.Address, PeerURLs: f.peerURLs,
 			DataDir: dataDir, RestoreDir: restoreDir, AsideDir: dataDir + AsideSuffix + token,
 			Written: filepath.Join(root, filepath.FromSlash(restoreDir)), Source: f.source,
+		}
+		// A link on the way must not take the restored data out of the tree.
+		tree := o.Out
+		if o.Root != "" {
+			tree = o.Root
+		}
+		if err := safefile.Beneath(tree, filepath.Dir(m.Written)); err != nil {
+			return nil, &InputError{What: rootFlag, Value: flagValue(o), Err: err}
 		}
 		if _, err := os.Lstat(m.Written); err == nil {
 			return nil, inputErr("--token", token, "%s exists; refusing to overwrite it: choose another token or remove it", m.Written)
