@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -278,6 +279,20 @@ func TestBundleRefusesCAKeyInHostFolder(t *testing.T) {
 	}
 	r, _ := NewRunner(Options{Cluster: c, Out: out})
 	err := r.Run([]Phase{bundlePhase()})
+	if err == nil || !strings.Contains(err.Error(), "etcd03/etc/kubernetes/pki/etcd/ca.key is a copy of the etcd CA's private key") {
+		t.Fatalf("got %v", err)
+	}
+	// Another CA's key under that name is refused by its name.
+	other, err := certs.GenerateKey("ECDSA-P256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPEM, _ := certs.EncodeKey(other)
+	if err := os.WriteFile(filepath.Join(out, "etcd03/etc/kubernetes/pki/etcd/ca.key"), otherPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = NewRunner(Options{Cluster: c, Out: out})
+	err = r.Run([]Phase{bundlePhase()})
 	if err == nil || !strings.Contains(err.Error(), "etcd03/etc/kubernetes/pki/etcd/ca.key is a CA key inside a host folder") {
 		t.Fatalf("got %v", err)
 	}
