@@ -117,6 +117,11 @@ func checkTimeBounds(t *testing.T, r *run, victim *harness.Member, extra harness
 		{name: "member remove", args: []string{"member", "remove", victim.Name, "--out", out, "--request-timeout", timeout}, code: 2, says: []string{"member remove " + victim.Name}},
 		{name: "upgrade", args: []string{"upgrade", "--etcd-version", "3.6.16-0", "--out", out, "--dry-run", "--request-timeout", timeout}, code: 1,
 			says: []string{victim.Name, noAnswer}},
+		{name: "alarm list", args: []string{"alarm", "list", "--bundle", bundle, "--timeout", timeout}, code: 0, says: []string{ownNote}},
+		{name: "compact", args: []string{"compact", "--bundle", bundle, "--timeout", timeout}, code: 0, says: []string{ownNote}},
+		{name: "move-leader", args: []string{"move-leader", r.cluster.Members[1].Name, "--bundle", bundle, "--timeout", timeout}, code: 0, says: []string{ownNote}},
+		// Refused: a member that does not answer is not healthy.
+		{name: "defrag", args: []string{"defrag", "--bundle", bundle, "--timeout", timeout}, code: 1, says: []string{url, noAnswer}},
 	}
 	before := etcdtest.Tree(t, out)
 	limit := boundTimeout + boundSlack

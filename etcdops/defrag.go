@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -125,6 +126,10 @@ type DefragOptions struct {
 	// MemberTimeout bounds one member's defragmentation and, after it, the
 	// wait for the cluster's health; 0 means DefaultMemberTimeout.
 	MemberTimeout time.Duration
+	// ChecksBy, when set, ends the checks before the first member (the
+	// member list, health and status of every member) at that time, as
+	// the command's --timeout.
+	ChecksBy time.Time
 	// Logf, when set, hears of the progress, one line at a time.
 	Logf func(format string, args ...any)
 }
@@ -171,16 +176,27 @@ func Defrag(ctx context.Context, t *Target, o DefragOptions) ([]DefragResult, er
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	checks := ctx
+	if !o.ChecksBy.IsZero() {
+		var cancel context.CancelFunc
+		checks, cancel = context.WithDeadline(ctx, o.ChecksBy)
+		defer cancel()
+	}
 	if t.Members == nil {
 		// Names for the messages when the endpoints were given.
-		if ms, err := MemberList(ctx, t); err == nil {
+		if ms, err := MemberList(checks, t); err == nil {
 			t.Members = ms
 		}
 	}
-	if err := healthyForDefrag(ctx, t); err != nil {
-		return nil, fmt.Errorf("the cluster is not healthy, so no member is defragmented (each stalls while it runs): %w", err)
+	var sts []EndpointStatus
+	var herr error
+	var wg sync.WaitGroup
+	wg.Go(func() { herr = healthyForDefrag(checks, t) })
+	wg.Go(func() { sts = Status(checks, t) })
+	wg.Wait()
+	if herr != nil {
+		return nil, fmt.Errorf("the cluster is not healthy, so no member is defragmented (each stalls while it runs): %w", herr)
 	}
-	sts := Status(ctx, t)
 	var plan []DefragResult
 	for _, s := range sts {
 		if s.Error != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -20,14 +21,22 @@ type InputError struct {
 func (e *InputError) Error() string { return fmt.Sprintf("%s %q: %v", e.What, e.Value, e.Err) }
 func (e *InputError) Unwrap() error { return e.Err }
 
-// Leader asks every endpoint for its status and returns the leader's.
+// Leader asks every endpoint at once for its status and returns the
+// leader's as soon as it has answered, so that a silent member costs
+// nothing when the leader answers.
 func Leader(ctx context.Context, t *Target, endpoints ...string) (EndpointStatus, error) {
 	if len(endpoints) == 0 {
 		endpoints = t.Endpoints
 	}
-	st := forEach(endpoints, func(ep string) EndpointStatus { return EndpointStatusOf(ctx, t, ep) })
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan EndpointStatus, len(endpoints))
+	for _, ep := range endpoints {
+		go func() { answers <- EndpointStatusOf(ctx, t, ep) }()
+	}
 	var errs []string
-	for _, s := range st {
+	for range endpoints {
+		s := <-answers
 		if s.Error == "" && s.IsLeader {
 			return s, nil
 		}
@@ -35,6 +44,7 @@ func Leader(ctx context.Context, t *Target, endpoints ...string) (EndpointStatus
 			errs = append(errs, s.Endpoint+": "+s.Error)
 		}
 	}
+	slices.Sort(errs)
 	msg := "no endpoint is the leader"
 	if len(errs) > 0 {
 		msg += " (" + strings.Join(errs, "; ") + ")"

@@ -67,7 +67,7 @@ Examples:
 	})
 	for _, f := range cmd.Flags {
 		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "timeout" {
-			sf.Usage = "bound `DURATION` on finding the members and on each check and request, such as 5s (a member's defragmentation has --member-timeout)"
+			sf.Usage = "bound `DURATION` on finding the members and checking them before the first, then on each check and request, such as 5s (a member's defragmentation has --member-timeout)"
 		}
 	}
 	cmd.Flags = append(cmd.Flags,
@@ -96,13 +96,15 @@ func runDefrag(c *cli.Context) error {
 		return badArgs(fmt.Errorf("--member-timeout %q: want a positive duration such as 10m", c.String("member-timeout")))
 	}
 	o.MemberTimeout = d
-	// --timeout bounds finding the members and each check and request;
-	// --member-timeout each member's defragmentation.
+	// --timeout bounds finding the members and the checks before the
+	// first member, then each check and request; --member-timeout each
+	// member's defragmentation and the wait for health after it.
 	s, err := connect(c)
 	if err != nil {
 		return err
 	}
-	s.close()
+	defer s.close()
+	o.ChecksBy, _ = s.ctx.Deadline()
 	o.Logf = func(format string, args ...any) { fmt.Fprintf(c.App.ErrWriter, "[defrag] "+format+"\n", args...) }
 	results, err := etcdops.Defrag(c.Context, s.target, o)
 	if len(results) > 0 {
