@@ -86,7 +86,16 @@ func (s *sideBySide) report(b *testing.B, tool string, mb float64) {
 	b.ReportMetric(float64(theirs.Microseconds())/1000, "ms-"+tool)
 	b.ReportMetric(float64(ours)/float64(theirs), "x-"+tool)
 	b.ReportMetric(mb, "db-MB")
-	b.Logf("%d rounds on %.1f MB: ours %v, %s %v (medians), ratio %.2f", len(s.ours), mb, ours, tool, theirs, float64(ours)/float64(theirs))
+	b.Logf("%d rounds on %.1f MB: ours %v, %s %v (medians), ratio %.2f; every round: ours %v, %s %v",
+		len(s.ours), mb, ours, tool, theirs, float64(ours)/float64(theirs), rounded(s.ours), tool, rounded(s.theirs))
+}
+
+func rounded(d []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(d))
+	for i, v := range d {
+		out[i] = v.Round(time.Millisecond)
+	}
+	return out
 }
 
 // BenchmarkSnapshot fills a real three-member cluster with about

@@ -111,8 +111,9 @@ func (i *Info) setStatus(st etcdutl.Status) {
 // reads only the key out of each stored KeyValue where etcdutl decodes
 // (and copies) the whole value. Errors stay on one line.
 //
-// digest, when set, checks the file's digest while the walk runs; bbolt's
-// check runs only once both passed.
+// digest, when set, checks the file's digest while the walk runs, and
+// bbolt's check runs only once both passed; without it (the digest matched
+// already) the check and the walk run at once.
 func dbStatus(path string, digest func() error) (etcdutl.Status, error) {
 	digested := make(chan error, 1)
 	if digest == nil {
@@ -121,7 +122,7 @@ func dbStatus(path string, digest func() error) (etcdutl.Status, error) {
 		go func() { digested <- digest() }()
 	}
 	var st etcdutl.Status
-	err := walkAndCheck(path, &st, digested)
+	err := walkAndCheck(path, &st, digested, digest == nil)
 	// A wrong digest says more than whatever bbolt made of damaged pages.
 	if derr := <-digested; derr != nil {
 		return st, derr
@@ -134,7 +135,7 @@ func dbStatus(path string, digest func() error) (etcdutl.Status, error) {
 
 // walkAndCheck walks the database, then, once the digest is in and
 // matched, runs bbolt's check. It puts the digest's result back.
-func walkAndCheck(path string, st *etcdutl.Status, digested chan error) (err error) {
+func walkAndCheck(path string, st *etcdutl.Status, digested chan error, digestKnown bool) (err error) {
 	// bbolt reads the file through a memory map: damage that points past
 	// its end faults, which becomes a panic here instead of a crash.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -146,9 +147,22 @@ func walkAndCheck(path string, st *etcdutl.Status, digested chan error) (err err
 		return err
 	}
 	defer db.Close()
-	// The walk reads every page bbolt's check reads, in this goroutine, so
-	// that damage the check would crash on (it asserts in a goroutine of
-	// its own) is an error here.
+	// Every page bbolt's check reads is read here first, so that damage
+	// the check would crash on (it asserts in a goroutine of its own) is
+	// an error instead. Without the values this takes little.
+	if err := db.View(readTree); err != nil {
+		return err
+	}
+	if digestKnown {
+		// The digest matched already: the check and the walk at once.
+		checked := make(chan error, 1)
+		go func() { checked <- check(db) }()
+		werr := walk(db, st)
+		if cerr := <-checked; cerr != nil {
+			return cerr
+		}
+		return werr
+	}
 	if err := walk(db, st); err != nil {
 		return err
 	}
@@ -157,6 +171,12 @@ func walkAndCheck(path string, st *etcdutl.Status, digested chan error) (err err
 	if derr != nil {
 		return nil
 	}
+	return check(db)
+}
+
+// check is bbolt's consistency check of every page.
+func check(db *bolt.DB) (err error) {
+	defer recoverDB(&err)
 	var problems []string
 	err = db.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
@@ -168,6 +188,17 @@ func walkAndCheck(path string, st *etcdutl.Status, digested chan error) (err err
 		err = fmt.Errorf("snapshot file integrity check failed. %d errors found: %s", len(problems), strings.Join(problems, "; "))
 	}
 	return err
+}
+
+// readTree reads every bucket's branch and leaf pages.
+func readTree(tx *bolt.Tx) error {
+	c := tx.Cursor()
+	for name, _ := c.First(); name != nil; name, _ = c.Next() {
+		if err := readAll(tx.Bucket(name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recoverDB turns a panic of bbolt's into an error: it panics on some
@@ -198,10 +229,6 @@ func walk(db *bolt.DB, st *etcdutl.Status) (err error) {
 			err := b.ForEach(func(k, v []byte) error {
 				h.Write(k)
 				h.Write(v)
-				if v == nil {
-					// etcd nests no buckets; the check reads them all.
-					return readAll(b.Bucket(k))
-				}
 				if !isKey {
 					return nil
 				}
@@ -232,7 +259,8 @@ func walk(db *bolt.DB, st *etcdutl.Status) (err error) {
 	return err
 }
 
-// readAll reads every page of a nested bucket.
+// readAll reads every branch and leaf page of a bucket and the buckets in
+// it (etcd nests none).
 func readAll(b *bolt.Bucket) error {
 	if b == nil {
 		return nil
