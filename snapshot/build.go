@@ -191,27 +191,38 @@ func copyToAll(src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error
 			}
 		})
 	}
+	// The digest is computed in a goroutine of its own too, so that
+	// reading waits for neither.
 	tr := newTrailerCheck()
+	hashed := make(chan part, buffers)
+	var hasher sync.WaitGroup
+	hasher.Go(func() {
+		for p := range hashed {
+			tr.Write(p.data)
+			p.done.Done()
+		}
+	})
 	dbLen := size - trailerSize
+	var read int64
 	var readErr error
 	for {
 		buf := <-free
 		n, err := io.ReadFull(src, buf)
-		tr.Write(buf[:n])
+		done := &sync.WaitGroup{}
+		done.Add(1)
+		hashed <- part{buf[:n], done}
 		// The members' databases end where the digest starts.
-		if db := min(int64(n), max(0, dbLen-(tr.n-int64(n)))); db > 0 {
-			done := &sync.WaitGroup{}
+		if db := min(int64(n), max(0, dbLen-read)); db > 0 {
 			done.Add(len(dsts))
 			for _, c := range parts {
 				c <- part{buf[:db], done}
 			}
-			go func() {
-				done.Wait()
-				free <- buf
-			}()
-		} else {
-			free <- buf
 		}
+		read += int64(n)
+		go func() {
+			done.Wait()
+			free <- buf
+		}()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			break
 		}
@@ -220,9 +231,11 @@ func copyToAll(src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error
 			break
 		}
 	}
+	close(hashed)
 	for _, c := range parts {
 		close(c)
 	}
+	hasher.Wait()
 	writers.Wait()
 	if readErr != nil {
 		return nil, fmt.Errorf("read: %w", readErr)
