@@ -50,6 +50,15 @@ $(BIN)/kubeadm: $(KUBEADM_MOD)
 e2e-kubelet: build
 	GO=$(GO) BIN=$(BIN) e2e-kubelet/run.sh
 
+# Prometheus, promtool and systemd-analyze for the monitoring and backup
+# tests: Debian's packages, installed when missing (root only; without
+# them those tests skip, except in CI).
+.PHONY: prometheus
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v systemd-analyze >/dev/null; then :; \
+	elif [ "$$(id -u)" -ne 0 ]; then echo "prometheus, promtool or systemd-analyze missing: their tests skip; as root, make prometheus installs them"; \
+	else apt-get install -y --no-install-recommends prometheus systemd || { apt-get update && apt-get install -y --no-install-recommends prometheus systemd; }; fi
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...
@@ -59,7 +68,7 @@ TEST_ENV := ETCD_BIN=$(BIN)/etcd ETCD_NEXT_BIN=$(BIN)/etcd-3.6.16 ETCDCTL_BIN=$(
 
 # The end-to-end packages run verbosely so the log shows how the hosts were
 # isolated (namespace mode) and how long clusters took to become healthy.
-test: lint etcd etcd-next kubeadm build
+test: lint etcd etcd-next kubeadm build prometheus
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v /e2e)
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 40m -v ./e2e/...
 # Every benchmark once, timed by nobody, so that make bench keeps working;

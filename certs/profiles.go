@@ -76,6 +76,19 @@ func Leaves() []Profile {
 	}
 }
 
+// MonitoringClient is the client certificate Prometheus scrapes every
+// member's /metrics with. It names no host, is made only for `init
+// --monitoring`, and its key stays in OUT/monitoring: no etcd host needs it.
+func MonitoringClient() Profile {
+	return Profile{
+		Name:       "etcd-monitoring-client",
+		BaseName:   "etcd-monitoring-client",
+		Short:      "the client certificate Prometheus scrapes the members' /metrics with",
+		CommonName: func(spec.Host) string { return "etcd-monitoring-client" },
+		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+}
+
 // Leaf returns the leaf profile with that name.
 func Leaf(name string) (Profile, bool) {
 	for _, p := range Leaves() {

@@ -18,11 +18,16 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
 )
 
 // ControlPlaneHost is the host name given to the bundle's control-plane
 // folder, which holds the first host's apiserver-etcd-client pair.
 const ControlPlaneHost = "control-plane"
+
+// MonitoringHost is the host name given to the bundle's monitoring folder,
+// which `init --monitoring` fills with Prometheus' client certificate.
+const MonitoringHost = "monitoring"
 
 // Item is one place a certificate should be.
 type Item struct {
@@ -56,6 +61,14 @@ func Bundle(out string, hosts []string, certDir, controlPlaneCertDir string) []I
 		items = append(items,
 			Item{Name: certs.CA().Name, Host: ControlPlaneHost, Path: certFile(cp, controlPlaneCertDir, certs.CA()), CA: true, CAKey: caKey},
 			Item{Name: client.Name, Host: ControlPlaneHost, Path: certFile(cp, controlPlaneCertDir, client), CAKey: caKey},
+		)
+	}
+	mon := filepath.Join(out, monitoring.Dir)
+	if fi, err := os.Stat(mon); err == nil && fi.IsDir() {
+		client := certs.MonitoringClient()
+		items = append(items,
+			Item{Name: certs.CA().Name, Host: MonitoringHost, Path: filepath.Join(mon, monitoring.CAFile), CA: true, CAKey: caKey},
+			Item{Name: client.Name, Host: MonitoringHost, Path: filepath.Join(mon, client.BaseName+".crt"), CAKey: caKey},
 		)
 	}
 	return items
@@ -267,4 +280,24 @@ func Rows(entries []Entry, within time.Duration) Document {
 		}
 	}
 	return doc
+}
+
+// Expiry is one certificate's expiry as a metric sample: the gauge
+// etcd_staticpod_certificate_expiry_timestamp_seconds{host,name,path}.
+type Expiry struct {
+	Host, Name, Path string
+	// NotAfter is in seconds since the Unix epoch.
+	NotAfter int64
+}
+
+// Expiries are the samples of the certificates that were read, in order;
+// a missing or unreadable file has no expiry.
+func Expiries(entries []Entry) []Expiry {
+	out := make([]Expiry, 0, len(entries))
+	for _, e := range entries {
+		if e.Cert != nil {
+			out = append(out, Expiry{Host: e.Host, Name: e.Name, Path: e.Path, NotAfter: e.Cert.NotAfter.Unix()})
+		}
+	}
+	return out
 }

@@ -7,6 +7,9 @@ func List() []Phase {
 		kubeletPhase(),
 		etcdPhase(),
 		kubeadmConfigPhase(),
+		monitoringPhase(),
+		backupPhase(),
+		cliPhase(),
 		bundlePhase(),
 	}
 }

@@ -67,7 +67,10 @@ type Options struct {
 	CACert, CAKey string
 	DryRun        bool
 	Log           io.Writer
-	Now           func() time.Time
+	// CLIBinary is this command's own binary, which the cli phase copies
+	// into the bundles.
+	CLIBinary string
+	Now       func() time.Time
 }
 
 // Runner executes phases with shared state: the CA once loaded.

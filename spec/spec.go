@@ -61,6 +61,16 @@ type Cluster struct {
 	Etcd         Etcd         `yaml:"etcd,omitempty" json:"etcd,omitempty"`
 	Kubelet      Kubelet      `yaml:"kubelet,omitempty" json:"kubelet,omitempty"`
 	ControlPlane ControlPlane `yaml:"controlPlane,omitempty" json:"controlPlane,omitempty"`
+
+	// Monitoring makes init write OUT/monitoring/: a Prometheus scrape
+	// configuration, alerting rules and the client certificate they use.
+	Monitoring bool `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
+	// Backup, when set, gives one host systemd units that save a snapshot
+	// on a schedule.
+	Backup *Backup `yaml:"backup,omitempty" json:"backup,omitempty"`
+	// InstallCLI puts this command into every host's bundle at
+	// /usr/local/bin/etcd-staticpod (implied by Backup).
+	InstallCLI bool `yaml:"installCLI,omitempty" json:"installCLI,omitempty"`
 }
 
 // Host is one etcd member.
@@ -195,6 +205,9 @@ func (c *Cluster) SetDefaults() {
 	setString(&c.Kubelet.Path, DefaultKubeletPath)
 	setString(&c.ControlPlane.CertDir, DefaultControlPlaneCertDir)
 	setString(&c.ControlPlane.KubeadmAPIVersion, DefaultKubeadmAPIVersion)
+	if c.Backup != nil {
+		c.Backup.setDefaults()
+	}
 }
 
 func setString(p *string, v string) {

@@ -121,6 +121,9 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 			return nil, fmt.Errorf("controlPlane.apiServerCertSANs %q %v", san, err)
 		}
 	}
+	if err := c.validateBackup(); err != nil {
+		return nil, err
+	}
 	return warnings, nil
 }
 

@@ -41,7 +41,7 @@ func checkExpirationCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "check-expiration",
 		Usage:     "show when every etcd certificate expires",
-		UsageText: "etcd-staticpod certs check-expiration [--out DIR | --root DIR] [--config FILE] [--cert-dir DIR] [--within DURATION] [-o table|json|yaml]",
+		UsageText: "etcd-staticpod certs check-expiration [--out DIR | --root DIR] [--config FILE] [--cert-dir DIR] [--within DURATION] [-o table|json|yaml|prometheus]",
 		Description: `Lists every certificate as kubeadm's certs check-expiration does (EXPIRES, RESIDUAL
 TIME, CERTIFICATE AUTHORITY, EXTERNALLY MANAGED), plus the HOST and PATH of each file,
 then the CA certificates. A certificate that is not there is listed as !MISSING!.
@@ -60,7 +60,13 @@ Output: -o json (or yaml) prints {"certificates": [...], "certificateAuthorities
 each entry {"name", "host", "path", "notAfter" (RFC 3339, "" when missing), "residual"
 (a Go duration, negative once expired), "residualSeconds", "authority", "externallyManaged",
 "serial", "expired", "missing", "due" (with --within), "error"}. "host" is "" for the
-CA store and "control-plane" for the control plane's copy.
+CA store, "control-plane" for the control plane's copy and "monitoring" for the
+certificates of init --monitoring.
+
+-o prometheus prints the gauge etcd_staticpod_certificate_expiry_timestamp_seconds
+{host,name,path}, each certificate's NotAfter in seconds since the epoch, one sample per
+certificate read, without timestamps: the text format node-exporter's textfile collector
+reads. The alert EtcdCertificateExpiring of OUT/monitoring/etcd-alerts.yml watches it.
 
 Exit status: 0 when every certificate was read (and, with --within, none is due); 3 with
 --within when any certificate is missing, expired or expires within DURATION (they
@@ -80,6 +86,10 @@ Examples:
     etcd-staticpod certs renew all
   fi
 
+  # for node-exporter's textfile collector, e.g. from a systemd timer or cron on each host
+  etcd-staticpod certs check-expiration --root / -o prometheus > /var/lib/prometheus/node-exporter/etcd-certs.prom.tmp &&
+    mv /var/lib/prometheus/node-exporter/etcd-certs.prom.tmp /var/lib/prometheus/node-exporter/etcd-certs.prom
+
   # what expires first, with jq
   etcd-staticpod certs check-expiration -o json | jq -r '.certificates | sort_by(.residualSeconds) | .[0] | "\(.host)/\(.name) \(.notAfter)"'`,
 		Flags: []cli.Flag{
@@ -88,7 +98,7 @@ Examples:
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` naming the hosts and certDir (default: OUT/" + spec.FileName + " when it exists)", TakesFile: true},
 			&cli.StringFlag{Name: "cert-dir", Usage: "certificate `DIR` on the hosts (default: the spec's, else " + spec.DefaultCertDir + ")"},
 			&cli.StringFlag{Name: "within", Usage: "exit " + fmt.Sprint(exitDue) + " when a certificate is missing, expired or expires within `DURATION`, such as 720h or 30d"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json, yaml or prometheus (node-exporter's textfile collector)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
 		Action:       checkExpiration,
@@ -100,8 +110,8 @@ func checkExpiration(c *cli.Context) error {
 		return badArgs(fmt.Errorf("unexpected argument %q: check-expiration takes flags only", c.Args().First()))
 	}
 	format := c.String("output")
-	if format != "table" && format != "json" && format != "yaml" {
-		return badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	if format != "table" && format != "json" && format != "yaml" && format != "prometheus" {
+		return badArgs(fmt.Errorf("--output %q: want table, json, yaml or prometheus", format))
 	}
 	within := time.Duration(-1)
 	if c.IsSet("within") {
@@ -236,6 +246,8 @@ func nodeItems(c *cli.Context) ([]expiry.Item, error) {
 
 func printExpiration(w io.Writer, format string, entries []expiry.Entry, within time.Duration) error {
 	switch format {
+	case "prometheus":
+		return printExpiryMetrics(w, expiry.Expiries(entries))
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -479,4 +491,27 @@ func dashDry(s string) string {
 		return "(dry run)"
 	}
 	return s
+}
+
+// expiryMetric is the gauge -o prometheus prints.
+const expiryMetric = "etcd_staticpod_certificate_expiry_timestamp_seconds"
+
+// printExpiryMetrics writes Prometheus' text format as node-exporter's
+// textfile collector reads it: HELP and TYPE, then one sample per
+// certificate, without timestamps (the collector refuses them).
+func printExpiryMetrics(w io.Writer, samples []expiry.Expiry) error {
+	var b strings.Builder
+	b.WriteString("# HELP " + expiryMetric + " When the etcd certificate expires (its NotAfter), in seconds since the Unix epoch.\n")
+	b.WriteString("# TYPE " + expiryMetric + " gauge\n")
+	for _, s := range samples {
+		fmt.Fprintf(&b, "%s{host=%s,name=%s,path=%s} %d\n", expiryMetric, labelValue(s.Host), labelValue(s.Name), labelValue(s.Path), s.NotAfter)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// labelValue quotes a label value as the text format wants: backslash,
+// double quote and newline escaped.
+func labelValue(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
 }

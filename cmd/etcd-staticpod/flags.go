@@ -59,6 +59,8 @@ func groupFlags(g phases.FlagGroup) []cli.Flag {
 			&cli.StringFlag{Name: "kubelet-path", Usage: "kubelet binary on the hosts (default " + spec.DefaultKubeletPath + ")"},
 			&cli.StringFlag{Name: "kubelet-config-patch", Usage: "`FILE` with a partial KubeletConfiguration merged over the generated one"},
 		}
+	case phases.FlagsAddons:
+		return addonFlags()
 	case phases.FlagsControlPlane:
 		return []cli.Flag{
 			&cli.StringFlag{Name: "kubeadm-api-version", Usage: "API version of kubeadm-config.yaml: v1beta4 or v1beta3 for an older kubeadm (default " + spec.DefaultKubeadmAPIVersion + "; the per-host kubeadmcfg.yaml is always v1beta4)"},
@@ -88,7 +90,7 @@ func flagsFor(groups []phases.FlagGroup) []cli.Flag {
 
 // allGroups are what `init` reads.
 func allGroups() []phases.FlagGroup {
-	return []phases.FlagGroup{phases.FlagsCerts, phases.FlagsCA, phases.FlagsEtcd, phases.FlagsKubelet, phases.FlagsControlPlane}
+	return []phases.FlagGroup{phases.FlagsCerts, phases.FlagsCA, phases.FlagsEtcd, phases.FlagsKubelet, phases.FlagsControlPlane, phases.FlagsAddons}
 }
 
 // loadCluster builds the spec: the file, then every flag given on top,
@@ -191,7 +193,13 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		}
 		cl.ControlPlane.APIServerCertSANs = sans
 	}
+	if err := applyAddonFlags(c, cl); err != nil {
+		return nil, err
+	}
 	cl.SetDefaults()
+	if err := validateBackupHost(c, cl); err != nil {
+		return nil, err
+	}
 	warnings, err := cl.Validate()
 	if err != nil {
 		return nil, err
@@ -213,6 +221,8 @@ func runnerOptions(c *cli.Context, cl *spec.Cluster) phases.Options {
 		CAKey:   c.String("ca-key"),
 		DryRun:  c.Bool("dry-run"),
 		Log:     c.App.Writer,
+		// Read only by the cli phase, when the spec ships the command.
+		CLIBinary: ownBinary(),
 	}
 }
 

@@ -180,6 +180,7 @@ func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
 		fmt.Fprintf(w, "  scp %s/%s.tar.gz %s:/tmp/ && ssh %s 'tar --no-overwrite-dir -C / -xzf /tmp/%s.tar.gz && rm /tmp/%s.tar.gz && systemctl daemon-reload && systemctl restart kubelet'\n",
 			out, h.Name, target, target, h.Name, h.Name)
 	}
+	printAddonCommands(w, out, cl)
 	fmt.Fprintln(w, "Then, on the first control-plane node:")
 	fmt.Fprintf(w, "  scp -rp %s/control-plane/etc root@CONTROL-PLANE:/\n", out)
 	fmt.Fprintf(w, "  scp %s/kubeadm-config.yaml root@CONTROL-PLANE: && ssh root@CONTROL-PLANE 'kubeadm init --config kubeadm-config.yaml --upload-certs'\n", out)
