@@ -210,10 +210,14 @@ func cliPhase() Phase {
 			if !r.Cluster().ShipsCLI() {
 				return nil
 			}
-			if r.opts.CLIBinary == "" {
-				return errors.New("cannot find this command's own binary to put into the bundles")
+			self := r.opts.CLIBinary
+			if self == "" {
+				var err error
+				if self, err = os.Executable(); err != nil {
+					return fmt.Errorf("find this command's binary to put into the bundles: %w", err)
+				}
 			}
-			bin, err := os.ReadFile(r.opts.CLIBinary)
+			bin, err := os.ReadFile(self)
 			if err != nil {
 				return fmt.Errorf("read this command's binary: %w", err)
 			}
@@ -222,7 +226,7 @@ func cliPhase() Phase {
 					return err
 				}
 			}
-			r.Logf("[cli] Put %s (%d MB) at %s in the bundle of %s", r.opts.CLIBinary, len(bin)>>20, backupunit.CLIPath, hostNames(r.Hosts()))
+			r.Logf("[cli] Put %s (%d MB) at %s in the bundle of %s", self, len(bin)>>20, backupunit.CLIPath, hostNames(r.Hosts()))
 			return nil
 		},
 	}

@@ -220,7 +220,7 @@ func TestSkipPhases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "certs/etcd-ca certs/etcd-server certs/etcd-healthcheck-client certs/apiserver-etcd-client etcd/local kubeadm-config"
+	want := "certs/etcd-ca certs/etcd-server certs/etcd-healthcheck-client certs/apiserver-etcd-client etcd/local kubeadm-config monitoring backup cli"
 	if strings.Join(paths, " ") != want {
 		t.Errorf("got %v", paths)
 	}

@@ -67,8 +67,8 @@ type Options struct {
 	CACert, CAKey string
 	DryRun        bool
 	Log           io.Writer
-	// CLIBinary is this command's own binary, which the cli phase copies
-	// into the bundles.
+	// CLIBinary is the binary the cli phase copies into the bundles;
+	// empty means this process's own.
 	CLIBinary string
 	Now       func() time.Time
 }

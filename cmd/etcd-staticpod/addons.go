@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -101,16 +100,6 @@ func validateBackupHost(c *cli.Context, cl *spec.Cluster) error {
 		names[i] = h.Name
 	}
 	return badArgs(fmt.Errorf("--backup-host %q: no such host (hosts: %s)", name, strings.Join(names, ", ")))
-}
-
-// ownBinary is this process's executable, which --with-cli ships; "" when
-// it cannot be found (the cli phase then says so, if it is needed).
-func ownBinary() string {
-	p, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	return p
 }
 
 // printAddonCommands says what the extras need once the bundles are on

@@ -221,8 +221,6 @@ func runnerOptions(c *cli.Context, cl *spec.Cluster) phases.Options {
 		CAKey:   c.String("ca-key"),
 		DryRun:  c.Bool("dry-run"),
 		Log:     c.App.Writer,
-		// Read only by the cli phase, when the spec ships the command.
-		CLIBinary: ownBinary(),
 	}
 }
 

@@ -33,6 +33,10 @@ func initCommand() *cli.Command {
 			"  etcd-staticpod init --hosts " + guideHosts + "\n" +
 			"  # from a cluster spec, ECDSA keys, no archives\n" +
 			"  etcd-staticpod init --config cluster.yaml --encryption-algorithm ECDSA-P256 --skip-phases bundle\n" +
+			"  # with a Prometheus configuration and alerting rules in OUT/monitoring, and a snapshot\n" +
+			"  # every night at 03:15 on etcd01, the 14 newest kept (this binary goes into the bundles)\n" +
+			"  etcd-staticpod init --hosts " + guideHosts + " --monitoring \\\n" +
+			"    --backup-host etcd01 --backup-schedule '*-*-* 03:15:00' --backup-keep 14\n" +
 			"  # on the node etcd02 itself, beside kubelet (the CA key is not needed when the certificates exist)\n" +
 			"  etcd-staticpod init --config cluster.yaml --node etcd02 --root / --skip-phases certs",
 		Flags: flags,
