@@ -245,7 +245,7 @@ func TestCertsRejectBadInput(t *testing.T) {
 	}{
 		{[]string{"check-expiration", "--out", out, "--within", "soon"}, `--within "soon": not a duration such as 720h or 30d`},
 		{[]string{"check-expiration", "--out", out, "--within", "-1h"}, `--within "-1h": must not be negative`},
-		{[]string{"check-expiration", "--out", out, "-o", "xml"}, `--output "xml": want table, json or yaml`},
+		{[]string{"check-expiration", "--out", out, "-o", "xml"}, `--output "xml": want table, json, yaml or prometheus`},
 		{[]string{"check-expiration", "--out", filepath.Join(out, "nope")}, `--out "` + filepath.Join(out, "nope") + `": no such folder`},
 		{[]string{"check-expiration", "--out", filepath.Join(out, "etcd01")}, "no bundles here"},
 		{[]string{"check-expiration", "--out", out, "--root", "/"}, `--root "/": give --out or --root, not both`},
