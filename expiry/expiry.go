@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
-	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // ControlPlaneHost is the host name given to the bundle's control-plane
