@@ -245,7 +245,7 @@ func bundlePhase() Phase {
 		Name:  "bundle",
 		Short: "Pack every host's folder as OUT/NAME.tar.gz and list them in OUT/SHA256SUMS",
 		Long: "Each archive holds the host's folder with its modes, owned by root, to unpack with `tar -C / -xzf NAME.tar.gz` on that host. " +
-			"A host folder that holds a CA key is refused: the CA key never leaves the CA store. " +
+			"A host folder that holds a copy of the CA key, under any name, is refused: the CA key never leaves the CA store. " +
 			"etcd data is left out: the data folder ships empty, and folders beside it such as a restore's DATADIR.restore-TOKEN stay behind.",
 		Example: "etcd-staticpod init phase bundle --config cluster.yaml",
 		Run: func(r *Runner) error {
