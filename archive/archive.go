@@ -28,9 +28,10 @@ import (
 const modTimeUnix = 946684800
 
 // MaxFile bounds a file packed into an archive, and an archive read back:
-// archives are built in memory, and a host folder holds certificates, keys
-// and configuration of a few kilobytes each.
-const MaxFile = 64 << 20
+// archives are built in memory. A host folder holds certificates, keys and
+// configuration of a few kilobytes each, and at most this command's own
+// binary (tens of megabytes).
+const MaxFile = 256 << 20
 
 // Modes of what this package writes.
 const (
@@ -157,7 +158,7 @@ func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
 			return tw.WriteHeader(header(name+"/", tar.TypeDir, info.Mode(), 0))
 		case info.Mode().IsRegular():
 			if info.Size() > MaxFile {
-				return fmt.Errorf("%s: larger than %d MiB; a host folder holds certificates, keys and configuration", path, MaxFile>>20)
+				return fmt.Errorf("%s: larger than %d MiB, more than a host folder ever holds", path, MaxFile>>20)
 			}
 			data, err := fs.ReadFile(fsys, name)
 			if err != nil {
