@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -49,6 +50,7 @@ const (
 // Order is by name within each folder, a folder before what it holds, and
 // every entry has the same time stamp, so the same tree gives the same bytes.
 // Anything else (symlink, device, socket, pipe) is an error naming it.
+// Temp files (certs.IsTemp) and the lock file are never packed.
 //
 // Extracting as root, GNU tar gives a folder that already exists the mode and
 // time stamp of its entry, /etc included: the staged folders must carry the
@@ -146,6 +148,15 @@ func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
 			return err
 		}
 		if name == "." {
+			return nil
+		}
+		if certs.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name()) {
+			// Not part of the host's files: a temp file is a write under
+			// way or one a killed run left (part of a key, maybe), and
+			// the lock file is the run's own.
+			if d.IsDir() {
+				return fs.SkipDir
+			}
 			return nil
 		}
 		path := filepath.Join(dir, filepath.FromSlash(name))

@@ -43,8 +43,26 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // a run writes a hundred small files, and a hundred fsyncs cost more than
 // the whole rest of the run.
 func WriteFiles(files []File) error {
+	s, err := Stage(files)
+	if err != nil {
+		return err
+	}
+	return s.Commit()
+}
+
+// Staged is a batch whose temp files are on disk and not yet renamed into
+// place: the point up to which a run can still be called off (Discard)
+// with every target as it was.
+type Staged struct {
+	files []File
+	temps []string
+}
+
+// Stage writes the temp files of a WriteFiles batch and, for a batch of
+// more than one, makes them durable. On failure no temp file is left.
+func Stage(files []File) (*Staged, error) {
 	single := len(files) == 1
-	temps := make([]string, len(files))
+	s := &Staged{files: files, temps: make([]string, len(files))}
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -52,37 +70,47 @@ func WriteFiles(files []File) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			temps[i], errs[i] = writeTemp(f, single)
+			s.temps[i], errs[i] = writeTemp(f, single)
 		})
 	}
 	wg.Wait()
-	cleanup := func(from int) {
-		for _, t := range temps[from:] {
-			if t != "" {
-				_ = os.Remove(t)
-			}
-		}
-	}
 	if err := errors.Join(errs...); err != nil {
-		cleanup(0)
-		return err
+		s.Discard()
+		return nil, err
 	}
 	if !single {
 		if err := syncFilesystems(files); err != nil {
-			cleanup(0)
-			return err
+			s.Discard()
+			return nil, err
 		}
 	}
-	for i, f := range files {
-		if err := os.Rename(temps[i], f.Path); err != nil {
-			cleanup(i)
+	return s, nil
+}
+
+// Discard removes the temp files of a batch not committed.
+func (s *Staged) Discard() { s.discard(0) }
+
+func (s *Staged) discard(from int) {
+	for _, t := range s.temps[from:] {
+		if t != "" {
+			_ = os.Remove(t)
+		}
+	}
+}
+
+// Commit renames the temp files over their targets, in order, and makes
+// the renames durable.
+func (s *Staged) Commit() error {
+	for i, f := range s.files {
+		if err := os.Rename(s.temps[i], f.Path); err != nil {
+			s.discard(i)
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
 	}
-	if single {
-		return syncDir(filepath.Dir(files[0].Path))
+	if len(s.files) == 1 {
+		return syncDir(filepath.Dir(s.files[0].Path))
 	}
-	return syncFilesystems(files)
+	return syncFilesystems(s.files)
 }
 
 // syncFilesystems flushes every filesystem the files live on.

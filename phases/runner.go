@@ -4,6 +4,7 @@
 package phases
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,13 @@ type Options struct {
 	// empty means this process's own.
 	CLIBinary string
 	Now       func() time.Time
+	// Context calls a run off (SIGINT, SIGTERM): before its files are put
+	// in place the run rolls back and Run returns the context's cause; once
+	// the renames have begun they finish.
+	Context context.Context
+	// WriteDelay holds the run with its temp files on disk, just before
+	// they are put in place: tests use it to widen that window.
+	WriteDelay time.Duration
 }
 
 // Runner executes phases with shared state: the CA once loaded.
@@ -98,6 +106,9 @@ func NewRunner(opts Options) (*Runner, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
 	}
 	if opts.Out == "" {
 		opts.Out = "etcd-bundles"
@@ -184,6 +195,11 @@ func (r *Runner) Run(ps []Phase) error {
 		if p.Run == nil {
 			continue
 		}
+		if err := r.interrupted(); err != nil {
+			r.pending = nil
+			r.rollback()
+			return err
+		}
 		if err := p.Run(r); err != nil {
 			r.pending = nil
 			r.rollback()
@@ -195,6 +211,14 @@ func (r *Runner) Run(ps []Phase) error {
 		return err
 	}
 	return nil
+}
+
+// interrupted is the error of a run called off, nil while it is not.
+func (r *Runner) interrupted() error {
+	if r.opts.Context.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: stopped before putting any file in place; what the run had made is removed", context.Cause(r.opts.Context))
 }
 
 // queued returns the data last queued for path.
@@ -311,14 +335,42 @@ func (r *Runner) flush() error {
 		}
 	}
 	files := make([]certs.File, 0, len(r.pending))
+	paths := make([]string, 0, len(r.pending))
 	for _, f := range r.pending {
 		if plan.isNew(f.Path) || !exists(f.Path) {
 			r.created = append(r.created, f.Path)
 		}
 		files = append(files, f.File)
+		paths = append(paths, f.Path)
 	}
 	r.pending = nil
-	return certs.WriteFiles(files)
+	// Temp files a killed run left beside ours; the caller holds the lock,
+	// so no running writer owns them.
+	removed, err := certs.RemoveTempsOf(paths)
+	if err != nil {
+		return err
+	}
+	for _, p := range removed {
+		r.Logf("[cleanup] Removed %s, left by an interrupted run", p)
+	}
+	staged, err := certs.Stage(files)
+	if err != nil {
+		return err
+	}
+	if r.opts.WriteDelay > 0 {
+		t := time.NewTimer(r.opts.WriteDelay)
+		select {
+		case <-t.C:
+		case <-r.opts.Context.Done():
+			t.Stop()
+		}
+	}
+	// The last moment to call the run off with every target as it was.
+	if err := r.interrupted(); err != nil {
+		staged.Discard()
+		return err
+	}
+	return staged.Commit()
 }
 
 func (r *Runner) mkdirs(path string, mode os.FileMode) error {

@@ -403,6 +403,11 @@ func renew(c *cli.Context, profiles []certs.Profile) error {
 	if err != nil {
 		return badArgs(err)
 	}
+	release, err := holdFolders(c, c.String("out"), c.String("root"), c.Bool("dry-run"))
+	if err != nil {
+		return err
+	}
+	defer release()
 	done, err := r.Renew(profiles)
 	if err != nil {
 		return err

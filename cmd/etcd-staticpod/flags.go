@@ -26,6 +26,7 @@ func clusterFlags() []cli.Flag {
 		&cli.StringFlag{Name: "node", Usage: "write only this host's files (run on the node itself with --root /)"},
 		&cli.StringFlag{Name: "root", Usage: "with --node: write the host's files under `DIR` instead of OUT/NAME"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print what would be written and write nothing"},
+		waitLockFlag(),
 	}
 }
 
@@ -213,14 +214,16 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 // runnerOptions turns the parsed flags into phase options.
 func runnerOptions(c *cli.Context, cl *spec.Cluster) phases.Options {
 	return phases.Options{
-		Cluster: cl,
-		Out:     c.String("out"),
-		Node:    c.String("node"),
-		Root:    c.String("root"),
-		CACert:  c.String("ca-cert"),
-		CAKey:   c.String("ca-key"),
-		DryRun:  c.Bool("dry-run"),
-		Log:     c.App.Writer,
+		Cluster:    cl,
+		Out:        c.String("out"),
+		Node:       c.String("node"),
+		Root:       c.String("root"),
+		CACert:     c.String("ca-cert"),
+		CAKey:      c.String("ca-key"),
+		DryRun:     c.Bool("dry-run"),
+		Log:        c.App.Writer,
+		Context:    c.Context,
+		WriteDelay: testWriteDelay(),
 	}
 }
 

@@ -57,6 +57,11 @@ func initCommand() *cli.Command {
 			for _, p := range paths {
 				selected = append(selected, byPath[p])
 			}
+			release, err := holdFolders(c, c.String("out"), c.String("root"), c.Bool("dry-run"))
+			if err != nil {
+				return err
+			}
+			defer release()
 			if err := r.Run(selected); err != nil {
 				return err
 			}
@@ -164,6 +169,11 @@ func runPhases(ps []phases.Phase) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
+		release, err := holdFolders(c, c.String("out"), c.String("root"), c.Bool("dry-run"))
+		if err != nil {
+			return err
+		}
+		defer release()
 		if err := r.Run(ps); err != nil {
 			return err
 		}

@@ -3,10 +3,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
@@ -15,11 +19,72 @@ func main() {
 	// A run lives for well under a second and allocates little: collecting
 	// garbage less often is a measurable part of init's time.
 	debug.SetGCPercent(400)
+	ctx, stop := interruptible(context.Background())
+	defer stop()
 	app := newApp()
-	if err := app.Run(os.Args); err != nil {
+	err := app.RunContext(ctx, os.Args)
+	var intr interruption
+	if errors.As(context.Cause(ctx), &intr) {
+		if err == nil {
+			// The signal came while the files were being put in place,
+			// which is not called off halfway.
+			fmt.Fprintf(os.Stderr, "note: %s came after the run had put its files in place; it completed\n", intr.name())
+			return
+		}
+		fmt.Fprintln(os.Stderr, "error:", oneLine(err, intr))
+		os.Exit(intr.ExitCode())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// interruption is the cause of a run called off by SIGINT or SIGTERM.
+type interruption struct{ sig syscall.Signal }
+
+func (i interruption) name() string {
+	if i.sig == syscall.SIGINT {
+		return "SIGINT"
+	}
+	return "SIGTERM"
+}
+
+func (i interruption) Error() string { return "interrupted by " + i.name() }
+
+// ExitCode is the shell's convention for death by a signal: 130, 143.
+func (i interruption) ExitCode() int { return 128 + int(i.sig) }
+
+// interruptible returns a context that SIGINT or SIGTERM cancels with an
+// interruption as its cause, so that a writing run rolls back instead of
+// dying with its temp files on disk. A second signal kills at once.
+func interruptible(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+			cancel(interruption{sig: s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// oneLine is the error of an interrupted run, naming the signal once.
+func oneLine(err error, intr interruption) string {
+	msg := err.Error()
+	if !strings.Contains(msg, intr.Error()) {
+		msg = intr.Error() + ": " + msg
+	}
+	return msg
 }
 
 func newApp() *cli.App {

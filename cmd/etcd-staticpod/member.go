@@ -57,6 +57,7 @@ func memberFlags(extra ...cli.Flag) []cli.Flag {
 		&cli.StringFlag{Name: "identity", Value: etcdops.IdentityHealthcheck, Usage: "client certificate pair `NAME` from the host folder: " + strings.Join(etcdops.Identities(), " or ")},
 		&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to the cluster, and on the checks before a change as a whole (finding the cluster, its member list, every member's health)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml (progress then goes to stderr)"},
+		waitLockFlag(),
 	}
 	return append(flags, extra...)
 }
@@ -169,6 +170,11 @@ Examples:
 			if (run.opts.CACert == "") != (run.opts.CAKey == "") {
 				return badArgs(fmt.Errorf("--ca-cert %q and --ca-key %q: give both or neither", run.opts.CACert, run.opts.CAKey))
 			}
+			release, err := holdFolders(c, run.opts.Out, "", false)
+			if err != nil {
+				return err
+			}
+			defer release()
 			res, err := membership.Add(c.Context, membership.AddOptions{
 				Options: run.opts, Host: h, Voting: c.Bool("voting"), NoPromote: c.Bool("no-promote"), Wait: wait,
 			})
@@ -221,6 +227,11 @@ Examples:
 			if err != nil {
 				return err
 			}
+			release, err := holdFolders(c, run.opts.Out, "", false)
+			if err != nil {
+				return err
+			}
+			defer release()
 			res, err := membership.Promote(c.Context, membership.PromoteOptions{Options: run.opts, Name: name, Wait: wait})
 			if res != nil && err == nil {
 				doc := promoteDoc{Member: memberRows([]etcdops.Member{res.Member})[0], Members: memberRows(res.Members), AlreadyVoting: res.Already}
@@ -272,6 +283,11 @@ Examples:
 			if err != nil {
 				return err
 			}
+			release, err := holdFolders(c, run.opts.Out, "", false)
+			if err != nil {
+				return err
+			}
+			defer release()
 			res, err := membership.Remove(c.Context, membership.RemoveOptions{Options: run.opts, Name: name, Force: c.Bool("force")})
 			if res != nil && err == nil {
 				doc := removeDoc{Host: hostRow{Name: res.Host.Name, Address: res.Host.Address}, Members: memberRows(res.Members), WasMember: res.WasMember, LeaderMovedTo: res.LeaderMovedTo}

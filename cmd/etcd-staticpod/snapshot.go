@@ -303,6 +303,11 @@ Examples:
 			if err != nil {
 				return badArgs(err)
 			}
+			release, err := holdFolders(c, c.String("out"), c.String("root"), false)
+			if err != nil {
+				return err
+			}
+			defer release()
 			res, err := snapshot.Restore(snapshot.RestoreOptions{
 				Cluster:      cl,
 				Snapshot:     file,
@@ -595,5 +600,6 @@ func restoreFlags() []cli.Flag {
 		&cli.StringFlag{Name: "token", Usage: "new cluster `TOKEN` (default: a random one, printed)"},
 		&cli.StringFlag{Name: "bump-revision", Usage: "raise the restored revision by `N` and mark it compacted"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
+		waitLockFlag(),
 	}
 }

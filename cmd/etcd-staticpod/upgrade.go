@@ -92,6 +92,7 @@ Examples:
 			&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
 			&cli.BoolFlag{Name: "dry-run", Usage: "check the cluster and print the plan; write nothing"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "summary `FORMAT`: table, json or yaml"},
+			waitLockFlag(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
 		Action:       runUpgrade,
@@ -124,6 +125,11 @@ func runUpgrade(c *cli.Context) error {
 	if err != nil {
 		return badArgs(err)
 	}
+	release, err := holdFolders(c, c.String("out"), c.String("root"), c.Bool("dry-run"))
+	if err != nil {
+		return err
+	}
+	defer release()
 	res, err := upgrade.Run(c.Context, upgrade.Options{
 		Current:        current,
 		Next:           next,
