@@ -12,6 +12,11 @@ all: build
 build:
 	$(GO) build -buildvcs=auto -o $(BIN)/etcd-staticpod ./cmd/etcd-staticpod
 
+# The same CLI with the tests' hooks (cmd/etcd-staticpod/testhooks.go).
+.PHONY: build-hooks
+build-hooks:
+	$(GO) build -tags testhooks -o $(BIN)/etcd-staticpod-hooks ./cmd/etcd-staticpod
+
 # etcd, etcdctl and etcdutl at the version our manifests name, from a
 # separate modfile so their replace directives never touch our go.mod.
 etcd: $(BIN)/etcd $(BIN)/etcdctl $(BIN)/etcdutl
@@ -64,11 +69,11 @@ lint:
 	$(GO) vet ./...
 
 TEST_ENV := ETCD_BIN=$(BIN)/etcd ETCD_NEXT_BIN=$(BIN)/etcd-3.6.16 ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl \
-	ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod KUBEADM_BIN=$(BIN)/kubeadm
+	ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod ETCD_STATICPOD_HOOKS_BIN=$(BIN)/etcd-staticpod-hooks KUBEADM_BIN=$(BIN)/kubeadm
 
 # The end-to-end packages run verbosely so the log shows how the hosts were
 # isolated (namespace mode) and how long clusters took to become healthy.
-test: lint etcd etcd-next kubeadm build prometheus
+test: lint etcd etcd-next kubeadm build build-hooks prometheus
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v /e2e)
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 40m -v ./e2e/...
 # Every benchmark once, timed by nobody, so that make bench keeps working;

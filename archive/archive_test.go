@@ -532,3 +532,48 @@ func TestWriteSHA256SumsErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteTarGzSkipsTempAndLockFiles: temp files (a write under way, or
+// part of a key a killed run left), temp folders and the lock file never
+// ship: the archive is the same as for the tree without them.
+func TestWriteTarGzSkipsTempAndLockFiles(t *testing.T) {
+	tmp := t.TempDir()
+	clean, dirty := filepath.Join(tmp, "clean"), filepath.Join(tmp, "dirty")
+	for _, d := range []string{clean, dirty} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		build(t, d)
+	}
+	for name, data := range map[string]string{
+		"etc/kubernetes/pki/etcd/.peer.key.tmp-4242":           "half a key",
+		"etc/kubernetes/pki/etcd/.ca.key.tmp-17":               "-----BEGIN EC PRIVATE KEY-----",
+		"etc/kubernetes/.etcd-staticpod.lock":                  "1234\n",
+		"etc/.etcd.restore-ab12.tmp-99/member/snap/db":         "data",
+		"etc/systemd/system/kubelet.service.d/.x.conf.tmp-1/a": "x",
+	} {
+		p := filepath.Join(dirty, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteTarGz(clean, filepath.Join(tmp, "clean.tar.gz")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteTarGz(dirty, filepath.Join(tmp, "dirty.tar.gz")); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range readArchive(t, filepath.Join(tmp, "dirty.tar.gz")) {
+		if strings.Contains(e.Header.Name, ".tmp-") || strings.Contains(e.Header.Name, ".lock") {
+			t.Errorf("archive holds %s", e.Header.Name)
+		}
+	}
+	a, _ := os.ReadFile(filepath.Join(tmp, "clean.tar.gz"))
+	b, _ := os.ReadFile(filepath.Join(tmp, "dirty.tar.gz"))
+	if !bytes.Equal(a, b) {
+		t.Error("the archive of the tree with temp files differs from the one without")
+	}
+}

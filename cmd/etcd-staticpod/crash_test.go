@@ -6,13 +6,16 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
 )
 
 // binary returns the CLI built from this tree (ETCD_STATICPOD_BIN when make
@@ -82,8 +85,10 @@ func TestKilledInitRecovers(t *testing.T) {
 	}
 }
 
-// checkComplete: every host has every file, every certificate chains to
-// the CA and matches its key, and no temp file is left in a host folder.
+// checkComplete: the CA key matches the CA certificate, every host has
+// every file, every certificate chains to the CA and matches its key, the
+// archives match SHA256SUMS and hold no temp file, and nothing is left
+// anywhere under out: no temp file, no lock file.
 func checkComplete(t *testing.T, out string, caPEM []byte) {
 	t.Helper()
 	ca, err := certs.ParseCert(caPEM)
@@ -122,16 +127,21 @@ func checkComplete(t *testing.T, out string, caPEM []byte) {
 				t.Fatal(err)
 			}
 		}
-		_ = filepath.WalkDir(host, func(path string, d fs.DirEntry, err error) error {
-			if err == nil && certs.IsTemp(d.Name()) {
-				t.Errorf("temp file left in a host folder: %s", path)
-			}
-			return err
-		})
 		if _, err := os.Stat(host + ".tar.gz"); err != nil {
 			t.Fatal(err)
 		}
+		entries, err := archive.ReadTarGz(host + ".tar.gz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if name := path.Base(e.Header.Name); certs.IsTemp(name) || dirlock.IsLockFile(name) {
+				t.Errorf("%s.tar.gz holds %s", host, e.Header.Name)
+			}
+		}
 	}
+	noLeftovers(t, out)
+	caStoreConsistent(t, out)
 	sums, err := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
 	if err != nil || !strings.Contains(string(sums), "etcd03.tar.gz") {
 		t.Fatalf("SHA256SUMS: %v", err)
@@ -140,5 +150,32 @@ func checkComplete(t *testing.T, out string, caPEM []byte) {
 	cmd.Dir = out
 	if o, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sha256sum -c: %v\n%s", err, o)
+	}
+}
+
+// noLeftovers fails for any temp file or folder, or lock file, under dir.
+func noLeftovers(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && (certs.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name())) {
+			t.Errorf("left behind: %s", path)
+		}
+		return err
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+}
+
+// caStoreConsistent: the CA store holds a CA whose key matches it.
+func caStoreConsistent(t *testing.T, out string) {
+	t.Helper()
+	crt, err1 := os.ReadFile(filepath.Join(out, "pki/etcd/ca.crt"))
+	key, err2 := os.ReadFile(filepath.Join(out, "pki/etcd/ca.key"))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("CA store: %v %v", err1, err2)
+	}
+	if _, err := certs.ParseAuthority(crt, key, time.Now()); err != nil {
+		t.Fatalf("CA store: %v", err)
 	}
 }
