@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,6 +83,56 @@ func TestKilledInitRecovers(t *testing.T) {
 				t.Error("no run was interrupted: the kill points missed the run")
 			}
 		})
+	}
+}
+
+// TestKilledInWriteWindow kills runs with SIGKILL while their temp files
+// are on disk (the hooks binary holds them there; for a new CA, the CA key
+// is among them), then runs init again: the re-run removes them under its
+// lock, says so, and leaves nothing behind; the CA never changed.
+func TestKilledInWriteWindow(t *testing.T) {
+	bin := hooksBinary(t)
+	out := filepath.Join(t.TempDir(), "bundles")
+	initArgs := []string{"init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--out", out}
+	kill := func(args ...string) []string {
+		t.Helper()
+		r := start(t, slowed(bin, time.Minute, args...))
+		temps := untilTemps(t, out, r)
+		if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = r.cmd.Wait()
+		if left := tempsUnder(out); len(left) == 0 {
+			t.Fatalf("%v: the kill left no temp file", args)
+		}
+		return temps
+	}
+	rerun := func() string {
+		t.Helper()
+		o, code := runBinary(t, binary(t), initArgs...)
+		if code != 0 {
+			t.Fatalf("re-run: exit %d\n%s", code, o)
+		}
+		if !strings.Contains(o, ", left by an interrupted run") {
+			t.Errorf("the re-run did not say it removed the temp files:\n%s", o)
+		}
+		crt, err := os.ReadFile(filepath.Join(out, "pki/etcd/ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkComplete(t, out, crt)
+		return string(crt)
+	}
+	temps := kill(initArgs...)
+	if !slices.ContainsFunc(temps, func(p string) bool { return strings.HasPrefix(filepath.Base(p), ".ca.key.tmp-") }) {
+		t.Errorf("no temp copy of the CA key among %v", temps)
+	}
+	ca := rerun()
+	for _, args := range [][]string{initArgs, {"certs", "renew", "all", "--out", out}, {"init", "phase", "bundle", "--out", out}} {
+		kill(args...)
+		if rerun() != ca {
+			t.Fatalf("%v: the CA changed", args)
+		}
 	}
 }
 
