@@ -131,7 +131,7 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	if !newFolder && pending == nil {
 		s.logf("note: %s exists (a host of that name was removed earlier?); certificates in it that match %s are kept, any other is an error", res.Bundle, arg)
 	}
-	if err := s.writeBundle(c, h); err != nil {
+	if err := s.writeBundle(ctx, c, h); err != nil {
 		return nil, fmt.Errorf("member add %s: the new host's bundle: %w", arg, err)
 	}
 
@@ -293,8 +293,10 @@ func (s *session) checkHealthy(ctx context.Context) error {
 
 // writeBundle writes the new host's folder with init's phases, for that
 // host alone, and packs its archive. Other hosts' files are not touched.
-func (s *session) writeBundle(c *spec.Cluster, h spec.Host) error {
+// A ctx that ends before the files are in place rolls the folder back.
+func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host) error {
 	r, err := phases.NewRunner(phases.Options{
+		Context: ctx,
 		Cluster: c,
 		Out:     s.opts.Out,
 		Node:    h.Name,

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -55,11 +56,25 @@ func (f *folder) discard() {
 	}
 }
 
+// removeStaleRestores removes the temp folders a killed restore left
+// beside the data folder (of any token): whole copies of the data. The
+// caller holds the folder's lock, so no running restore owns them.
+func removeStaleRestores(written string) {
+	base, _, _ := strings.Cut(filepath.Base(written), RestoreSuffix)
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(written), "."+base+RestoreSuffix+"*.tmp-*"))
+	for _, d := range stale {
+		if certs.IsTemp(filepath.Base(d)) {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
 func newFolder(m RestoredMember) (*folder, error) {
 	f := &folder{m: m}
 	var err error
 	f.created, err = certs.MkdirAll(filepath.Dir(m.Written), 0o755)
 	if err == nil {
+		removeStaleRestores(m.Written)
 		f.tmp, err = certs.TempDir(m.Written)
 	}
 	if err == nil {

@@ -514,9 +514,17 @@ func TestSaveAndRestore(t *testing.T) {
 		// One node on its own: only its folder, under the root given, with
 		// the token of the others.
 		root := t.TempDir()
+		// What a restore killed midway leaves on the node: its temp folder.
+		stale := filepath.Join(root, "var/lib/.etcd.restore-0badc0de.tmp-123", "member/snap")
+		if err := os.MkdirAll(stale, 0o700); err != nil {
+			t.Fatal(err)
+		}
 		stdout, stderr, code = etcdtest.Exec(t, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, "cluster.yaml"), "--node", "etcd02", "--root", root, "--token", doc.Token)
 		if code != 0 {
 			t.Fatalf("node restore: exit %d: %s", code, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(root, "var/lib/.etcd.restore-0badc0de.tmp-123")); !os.IsNotExist(err) {
+			t.Errorf("the killed restore's temp folder is left: %v", err)
 		}
 		written := filepath.Join(root, "var/lib/etcd.restore-"+doc.Token, "member/snap/db")
 		if _, err := os.Stat(written); err != nil {

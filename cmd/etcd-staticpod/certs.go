@@ -324,8 +324,9 @@ Afterwards, copy each renewed host's bundle to it and restart its etcd (move
 etcd.yaml out of /etc/kubernetes/manifests and back), one host at a time, waiting
 for etcd-staticpod health in between; give the control plane DIR/control-plane.
 
-Exit status: 0 when renewed, 1 when a certificate could not be made or written, 2 for
-bad input (nothing is written).
+Exit status: 0 when renewed, 1 when a certificate could not be made or written or
+another run holds the folder's lock (see --wait-lock), 2 for bad input (nothing is
+written), 130/143 when SIGINT/SIGTERM rolled the run back.
 
 Examples:
   # every certificate of every host, in ./etcd-bundles
@@ -341,7 +342,10 @@ Examples:
   etcd-staticpod certs renew all --config cluster.yaml --node etcd03 --root / --ca-cert ca.crt --ca-key ca.key
 
   # what would be renewed, as JSON
-  etcd-staticpod certs renew all --dry-run -o json`
+  etcd-staticpod certs renew all --dry-run -o json
+
+  # while another run writes into ./etcd-bundles, wait for it (up to 5 minutes)
+  etcd-staticpod certs renew all --wait-lock 5m`
 	const usage = " [--out DIR] [--config FILE] [--node NAME [--root DIR]] [--ca-cert FILE --ca-key FILE] [--dry-run] [-o table|json|yaml]"
 	// One subcommand per certificate, as kubeadm's: flags may follow the name.
 	sub := func(name, what string, profiles []certs.Profile) *cli.Command {

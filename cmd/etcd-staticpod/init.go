@@ -38,7 +38,11 @@ func initCommand() *cli.Command {
 			"  etcd-staticpod init --hosts " + guideHosts + " --monitoring \\\n" +
 			"    --backup-host etcd01 --backup-schedule '*-*-* 03:15:00' --backup-keep 14\n" +
 			"  # on the node etcd02 itself, beside kubelet (the CA key is not needed when the certificates exist)\n" +
-			"  etcd-staticpod init --config cluster.yaml --node etcd02 --root / --skip-phases certs",
+			"  etcd-staticpod init --config cluster.yaml --node etcd02 --root / --skip-phases certs\n" +
+			"  # another run is writing into ./etcd-bundles: wait up to 2 minutes for it instead of refusing\n" +
+			"  etcd-staticpod init --config cluster.yaml --wait-lock 2m\n\n" +
+			"A run holds OUT/.etcd-staticpod.lock (with --root also ROOT/etc/kubernetes/.etcd-staticpod.lock) while it writes;\n" +
+			"SIGINT or SIGTERM before its files are in place rolls it back (exit 130 or 143).",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			var skip []string
