@@ -143,3 +143,41 @@ func TestWaitLock(t *testing.T) {
 	}
 	checkComplete(t, out, caPEM)
 }
+
+// TestNodeRunRemovesItsStaleTemps: on a node (--root), a run removes the
+// temp files a killed run left beside the files it writes, and no other
+// file: the rest of the node's folders are not ours.
+func TestNodeRunRemovesItsStaleTemps(t *testing.T) {
+	bin := binary(t)
+	out := filepath.Join(t.TempDir(), "bundles")
+	if o, code := runBinary(t, bin, "init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--out", out, "--skip-phases", "bundle"); code != 0 {
+		t.Fatalf("init: exit %d\n%s", code, o)
+	}
+	root := t.TempDir()
+	manifests := filepath.Join(root, "etc/kubernetes/manifests")
+	if err := os.MkdirAll(manifests, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := filepath.Join(manifests, ".etcd.yaml.tmp-4242"), filepath.Join(manifests, ".kube-apiserver.yaml.tmp-17")
+	for _, p := range []string{ours, theirs} {
+		if err := os.WriteFile(p, []byte("half a manifest"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, code := runBinary(t, bin, "init", "phase", "etcd", "local", "--config", filepath.Join(out, "cluster.yaml"), "--node", "etcd01", "--root", root)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, o)
+	}
+	if !strings.Contains(o, "[cleanup] Removed "+ours+", left by an interrupted run") {
+		t.Errorf("output does not name the removed temp file:\n%s", o)
+	}
+	if _, err := os.Stat(ours); !os.IsNotExist(err) {
+		t.Errorf("%s is left: %v", ours, err)
+	}
+	if _, err := os.Stat(theirs); err != nil {
+		t.Errorf("another program's temp file was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes", dirlock.FileName)); !os.IsNotExist(err) {
+		t.Errorf("the lock file is left: %v", err)
+	}
+}
