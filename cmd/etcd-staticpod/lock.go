@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // nodeLockDir is where a --root run locks, below ROOT: the folder kubeadm
@@ -37,14 +38,21 @@ func holdFolders(c *cli.Context, out, root string, dryRun bool) (release func(),
 	if out == "" {
 		out = "etcd-bundles" // the runner's default
 	}
-	var dirs []string
+	// Each folder to lock, and the tree it must not lead out of: the lock
+	// file is written like any other file.
+	var dirs, trees []string
 	if root == "" {
-		dirs = append(dirs, out)
+		dirs, trees = append(dirs, out), append(trees, out)
 	} else {
 		if fi, err := os.Stat(out); err == nil && fi.IsDir() {
-			dirs = append(dirs, out)
+			dirs, trees = append(dirs, out), append(trees, out)
 		}
-		dirs = append(dirs, filepath.Join(root, nodeLockDir))
+		dirs, trees = append(dirs, filepath.Join(root, nodeLockDir)), append(trees, root)
+	}
+	for i, dir := range dirs {
+		if err := safefile.Beneath(trees[i], dir); err != nil {
+			return nil, err
+		}
 	}
 	var held []*dirlock.Lock
 	release = func() {
