@@ -286,6 +286,9 @@ func Defrag(ctx context.Context, t *Target, o DefragOptions) ([]DefragResult, er
 		logf("%s: %s -> %s in %v", label(r), FormatBytes(r.Before), FormatBytes(r.After), took.Round(time.Millisecond))
 		done = append(done, r)
 	}
+	if first {
+		return done, nil // nothing was defragmented
+	}
 	if err := waitHealthyForDefrag(ctx, t, o.MemberTimeout); err != nil {
 		return done, fmt.Errorf("after defragmenting %s the cluster did not become healthy within %v: %w", label(done[len(done)-1]), o.MemberTimeout, err)
 	}
