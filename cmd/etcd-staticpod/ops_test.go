@@ -124,7 +124,7 @@ func TestOpsCommands(t *testing.T) {
 			}
 		}
 
-		stdout, _, code = runCLI(t, "defrag", "--bundle", bundle, "--min-free", "0", "--dry-run", "-o", "json")
+		stdout, _, code = runCLI(t, "defrag", "--bundle", bundle, "--all", "--dry-run", "-o", "json")
 		var dry []defragRow
 		if err := json.Unmarshal([]byte(stdout), &dry); err != nil || code != 0 || len(dry) != 3 {
 			t.Fatalf("dry run: exit %d, %v:\n%s", code, err, stdout)
