@@ -55,7 +55,7 @@ func checkRefusals(t *testing.T, dirs []string, cases []refusal) {
 			before := hashes()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, tc.args...)
+			cmd, rssFile := measured(ctx, t, bin, tc.args...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -81,16 +81,8 @@ func checkRefusals(t *testing.T, dirs []string, cases []refusal) {
 			if strings.Contains(stdout.String()+stderr.String(), "PRIVATE KEY") {
 				t.Errorf("%q printed key material", tc.args)
 			}
-			// A child's peak counts the memory it shared with this
-			// process until its exec (Go starts children with vfork), so
-			// the bound is this process's own peak plus maxRSS.
-			var self syscall.Rusage
-			if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
-				t.Fatal(err)
-			}
-			limit := self.Maxrss<<10 + maxRSS
-			if rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10; rss > limit {
-				t.Errorf("%q: %d MiB resident, want at most %d", tc.args, rss>>20, limit>>20)
+			if rss := peakRSS(t, rssFile); rss > maxRSS {
+				t.Errorf("%q: %d MiB resident, want at most %d", tc.args, rss>>20, maxRSS>>20)
 			}
 			if after := hashes(); !slices.Equal(after, before) {
 				t.Errorf("%q changed %v", tc.args, dirs)
