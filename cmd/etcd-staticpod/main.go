@@ -26,9 +26,9 @@ func main() {
 	var intr interruption
 	if errors.As(context.Cause(ctx), &intr) {
 		if err == nil {
-			// The signal came while the files were being put in place,
-			// which is not called off halfway.
-			fmt.Fprintf(os.Stderr, "note: %s came after the run had put its files in place; it completed\n", intr.name())
+			// The signal came when the run could no longer stop cleanly
+			// (its files were being put in place), so it finished.
+			fmt.Fprintf(os.Stderr, "note: %s came too late to call the run off; it completed\n", intr.name())
 			return
 		}
 		fmt.Fprintln(os.Stderr, "error:", oneLine(err, intr))
