@@ -242,3 +242,65 @@ func TestInterruptRollsBack(t *testing.T) {
 	crt, _ := os.ReadFile(filepath.Join(out, "pki/etcd/ca.crt"))
 	checkComplete(t, out, crt)
 }
+
+// TestInterruptAnyPoint sends SIGINT to init into a new folder at points
+// spread over a whole run: the run rolls back (exit 130, one line, no
+// folder), or had got too far and completed (exit 0, complete), or had not
+// yet started to handle signals (killed, nothing written). Never anything
+// in between, and never a temp or lock file.
+func TestInterruptAnyPoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("interrupts dozens of processes")
+	}
+	bin := binary(t)
+	args := []string{"init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256"}
+	start := time.Now()
+	if o, err := exec.Command(bin, append(args, "--out", filepath.Join(t.TempDir(), "b"))...).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	full := time.Since(start)
+	const points = 30
+	outcomes := map[string]int{}
+	for i := range points {
+		parent := t.TempDir()
+		out := filepath.Join(parent, "bundles")
+		cmd := exec.Command(bin, append(args, "--out", out)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(full * time.Duration(i) / points)
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+		switch code := cmd.ProcessState.ExitCode(); {
+		case code == 130:
+			outcomes["rolled back"]++
+			if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "error: interrupted by SIGINT") {
+				t.Errorf("point %d: stderr %q", i, stderr.String())
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("point %d: rolled back, but %s is there: %v", i, out, err)
+			}
+		case code == 0:
+			outcomes["completed"]++
+			crt, err := os.ReadFile(filepath.Join(out, "pki/etcd/ca.crt"))
+			if err != nil {
+				t.Fatalf("point %d: exit 0 but %v", i, err)
+			}
+			checkComplete(t, out, crt)
+		case cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled():
+			outcomes["killed before handling signals"]++
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("point %d: killed at start, but %s is there: %v", i, out, err)
+			}
+		default:
+			t.Fatalf("point %d: exit %d\n%s%s", i, code, stdout.String(), stderr.String())
+		}
+		noLeftovers(t, parent)
+	}
+	t.Logf("%d interrupts over a %v run: %v", points, full, outcomes)
+	if outcomes["rolled back"] == 0 {
+		t.Error("no run was rolled back: the interrupts missed the run")
+	}
+}
