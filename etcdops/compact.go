@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -33,7 +34,7 @@ type CompactResult struct {
 func Compact(ctx context.Context, t *Target, keep int64) (CompactResult, error) {
 	var res CompactResult
 	if keep < 0 {
-		return res, &InputError{What: "--keep-revisions", Value: fmt.Sprint(keep), Err: errors.New("must not be negative")}
+		return res, &badinput.Error{What: "--keep-revisions", Value: fmt.Sprint(keep), Err: errors.New("must not be negative")}
 	}
 	// Every member is asked for the revision at once, and the compaction
 	// goes through the first to answer: a silent member costs nothing.

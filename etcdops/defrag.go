@@ -55,7 +55,7 @@ var sizeUnits = map[string]float64{
 }
 
 // ParseMinFree reads a size such as 64MiB, 100MB or 1048576, or a share
-// such as 10%. Errors are OptionErrors for --min-free.
+// such as 10%. A bad --min-free is a *badinput.Error.
 func ParseMinFree(s string) (MinFree, error) {
 	in := strings.TrimSpace(s)
 	if p, ok := strings.CutSuffix(in, "%"); ok {

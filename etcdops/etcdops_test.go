@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
@@ -96,8 +97,8 @@ func TestResolveRejects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := etcdops.Resolve(context.Background(), tc.opts)
-			var oe *etcdops.OptionError
-			if !errors.As(err, &oe) || oe.Flag != tc.flag {
+			var oe *badinput.Error
+			if !errors.As(err, &oe) || oe.What != "--"+tc.flag {
 				t.Fatalf("got %v, want an error about --%s", err, tc.flag)
 			}
 			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "PRIVATE KEY") {

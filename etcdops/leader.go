@@ -7,19 +7,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 )
-
-// InputError is a bad argument, such as a member name that is not in the
-// member list: what it is, its value and what is wrong. The CLI exits 2
-// on it; nothing was changed.
-type InputError struct {
-	What  string
-	Value string
-	Err   error
-}
-
-func (e *InputError) Error() string { return fmt.Sprintf("%s %q: %v", e.What, e.Value, e.Err) }
-func (e *InputError) Unwrap() error { return e.Err }
 
 // Leader asks every endpoint at once for its status and returns the
 // leader's as soon as it has answered, so that a silent member costs
@@ -101,7 +91,7 @@ type LeaderMove struct {
 // TransferLeadership makes the member called name the leader (etcd's
 // MoveLeader, sent to the current leader), and returns once it reports
 // itself the leader. A name that is not a started voting member is an
-// InputError; a member that leads already is left alone.
+// *badinput.Error; a member that leads already is left alone.
 func TransferLeadership(ctx context.Context, t *Target, name string) (LeaderMove, error) {
 	var mv LeaderMove
 	members := t.Members
@@ -123,11 +113,11 @@ func TransferLeadership(ctx context.Context, t *Target, name string) (LeaderMove
 	}
 	switch {
 	case to == nil:
-		return mv, &InputError{What: "member", Value: name, Err: fmt.Errorf("not in the member list (%s)", strings.Join(names, ", "))}
+		return mv, &badinput.Error{What: "member", Value: name, Err: fmt.Errorf("not in the member list (%s)", strings.Join(names, ", "))}
 	case to.IsLearner:
-		return mv, &InputError{What: "member", Value: name, Err: errors.New("is a learner: only a voting member can lead; promote it first")}
+		return mv, &badinput.Error{What: "member", Value: name, Err: errors.New("is a learner: only a voting member can lead; promote it first")}
 	case len(to.ClientURLs) == 0:
-		return mv, &InputError{What: "member", Value: name, Err: errors.New("advertises no client URL")}
+		return mv, &badinput.Error{What: "member", Value: name, Err: errors.New("advertises no client URL")}
 	}
 	mv.To, mv.ToID = to.Name, to.ID
 	leader, err := Leader(ctx, t, clientEndpoints(members)...)

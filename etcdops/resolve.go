@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -72,21 +73,9 @@ func (o Options) RequestTimeout() time.Duration {
 	return o.Timeout
 }
 
-// OptionError is bad input: a flag and its value. The CLI exits 2 on it.
-type OptionError struct {
-	Flag  string // without dashes, e.g. "endpoints"
-	Value string
-	Err   error
-}
-
-func (e *OptionError) Error() string {
-	return fmt.Sprintf("--%s %q: %v", e.Flag, e.Value, e.Err)
-}
-
-func (e *OptionError) Unwrap() error { return e.Err }
-
+// optionErr is bad input: a flag (named without dashes) and its value.
 func optionErr(flag, value string, format string, args ...any) error {
-	return &OptionError{Flag: flag, Value: value, Err: fmt.Errorf(format, args...)}
+	return badinput.New("--"+flag, value, format, args...)
 }
 
 // TLSFiles are the paths of the CA bundle and the client pair in use.

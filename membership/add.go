@@ -303,6 +303,7 @@ func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host)
 		CACert:  s.opts.CACert,
 		CAKey:   s.opts.CAKey,
 		Log:     s.opts.Log,
+		Warn:    s.opts.Warn,
 	})
 	if err != nil {
 		return err

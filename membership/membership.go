@@ -5,7 +5,7 @@
 // kubeadm-config.yaml in step with the cluster's member list.
 //
 // Every refusal happens before anything changes, on disk or in the
-// cluster; it is an *InputError when the command line, the spec or the
+// cluster; it is a *badinput.Error when the command line, the spec or the
 // member list are at fault. The cluster is changed before the spec is
 // recorded, so a run that fails in between leaves a cluster that is ahead
 // of the spec, and running the same command again finishes the job.
@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
@@ -64,25 +65,14 @@ type Options struct {
 	// end, so that a member that does not answer costs that much and no
 	// more. Zero means one request timeout after the operation starts.
 	ChecksBy time.Time
+	// Warn receives warnings (default: Log).
+	Warn io.Writer
 }
 
-// InputError is a refusal because of the command line, the spec, the local
+// refuse is a refusal because of the command line, the spec, the local
 // files or what the cluster already holds. Nothing was changed.
-type InputError struct{ Err error }
-
-func (e *InputError) Error() string { return e.Err.Error() }
-func (e *InputError) Unwrap() error { return e.Err }
-
 func refuse(format string, args ...any) error {
-	return &InputError{Err: fmt.Errorf(format, args...)}
-}
-
-// IsInputError reports whether err is bad input: an *InputError or a bad
-// connection option.
-func IsInputError(err error) bool {
-	var ie *InputError
-	var oe *etcdops.OptionError
-	return errors.As(err, &ie) || errors.As(err, &oe)
+	return badinput.Errorf(format, args...)
 }
 
 // session is one operation's view: the spec, the cluster and its members.
@@ -124,7 +114,7 @@ func loadSpec(o Options) (*spec.Cluster, string, error) {
 		if o.Config != "" {
 			return nil, "", refuse("--config %q: %w", o.Config, err)
 		}
-		return nil, "", &InputError{Err: err}
+		return nil, "", badinput.Wrap(err)
 	}
 	c.SetDefaults()
 	if _, err := c.Validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -108,7 +109,7 @@ func TestCheckRemoval(t *testing.T) {
 			switch {
 			case tc.refused == "" && err != nil:
 				t.Errorf("refused: %v", err)
-			case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused) || !IsInputError(err)):
+			case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused) || !badinput.Is(err)):
 				t.Errorf("got %v, want a refusal with %q", err, tc.refused)
 			}
 			if (tc.warned == "") != (warning == "") || !strings.Contains(warning, tc.warned) {

@@ -82,6 +82,9 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 	}
 	var keyPEM []byte
 	if needKey {
+		if err := r.guardCAKey(keyPath); err != nil {
+			return nil, err
+		}
 		if keyPEM, err = r.readFile(keyPath); err != nil {
 			return nil, fmt.Errorf("read CA key %s: %w", keyPath, err)
 		}
@@ -92,6 +95,28 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 	}
 	r.ca = ca
 	return ca, nil
+}
+
+// guardCAKey makes a CA key file that others can read private again before
+// it is used: the key is the cluster's root of trust, and a copy that group
+// or others can read is exposed for as long as nobody notices. Repairing
+// it (rather than refusing) closes that at once and still tells the user,
+// who may have to rotate the CA if the key was read in the meantime.
+func (r *Runner) guardCAKey(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return nil // a key queued by this run, or private already
+	}
+	mode := fi.Mode().Perm()
+	if r.opts.DryRun {
+		r.Warnf("CA key %s can be read by group or others (mode %04o); a run without --dry-run makes it 0600", path, mode)
+		return nil
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("CA key %s can be read by group or others (mode %04o) and cannot be made 0600: %w", path, mode, unwrapPath(err))
+	}
+	r.Warnf("CA key %s could be read by group or others (mode %04o); made it 0600", path, mode)
+	return nil
 }
 
 // runCA loads or creates the CA, then gives every host its ca.crt.

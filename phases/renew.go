@@ -4,12 +4,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
 // Renewal is one certificate that Renew replaced (or, with DryRun, would
@@ -87,6 +91,9 @@ func (r *Runner) checkRenew() error {
 	if err != nil {
 		return err
 	}
+	if err := r.checkAddresses(); err != nil {
+		return err
+	}
 	want := certs.EncodeCert(ca.Cert)
 	for _, h := range r.Hosts() {
 		path := r.CertPath(h, certs.CA()) + ".crt"
@@ -103,6 +110,53 @@ func (r *Runner) checkRenew() error {
 		}
 	}
 	return nil
+}
+
+// checkAddresses refuses to renew for a host whose address in the spec is
+// not the one its bundle was made for (OUT/cluster.yaml in the bundle
+// folder, and the host's etcd manifest): the new certificate would name an
+// address the running member does not use. A member moves to another
+// address by member remove and member add.
+func (r *Runner) checkAddresses() error {
+	var recorded *spec.Cluster
+	recordedPath := filepath.Join(r.Out(), spec.FileName)
+	if !r.NodeMode() || r.opts.Root == "" {
+		if c, err := spec.Load(recordedPath); err == nil {
+			recorded = c
+		}
+	}
+	for _, h := range r.Hosts() {
+		if recorded != nil {
+			if old, ok := recorded.Host(h.Name); ok && !sameAddress(old.Address, h.Address) {
+				return addressChanged(h, old.Address, recordedPath)
+			}
+		}
+		path := r.HostPath(h, etcdops.ManifestPath)
+		m, err := etcdops.ReadManifest(path)
+		if err != nil {
+			continue // no manifest, or not ours to read: the certificates say the rest
+		}
+		for _, u := range m.PeerURLs {
+			if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" && !sameAddress(pu.Hostname(), h.Address) {
+				return addressChanged(h, pu.Hostname(), path)
+			}
+		}
+	}
+	return nil
+}
+
+func addressChanged(h spec.Host, recorded, where string) error {
+	return fmt.Errorf("host %q: address %s in the spec is not %s recorded in %s; a certificate for the new address would not match the running member (to move a member, use member remove, then member add)",
+		h.Name, h.Address, recorded, where)
+}
+
+// sameAddress compares two IP literals however they are spelled.
+func sameAddress(a, b string) bool {
+	ia, ib := net.ParseIP(a), net.ParseIP(b)
+	if ia == nil || ib == nil {
+		return a == b
+	}
+	return ia.Equal(ib)
 }
 
 // renewLeaf queues a new key, then its certificate, for every host.

@@ -4,20 +4,25 @@
 package phases
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"golang.org/x/sys/unix"
 )
 
 // Phase is one step of init, or a group of steps.
@@ -67,7 +72,11 @@ type Options struct {
 	// CACert and CAKey name a CA kept outside Out/pki/etcd.
 	CACert, CAKey string
 	DryRun        bool
-	Log           io.Writer
+	// Log receives the progress lines of a run that succeeded: a run that
+	// fails prints only its error.
+	Log io.Writer
+	// Warn receives warnings at once (default: Log).
+	Warn io.Writer
 	// CLIBinary is the binary the cli phase copies into the bundles;
 	// empty means this process's own.
 	CLIBinary string
@@ -94,6 +103,8 @@ type Runner struct {
 	rendered map[string][][]byte
 	// trees check that writes stay inside OUT or --root, by root.
 	trees map[string]*safefile.Tree
+	// progress holds the lines Logf printed during Run, until it succeeds.
+	progress *bytes.Buffer
 }
 
 // NewRunner checks the options that every phase relies on.
@@ -103,6 +114,9 @@ func NewRunner(opts Options) (*Runner, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
+	}
+	if opts.Warn == nil {
+		opts.Warn = opts.Log
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -167,16 +181,34 @@ func Selected(list []Phase, skip []string) ([]string, map[string]Phase, error) {
 	return keep, all, nil
 }
 
-// Run checks every phase, then runs them in order.
+// Run checks every phase, then runs them in order. Its progress lines are
+// printed once the run has succeeded.
 func (r *Runner) Run(ps []Phase) error {
-	if err := r.checkNoCAKeyCopies(); err != nil {
+	r.progress = &bytes.Buffer{}
+	defer func() { r.progress = nil }()
+	if err := r.run(ps); err != nil {
 		return err
+	}
+	_, err := r.opts.Log.Write(r.progress.Bytes())
+	return err
+}
+
+func (r *Runner) run(ps []Phase) error {
+	if err := r.checkDestination(); err != nil {
+		return err
+	}
+	// A copy of the CA key where a host's files go is a local file in the
+	// way: refused as bad input.
+	if err := r.checkNoCAKeyCopies(); err != nil {
+		return badinput.Wrap(err)
 	}
 	keys := 0
 	for _, p := range ps {
 		if p.Check != nil {
+			// A check refuses before anything is written: the spec, the
+			// flags and the files already there do not fit together.
 			if err := p.Check(r); err != nil {
-				return err
+				return badinput.Wrap(err)
 			}
 		}
 		if p.Keys != nil {
@@ -278,7 +310,76 @@ func (r *Runner) Out() string { return r.opts.Out }
 
 // Logf prints a progress line.
 func (r *Runner) Logf(format string, args ...any) {
-	fmt.Fprintf(r.opts.Log, format+"\n", args...)
+	w := r.opts.Log
+	if r.progress != nil {
+		w = r.progress
+	}
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// Warnf prints a warning line at once.
+func (r *Runner) Warnf(format string, args ...any) {
+	fmt.Fprintf(r.opts.Warn, "warning: "+format+"\n", args...)
+}
+
+// checkDestination refuses, before any check reads what is there, a
+// destination that cannot hold the run's files: a path through a file, or
+// a folder this process cannot write.
+func (r *Runner) checkDestination() error {
+	flag, dir := "--out", r.opts.Out
+	if r.opts.Root != "" {
+		flag, dir = "--root", r.opts.Root
+	}
+	existing := dir
+	for {
+		fi, err := os.Stat(existing)
+		if err == nil {
+			if !fi.IsDir() {
+				if existing == dir {
+					return badinput.New(flag, dir, "not a folder")
+				}
+				return badinput.New(flag, dir, "%s is not a folder", existing)
+			}
+			break
+		}
+		if errors.Is(err, syscall.ENOTDIR) {
+			// Some parent is a file: name it.
+			for p := filepath.Dir(existing); p != filepath.Dir(p); p = filepath.Dir(p) {
+				if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+					return badinput.New(flag, dir, "%s is not a folder", p)
+				}
+			}
+			return badinput.New(flag, dir, "a parent is not a folder")
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return badinput.New(flag, dir, "%v", unwrapPath(err))
+		}
+		parent := filepath.Dir(existing)
+		if parent == existing {
+			break
+		}
+		existing = parent
+	}
+	if r.opts.DryRun {
+		return nil
+	}
+	// access(2) answers for the filesystem too: EROFS on a read-only mount.
+	if err := unix.Access(existing, unix.W_OK); err != nil {
+		if existing == dir {
+			return badinput.New(flag, dir, "cannot write here: %v", err)
+		}
+		return badinput.New(flag, dir, "cannot create it in %s: %v", existing, err)
+	}
+	return nil
+}
+
+// unwrapPath drops the operation and path an *fs.PathError repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Dir modes as kubeadm leaves them.

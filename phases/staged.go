@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -59,7 +60,7 @@ func (p *dirPlan) ensure(path string, mode os.FileMode) error {
 		}
 		switch {
 		case err == nil && !fi.IsDir():
-			return fmt.Errorf("mkdir %s: exists and is not a folder", path)
+			return badinput.Errorf("mkdir %s: exists and is not a folder", path)
 		case err == nil:
 			exists = true
 		case !errors.Is(err, os.ErrNotExist):

@@ -27,6 +27,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
@@ -98,7 +99,7 @@ func newFolder(m RestoredMember) (*folder, error) {
 // restore would, as many at once as there are cores, and put in place.
 // Any failure removes everything this run wrote.
 func restoreAll(o RestoreOptions, res *RestoreResult) error {
-	bad := func(err error) error { return &InputError{What: "snapshot file", Value: o.Snapshot, Err: err} }
+	bad := func(err error) error { return &badinput.Error{What: "snapshot file", Value: o.Snapshot, Err: err} }
 	// A named pipe must not hang the open.
 	src, fi, err := safefile.Open(o.Snapshot)
 	var se *safefile.Error

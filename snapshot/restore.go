@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.uber.org/zap"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
@@ -198,7 +199,7 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 			tree = o.Root
 		}
 		if err := safefile.Beneath(tree, filepath.Dir(m.Written)); err != nil {
-			return nil, &InputError{What: rootFlag, Value: flagValue(o), Err: err}
+			return nil, &badinput.Error{What: rootFlag, Value: flagValue(o), Err: err}
 		}
 		if _, err := os.Lstat(m.Written); err == nil {
 			return nil, inputErr("--token", token, "%s exists; refusing to overwrite it: choose another token or remove it", m.Written)
@@ -276,7 +277,7 @@ func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
 		}
 		m = &etcdops.Manifest{Command: pod.Spec.Containers[0].Command, Path: "the cluster spec"}
 	default:
-		return memberFlags{}, &InputError{What: "manifest", Value: file, Err: err}
+		return memberFlags{}, &badinput.Error{What: "manifest", Value: file, Err: err}
 	}
 	f := memberFlags{source: m.Path}
 	get := func(name string) (string, error) {

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 )
@@ -41,20 +42,10 @@ const FileMode = 0o600
 // it is abandoned; a large database takes a while to start streaming.
 const minIdle = 30 * time.Second
 
-// InputError is bad input: a flag or argument, its value and what is
+// inputErr is bad input: the flag or argument, its value and what is
 // wrong. Nothing has been written when it is returned.
-type InputError struct {
-	// What names the input, such as "--endpoint" or "snapshot file".
-	What  string
-	Value string
-	Err   error
-}
-
-func (e *InputError) Error() string { return fmt.Sprintf("%s %q: %v", e.What, e.Value, e.Err) }
-func (e *InputError) Unwrap() error { return e.Err }
-
 func inputErr(what, value, format string, args ...any) error {
-	return &InputError{What: what, Value: value, Err: fmt.Errorf(format, args...)}
+	return badinput.New(what, value, format, args...)
 }
 
 // Candidate is one endpoint considered as the snapshot's source.

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
@@ -70,15 +71,10 @@ type Options struct {
 	Log io.Writer
 }
 
-// InputError is bad input: a flag, a spec field or a version the cluster
-// cannot go to. Nothing has been changed; the CLI exits 2 on it.
-type InputError struct{ Err error }
-
-func (e *InputError) Error() string { return e.Err.Error() }
-func (e *InputError) Unwrap() error { return e.Err }
-
+// inputErr is bad input: a flag, a spec field or a version the cluster
+// cannot go to. Nothing has been changed.
 func inputErr(format string, args ...any) error {
-	return &InputError{Err: fmt.Errorf(format, args...)}
+	return badinput.Errorf(format, args...)
 }
 
 // State is where a host stands.
@@ -205,7 +201,7 @@ func newUpgrader(o Options) (*upgrader, error) {
 	u := &upgrader{o: o, image: o.Next.EtcdImage(), hosts: map[string]*HostResult{}}
 	var err error
 	if u.target, err = ImageVersion(u.image); err != nil {
-		return nil, &InputError{Err: err}
+		return nil, badinput.Wrap(err)
 	}
 	if o.Root != "" && o.Node == "" {
 		return nil, inputErr("--root %q needs --node to say which host this is", o.Root)
@@ -266,7 +262,7 @@ func (u *upgrader) connect(ctx context.Context) error {
 	}
 	t, err := etcdops.Resolve(ctx, opts)
 	if err != nil {
-		return &InputError{Err: err}
+		return badinput.Wrap(err)
 	}
 	if t.MemberListErr != nil {
 		return fmt.Errorf("the cluster must be healthy before an upgrade: %w", t.MemberListErr)
@@ -356,7 +352,7 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 			return nil, fmt.Errorf("member %s reports version %q: %w", h.Name, sts[h.Name].Version, err)
 		}
 		if err := CheckStep(v, u.target); err != nil {
-			return nil, &InputError{Err: fmt.Errorf("image %s: member %s: %w", u.image, h.Name, err)}
+			return nil, badinput.Wrap(fmt.Errorf("image %s: member %s: %w", u.image, h.Name, err))
 		}
 	}
 	var todo []spec.Host
@@ -365,7 +361,7 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 		u.hosts[h.Name] = &HostResult{Name: h.Name, Address: h.Address, From: running, To: running, State: Pending}
 		want, err := u.manifest(u.o.Next, h)
 		if err != nil {
-			return nil, &InputError{Err: err}
+			return nil, badinput.Wrap(err)
 		}
 		have, err := safefile.Read(u.manifestFile(h))
 		if err != nil {

@@ -2,13 +2,13 @@ package upgrade
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -91,8 +91,7 @@ func TestPreflight(t *testing.T) {
 		o := opts
 		o.Next = withImage(current, version)
 		_, err := Run(ctx, o)
-		var input *InputError
-		if !errors.As(err, &input) || !strings.Contains(err.Error(), want) {
+		if !badinput.Is(err) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an input error with %q", version, err, want)
 		}
 	}

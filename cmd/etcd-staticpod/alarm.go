@@ -56,7 +56,7 @@ Examples:
 			defer s.close()
 			alarms, err := etcdops.Alarms(s.ctx, s.target)
 			if err != nil {
-				return clusterError(err)
+				return err
 			}
 			return printAlarms(c.App.Writer, c.String("output"), alarms, "no active alarm")
 		},

@@ -22,11 +22,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
-// exitDue is check-expiration's answer to --within: something is missing,
-// expired or expires within it. Distinct from 1 (could not read) and 2 (bad
-// input), so that scripts can tell "renew" from "broken".
-const exitDue = 3
-
 // certsCommands are the commands that check and renew certificates.
 func certsCommands() []*cli.Command {
 	return []*cli.Command{{
@@ -100,8 +95,7 @@ Examples:
 			&cli.StringFlag{Name: "within", Usage: "exit " + fmt.Sprint(exitDue) + " when a certificate is missing, expired or expires within `DURATION`, such as 720h or 30d"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json, yaml or prometheus (node-exporter's textfile collector)"},
 		},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action:       checkExpiration,
+		Action: checkExpiration,
 	}
 }
 
@@ -160,7 +154,7 @@ func checkExpiration(c *cli.Context) error {
 		return fmt.Errorf("%d certificate file(s) cannot be read; first: %w", len(unreadable), unreadable[0].Err)
 	}
 	if len(due) > 0 {
-		return &codedError{code: exitDue, err: fmt.Errorf("%d certificate(s) due within %s: %s", len(due), c.String("within"), strings.Join(due, ", "))}
+		return dueError{fmt.Errorf("%d certificate(s) due within %s: %s", len(due), c.String("within"), strings.Join(due, ", "))}
 	}
 	return nil
 }
@@ -347,44 +341,40 @@ Examples:
   # while another run writes into ./etcd-bundles, wait for it (up to 5 minutes)
   etcd-staticpod certs renew all --wait-lock 5m`
 	const usage = " [--out DIR] [--config FILE] [--node NAME [--root DIR]] [--ca-cert FILE --ca-key FILE] [--dry-run] [-o table|json|yaml]"
-	// One subcommand per certificate, as kubeadm's: flags may follow the name.
-	sub := func(name, what string, profiles []certs.Profile) *cli.Command {
-		flags := append(clusterFlags(), groupFlags(phases.FlagsCA)...)
-		flags = append(flags, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"})
-		return &cli.Command{
-			Name:         name,
-			Usage:        "renew " + what,
-			UsageText:    "etcd-staticpod certs renew " + name + usage,
-			Description:  description,
-			Flags:        flags,
-			OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-			Action:       func(c *cli.Context) error { return renew(c, profiles) },
-		}
-	}
-	cmds := []*cli.Command{sub("all", "every certificate of the hosts", certs.Leaves())}
-	for _, p := range certs.Leaves() {
-		cmds = append(cmds, sub(p.Name, p.Short, []certs.Profile{p}))
-	}
 	return &cli.Command{
-		Name:         "renew",
-		Usage:        "give hosts a new key and certificate: " + strings.Join(names, ", ") + " or all",
-		UsageText:    "etcd-staticpod certs renew <all|" + strings.Join(names, "|") + ">" + usage,
-		Description:  description,
-		Subcommands:  cmds,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action: func(c *cli.Context) error {
+		Name:        "renew",
+		Usage:       "give hosts a new key and certificate: " + strings.Join(names, ", ") + " or all",
+		UsageText:   "etcd-staticpod certs renew <all|" + strings.Join(names, "|") + ">" + usage,
+		Description: description,
+		Flags:       renewFlags(),
+		// Flags may come before or after the certificate's name.
+		Action: withTrailingFlags(renewFlags, func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return badArgs(fmt.Errorf("name the certificate to renew: all, %s", strings.Join(names, ", ")))
 			}
-			return badArgs(fmt.Errorf("certificate %q: want all or one of %s", c.Args().First(), strings.Join(names, ", ")))
-		},
+			if c.NArg() > 1 {
+				return badArgs(fmt.Errorf("unexpected argument %q: renew one certificate, or all", c.Args().Get(1)))
+			}
+			name := c.Args().First()
+			profiles := certs.Leaves()
+			if name != "all" {
+				p, ok := certs.Leaf(name)
+				if !ok {
+					return badArgs(fmt.Errorf("certificate %q: want all or one of %s", name, strings.Join(names, ", ")))
+				}
+				profiles = []certs.Profile{p}
+			}
+			return renew(c, profiles)
+		}),
 	}
 }
 
+func renewFlags() []cli.Flag {
+	flags := append(clusterFlags(), groupFlags(phases.FlagsCA)...)
+	return append(flags, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"})
+}
+
 func renew(c *cli.Context, profiles []certs.Profile) error {
-	if c.NArg() > 0 {
-		return badArgs(fmt.Errorf("unexpected argument %q: renew one certificate, or all", c.Args().First()))
-	}
 	format := c.String("output")
 	if format != "table" && format != "json" && format != "yaml" {
 		return badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))

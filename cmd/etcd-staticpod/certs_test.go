@@ -263,7 +263,7 @@ func TestCertsRejectBadInput(t *testing.T) {
 		{[]string{"renew", "all", "--out", out, "--certificate-validity", "1y"}, "flag provided but not defined"},
 	} {
 		stdout, stderr, code := runCLI(t, append([]string{"certs"}, tc.args...)...)
-		if code != exitBadArgs || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 || stdout != "" {
+		if code != exitBadInput || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 || stdout != "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", tc.args, code, stdout, stderr, tc.want)
 		}
 	}

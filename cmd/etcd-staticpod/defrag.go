@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -113,7 +112,7 @@ func runDefrag(c *cli.Context) error {
 		}
 	}
 	if err != nil {
-		return clusterError(err)
+		return err
 	}
 	return nil
 }
@@ -162,13 +161,6 @@ func printDefrag(w io.Writer, format string, in []etcdops.DefragResult) error {
 	return tw.Flush()
 }
 
-// opsError maps an etcdops error to its exit status: bad input 2, the
-// cluster's refusal or failure 1.
-func opsError(err error) error {
-	var ie *etcdops.InputError
-	var oe *etcdops.OptionError
-	if errors.As(err, &ie) || errors.As(err, &oe) {
-		return badArgs(err)
-	}
-	return clusterError(err)
-}
+// opsError is an etcdops error as it is: exitCode tells bad input (2)
+// from the cluster's refusal or failure (1).
+func opsError(err error) error { return err }

@@ -13,29 +13,12 @@ import (
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 )
 
-// Exit statuses of the commands that talk to a running cluster, as etcdctl
-// uses them: 1 when the cluster answered badly or not at all, 2 when the
-// command line or the local files are wrong.
-const (
-	exitClusterError = 1
-	exitBadArgs      = 2
-)
-
-// codedError is an error with the exit status main should use.
-type codedError struct {
-	code int
-	err  error
-}
-
-func (e *codedError) Error() string { return e.err.Error() }
-func (e *codedError) Unwrap() error { return e.err }
-func (e *codedError) ExitCode() int { return e.code }
-
-func badArgs(err error) error      { return &codedError{code: exitBadArgs, err: err} }
-func clusterError(err error) error { return &codedError{code: exitClusterError, err: err} }
+// badArgs marks err as bad input: exit 2.
+func badArgs(err error) error { return badinput.Wrap(err) }
 
 // clusterCommands are the day-2 commands that talk to a running cluster.
 func clusterCommands() []*cli.Command {
@@ -138,7 +121,6 @@ func parseTimeout(c *cli.Context) (time.Duration, error) {
 func clusterCommand(cmd *cli.Command) *cli.Command {
 	cmd.Category = "running cluster"
 	cmd.Flags = connectionFlags()
-	cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return badArgs(err) }
 	return cmd
 }
 
@@ -204,7 +186,7 @@ Examples:
 					// The alarm, not the endpoints, is what to act on.
 					msg += "; active alarm " + etcdops.DescribeAlarms(alarms) + " (see etcd-staticpod alarm list)"
 				}
-				return clusterError(errors.New(msg))
+				return errors.New(msg)
 			}
 			return nil
 		},
@@ -259,7 +241,7 @@ Examples:
 				}
 			}
 			if len(bad) > 0 {
-				return clusterError(fmt.Errorf("no status from %s (%d of %d endpoints)", strings.Join(bad, ", "), len(bad), len(results)))
+				return fmt.Errorf("no status from %s (%d of %d endpoints)", strings.Join(bad, ", "), len(bad), len(results))
 			}
 			return nil
 		},
@@ -301,7 +283,7 @@ Examples:
 			defer s.close()
 			ms, err := etcdops.Members(s.ctx, s.target)
 			if err != nil {
-				return clusterError(err)
+				return err
 			}
 			if err := s.printer.Members(ms); err != nil {
 				return fmt.Errorf("print members: %w", err)

@@ -77,8 +77,8 @@ func TestClusterCommandsRejectBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := runCLI(t, tc.args...)
-			if code != exitBadArgs {
-				t.Errorf("exit %d, want %d", code, exitBadArgs)
+			if code != exitBadInput {
+				t.Errorf("exit %d, want %d", code, exitBadInput)
 			}
 			if stdout != "" {
 				t.Errorf("printed %q", stdout)
@@ -197,8 +197,8 @@ func TestClusterCommands(t *testing.T) {
 		defer c.Start(t, "etcd02")
 		down := c.Member("etcd02").ClientURL
 		stdout, stderr, code := runCLI(t, "health", "--bundle", bundle, "--timeout", "2s")
-		if code != exitClusterError {
-			t.Errorf("exit %d, want %d", code, exitClusterError)
+		if code != exitFailure {
+			t.Errorf("exit %d, want %d", code, exitFailure)
 		}
 		if want := "error: unhealthy: " + down + " (1 of 3 endpoints)"; lastLine(stderr) != want {
 			t.Errorf("stderr %q, want %q", stderr, want)
@@ -211,7 +211,7 @@ func TestClusterCommands(t *testing.T) {
 		}
 		stdout, _, code = runCLI(t, "health", "--bundle", bundle, "--timeout", "2s", "-o", "json")
 		var rows []healthRow
-		if err := json.Unmarshal([]byte(stdout), &rows); err != nil || code != exitClusterError || len(rows) != 3 {
+		if err := json.Unmarshal([]byte(stdout), &rows); err != nil || code != exitFailure || len(rows) != 3 {
 			t.Fatalf("exit %d, %v:\n%s", code, err, stdout)
 		}
 		for _, r := range rows {
@@ -220,7 +220,7 @@ func TestClusterCommands(t *testing.T) {
 			}
 		}
 		_, stderr, code = runCLI(t, "status", "--bundle", bundle, "--timeout", "2s")
-		if code != exitClusterError || !strings.Contains(lastLine(stderr), "no status from "+down) {
+		if code != exitFailure || !strings.Contains(lastLine(stderr), "no status from "+down) {
 			t.Errorf("status: exit %d, %s", code, stderr)
 		}
 		if _, stderr, code := runCLI(t, "members", "--bundle", bundle, "--timeout", "2s"); code != 0 {
@@ -233,7 +233,7 @@ func TestClusterCommands(t *testing.T) {
 		defer c.Start(t, "etcd01")
 		stdout, stderr, code := runCLI(t, "health", "--bundle", bundle, "--timeout", "2s", "-o", "json")
 		var rows []healthRow
-		if err := json.Unmarshal([]byte(stdout), &rows); err != nil || code != exitClusterError || len(rows) != 3 {
+		if err := json.Unmarshal([]byte(stdout), &rows); err != nil || code != exitFailure || len(rows) != 3 {
 			t.Fatalf("exit %d, %v:\n%s%s", code, err, stdout, stderr)
 		}
 		if healthy := rows[1].Healthy && rows[2].Healthy && !rows[0].Healthy; !healthy {
@@ -268,8 +268,7 @@ func TestPrinters(t *testing.T) {
 	if err := p.Status([]etcdops.EndpointStatus{{Endpoint: "https://127.0.0.1:1", Error: "refused"}}); err != nil || !strings.Contains(buf.String(), `"errors": []`) {
 		t.Errorf("%q %v", buf.String(), err)
 	}
-	var ce *codedError
-	if err := badArgs(errors.New("x")); !errors.As(err, &ce) || exitCode(err) != 2 {
+	if err := badArgs(errors.New("x")); exitCode(err) != 2 {
 		t.Errorf("exit code %d", exitCode(err))
 	}
 }

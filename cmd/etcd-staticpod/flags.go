@@ -224,6 +224,7 @@ func runnerOptions(c *cli.Context, cl *spec.Cluster) phases.Options {
 		Log:        c.App.Writer,
 		Context:    c.Context,
 		WriteDelay: testWriteDelay(),
+		Warn:       c.App.ErrWriter,
 	}
 }
 

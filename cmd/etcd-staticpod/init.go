@@ -45,6 +45,9 @@ func initCommand() *cli.Command {
 			"SIGINT or SIGTERM before its files are in place rolls it back (exit 130 or 143).",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return badArgs(fmt.Errorf("unexpected argument %q: init takes flags only (its phases: init phase NAME)", c.Args().First()))
+			}
 			var skip []string
 			for _, s := range c.StringSlice("skip-phases") {
 				skip = append(skip, strings.Split(s, ",")...)
@@ -55,7 +58,7 @@ func initCommand() *cli.Command {
 			}
 			paths, byPath, err := phases.Selected(list, skip)
 			if err != nil {
-				return err
+				return badArgs(err)
 			}
 			var selected []phases.Phase
 			for _, p := range paths {
@@ -89,11 +92,11 @@ func initCommand() *cli.Command {
 func newRunner(c *cli.Context) (*phases.Runner, *spec.Cluster, error) {
 	cl, err := loadCluster(c)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, badArgs(err)
 	}
 	r, err := phases.NewRunner(runnerOptions(c, cl))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, badArgs(err)
 	}
 	return r, cl, nil
 }
@@ -167,7 +170,7 @@ func phaseCommands(prefix string, ps []phases.Phase) []*cli.Command {
 func runPhases(ps []phases.Phase) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.Args().Present() {
-			return fmt.Errorf("unexpected argument %q", c.Args().First())
+			return badArgs(fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), c.Command.HelpName))
 		}
 		r, cl, err := newRunner(c)
 		if err != nil {

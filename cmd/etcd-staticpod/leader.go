@@ -40,8 +40,7 @@ Examples:
 
   # from the machine that ran init
   etcd-staticpod move-leader etcd03 --bundle ./etcd-bundles/etcd01 -o json`,
-		Flags:        connectionFlags(),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Flags: connectionFlags(),
 		Action: withTrailingFlags(connectionFlags, func(c *cli.Context) error {
 			name, format, err := argAndFormat(c, "NAME")
 			if err != nil {

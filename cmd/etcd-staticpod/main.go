@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/urfave/cli/v2"
 )
 
@@ -99,6 +100,9 @@ func newApp() *cli.App {
 	cmds = append(cmds, alarmCommands()...)
 	cmds = append(cmds, compactCommands()...)
 	cmds = append(cmds, leaderCommands()...)
+	for _, cmd := range cmds {
+		oneLineErrors(cmd)
+	}
 	return &cli.App{
 		Name:                 "etcd-staticpod",
 		Version:              version(debug.ReadBuildInfo()),
@@ -112,16 +116,68 @@ func newApp() *cli.App {
 		DisableSliceFlagSeparator: true,
 		// Errors are printed once, by main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   usageError,
+		Action: func(c *cli.Context) error {
+			if !c.Args().Present() {
+				return cli.ShowAppHelp(c)
+			}
+			return unknownCommand(c)
+		},
 	}
 }
 
-// exitCoder lets a command choose its exit status (e.g. health: 1 = unhealthy).
-type exitCoder interface{ ExitCode() int }
+// usageError is a flag urfave/cli could not parse: bad input, printed as
+// one line without the help text.
+func usageError(_ *cli.Context, err error, _ bool) error { return badinput.Wrap(err) }
 
-func exitCode(err error) int {
-	var ec exitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
+// unknownCommand runs where urfave/cli would otherwise print the help and
+// exit 3 for a command name it does not know.
+func unknownCommand(c *cli.Context) error {
+	if !c.Args().Present() {
+		return cli.ShowSubcommandHelp(c)
 	}
-	return 1
+	name := c.App.Name
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName
+	}
+	return badinput.Errorf("unknown command %q: see %s --help", c.Args().First(), name)
+}
+
+// oneLineErrors makes every command report a bad flag or an unknown
+// subcommand as one error line, exit 2, and never print the help for it.
+func oneLineErrors(cmd *cli.Command) {
+	cmd.OnUsageError = usageError
+	if len(cmd.Subcommands) > 0 && cmd.Action == nil {
+		cmd.Action = unknownCommand
+	}
+	for _, sub := range cmd.Subcommands {
+		oneLineErrors(sub)
+	}
+}
+
+// Exit statuses, the same for every command.
+const (
+	exitOK       = 0
+	exitFailure  = 1 // the cluster or the disk failed, or a check found a fault
+	exitBadInput = 2 // the command line, the spec or a local file is wrong; nothing changed
+	exitDue      = 3 // certs check-expiration --within: something is due for renewal
+)
+
+// dueError is check-expiration's answer to --within: something is missing,
+// expired or expires within it.
+type dueError struct{ error }
+
+func (e dueError) Unwrap() error { return e.error }
+
+// exitCode is the one place that turns an error into an exit status.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case badinput.Is(err):
+		return exitBadInput
+	case errors.As(err, new(dueError)):
+		return exitDue
+	}
+	return exitFailure
 }

@@ -85,7 +85,6 @@ func waitFlag() cli.Flag {
 }
 
 func memberCommand(cmd *cli.Command) *cli.Command {
-	cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return badArgs(err) }
 	return cmd
 }
 
@@ -192,7 +191,7 @@ Examples:
 					return perr
 				}
 			}
-			return memberError(err)
+			return err
 		}),
 	})
 }
@@ -239,7 +238,7 @@ Examples:
 					return perr
 				}
 			}
-			return memberError(err)
+			return err
 		}),
 	})
 }
@@ -299,7 +298,7 @@ Examples:
 					return perr
 				}
 			}
-			return memberError(err)
+			return err
 		}),
 	})
 }
@@ -354,6 +353,7 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 			},
 			Log:      log,
 			ChecksBy: checksBy,
+			Warn:     c.App.ErrWriter,
 		},
 	}, nil
 }
@@ -394,18 +394,6 @@ func (r *memberRun) print(doc any, members []etcdops.Member) error {
 		return fmt.Errorf("print result: %w", err)
 	}
 	return nil
-}
-
-// memberError gives a membership error its exit status: 2 for bad input,
-// else 1.
-func memberError(err error) error {
-	if err == nil {
-		return nil
-	}
-	if membership.IsInputError(err) {
-		return badArgs(err)
-	}
-	return clusterError(err)
 }
 
 func splitList(in []string) []string {

@@ -60,8 +60,8 @@ func TestOpsCommandsRejectBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := runCLI(t, tc.args...)
-			if code != exitBadArgs {
-				t.Errorf("exit %d, want %d", code, exitBadArgs)
+			if code != exitBadInput {
+				t.Errorf("exit %d, want %d", code, exitBadInput)
 			}
 			if stdout != "" {
 				t.Errorf("printed %q", stdout)
@@ -213,7 +213,7 @@ func TestOpsCommands(t *testing.T) {
 			t.Errorf("again: exit %d: %q", code, stdout)
 		}
 		_, stderr, code = runCLI(t, "move-leader", "etcd09", "--bundle", bundle)
-		if code != exitBadArgs || lastLine(stderr) != `error: member "etcd09": not in the member list (etcd01, etcd02, etcd03)` {
+		if code != exitBadInput || lastLine(stderr) != `error: member "etcd09": not in the member list (etcd01, etcd02, etcd03)` {
 			t.Errorf("unknown member: exit %d: %q", code, stderr)
 		}
 	})

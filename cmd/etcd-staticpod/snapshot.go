@@ -99,9 +99,8 @@ Examples:
 
   # a nightly backup on an etcd host, keeping a week of them
   etcd-staticpod snapshot save --dir /var/backups/etcd --keep 7`,
-		Flags:        saveFlags(),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action:       withTrailingFlags(saveFlags, runSnapshotSave),
+		Flags:  saveFlags(),
+		Action: withTrailingFlags(saveFlags, runSnapshotSave),
 	}
 }
 
@@ -177,11 +176,7 @@ func runSnapshotSave(c *cli.Context) error {
 	}
 	bar.finish()
 	if err != nil && res == nil {
-		var ie *snapshot.InputError
-		if errors.As(err, &ie) {
-			return badArgs(err)
-		}
-		return clusterError(err)
+		return err
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintln(c.App.ErrWriter, "note:", n)
@@ -191,7 +186,7 @@ func runSnapshotSave(c *cli.Context) error {
 	}
 	if err != nil {
 		// Saved and verified, but the retention failed.
-		return clusterError(err)
+		return err
 	}
 	return nil
 }
@@ -212,8 +207,7 @@ unreadable file.
 Examples:
   etcd-staticpod snapshot status ./etcd.db
   etcd-staticpod snapshot status ./etcd.db -o json | jq -r .sha256`,
-		Flags:        statusFlags(),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Flags: statusFlags(),
 		Action: withTrailingFlags(statusFlags, func(c *cli.Context) error {
 			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
@@ -223,7 +217,7 @@ Examples:
 			if err != nil {
 				var ie *snapshot.IntegrityError
 				if errors.As(err, &ie) {
-					return clusterError(err)
+					return err
 				}
 				var se *safefile.Error
 				if errors.As(err, &se) {
@@ -281,8 +275,7 @@ Examples:
 
   # for a Kubernetes cluster's etcd
   etcd-staticpod snapshot restore ./etcd.db --out ./etcd-bundles --bump-revision 1000000000`,
-		Flags:        restoreFlags(),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
+		Flags: restoreFlags(),
 		Action: withTrailingFlags(restoreFlags, func(c *cli.Context) error {
 			file, format, err := argAndFormat(c, "FILE")
 			if err != nil {
@@ -318,11 +311,7 @@ Examples:
 				RevisionBump: bump,
 			})
 			if err != nil {
-				var ie *snapshot.InputError
-				if errors.As(err, &ie) {
-					return badArgs(err)
-				}
-				return clusterError(err)
+				return err
 			}
 			return printRestored(c.App.Writer, format, res, c.String("out"), c.String("root"), file)
 		}),

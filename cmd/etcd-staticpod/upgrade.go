@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/upgrade"
@@ -94,8 +95,7 @@ Examples:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "summary `FORMAT`: table, json or yaml"},
 			waitLockFlag(),
 		},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return badArgs(err) },
-		Action:       runUpgrade,
+		Action: runUpgrade,
 	}
 }
 
@@ -146,9 +146,8 @@ func runUpgrade(c *cli.Context) error {
 		DryRun:         c.Bool("dry-run"),
 		Log:            c.App.ErrWriter,
 	})
-	var input *upgrade.InputError
-	if errors.As(err, &input) {
-		return badArgs(err)
+	if badinput.Is(err) {
+		return err
 	}
 	if res != nil && len(res.Hosts) > 0 {
 		if perr := printUpgrade(c.App.Writer, format, res); perr != nil {
@@ -156,7 +155,7 @@ func runUpgrade(c *cli.Context) error {
 		}
 	}
 	if err != nil {
-		return clusterError(err)
+		return err
 	}
 	return nil
 }
