@@ -15,6 +15,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -331,13 +332,15 @@ func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host)
 // startInstructions tells the operator how to start the new member and
 // where the control plane's endpoints change.
 func startInstructions(out string, c *spec.Cluster, h spec.Host) string {
-	t := sshTarget(h)
+	archive := "/tmp/" + h.Name + ".tar.gz"
+	copyCmd := shellcmd.Join("scp", filepath.Join(out, h.Name+".tar.gz"), shellcmd.SCPTarget("root", h.Address, "/tmp/")) + " && " +
+		shellcmd.Join("ssh", shellcmd.SSHTarget("root", h.Address), "tar --no-overwrite-dir -C / -xzf "+archive+" && rm "+archive+" && systemctl daemon-reload && systemctl restart kubelet")
 	return fmt.Sprintf(`
 Start %[1]s: copy its bundle and unpack it at / on the host, then restart kubelet:
-  scp %[2]s/%[1]s.tar.gz %[3]s:/tmp/ && ssh %[3]s 'tar --no-overwrite-dir -C / -xzf /tmp/%[1]s.tar.gz && rm /tmp/%[1]s.tar.gz && systemctl daemon-reload && systemctl restart kubelet'
+  %[3]s
 Its manifest joins the running cluster (--initial-cluster-state=existing). Once it votes, give the
 control plane the new endpoint list: %[2]s/%[4]s, and on every control-plane node
---etcd-servers=%[5]s in /etc/kubernetes/manifests/kube-apiserver.yaml.`, h.Name, out, t, KubeadmConfigFile, etcdServers(c))
+--etcd-servers=%[5]s in /etc/kubernetes/manifests/kube-apiserver.yaml.`, h.Name, out, copyCmd, KubeadmConfigFile, etcdServers(c))
 }
 
 // PromoteOptions name the learner to promote.

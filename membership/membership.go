@@ -404,11 +404,3 @@ func etcdServers(c *spec.Cluster) string {
 	}
 	return strings.Join(urls, ",")
 }
-
-// sshTarget is root@ADDRESS, bracketed for IPv6 as scp wants it.
-func sshTarget(h spec.Host) string {
-	if h.IsIPv6() {
-		return "root@[" + h.Address + "]"
-	}
-	return "root@" + h.Address
-}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -237,14 +238,14 @@ func names(ms []etcdops.Member) string {
 // removeInstructions tell the operator how to stop the removed member and
 // where the control plane's endpoints change.
 func removeInstructions(out string, c *spec.Cluster, h spec.Host) string {
-	t := sshTarget(h)
+	t := shellcmd.Quote(shellcmd.SSHTarget("root", h.Address))
 	return fmt.Sprintf(`
 On %[1]s, remove the manifest so that kubelet stops the etcd Pod, then, once the Pod is gone
 (crictl ps --name etcd lists nothing), its data, which the cluster no longer accepts:
   ssh %[2]s 'rm /etc/kubernetes/manifests/etcd.yaml'
-  ssh %[2]s 'rm -rf %[3]s'
+  ssh %[2]s %[3]s
 Give the control plane the new endpoint list: %[4]s/%[5]s, and on every control-plane node
 --etcd-servers=%[6]s in /etc/kubernetes/manifests/kube-apiserver.yaml.
 %[4]s/%[1]s and %[4]s/%[1]s.tar.gz are left in place; delete them when the host is gone.`,
-		h.Name, t, c.Etcd.DataDir, out, KubeadmConfigFile, etcdServers(c))
+		h.Name, t, shellcmd.Quote("rm -rf "+shellcmd.Quote(c.Etcd.DataDir)), out, KubeadmConfigFile, etcdServers(c))
 }

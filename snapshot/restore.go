@@ -20,6 +20,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -319,9 +320,9 @@ func hostSteps(c *spec.Cluster, m RestoredMember) (stop, swap, start []string) {
 	stop = []string{
 		// kubelet stops a static Pod whose manifest leaves its staticPodPath.
 		"mv " + manifest + " " + ParkedManifest,
-		"while crictl --runtime-endpoint " + shellQuote(c.Kubelet.ContainerRuntimeEndpoint) + " ps -q --name etcd | grep -q .; do sleep 1; done",
+		"while crictl --runtime-endpoint " + shellcmd.Quote(c.Kubelet.ContainerRuntimeEndpoint) + " ps -q --name etcd | grep -q .; do sleep 1; done",
 	}
-	d, r, a := shellQuote(m.DataDir), shellQuote(m.RestoreDir), shellQuote(m.AsideDir)
+	d, r, a := shellcmd.Quote(m.DataDir), shellcmd.Quote(m.RestoreDir), shellcmd.Quote(m.AsideDir)
 	swap = []string{"{ [ ! -e " + d + " ] || mv " + d + " " + a + "; } && mv " + r + " " + d}
 	start = []string{"mv " + ParkedManifest + " " + manifest}
 	return stop, swap, start
@@ -330,19 +331,5 @@ func hostSteps(c *spec.Cluster, m RestoredMember) (stop, swap, start []string) {
 // copyCommand copies a restored folder from this machine to its host,
 // keeping its modes.
 func copyCommand(h spec.Host, m RestoredMember) string {
-	host := h.Address
-	if h.IsIPv6() {
-		host = "[" + host + "]"
-	}
-	return "scp -rp " + shellQuote(m.Written) + " root@" + host + ":" + shellQuote(path.Dir(m.RestoreDir)+"/")
-}
-
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%_+=:,./-]+$`)
-
-// shellQuote makes s one shell word.
-func shellQuote(s string) string {
-	if shellSafe.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return shellcmd.Join("scp", "-rp", m.Written, shellcmd.SCPTarget("root", h.Address, path.Dir(m.RestoreDir)+"/"))
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -51,7 +52,8 @@ type Options struct {
 	// host's filesystem root, "/" on the node itself.
 	Node, Root string
 	// Exec runs after each host's files are rewritten, through sh -c, with
-	// {name}, {address}, {manifest} and {folder} replaced (shell-quoted).
+	// {name}, {address}, {manifest}, {folder}, {ssh-target} and
+	// {scp-target} replaced (shell-quoted).
 	Exec string
 	// CACert, Cert and Key replace the bundle's (or the node's) TLS files.
 	CACert, Cert, Key string
@@ -557,28 +559,30 @@ func (u *upgrader) exec(ctx context.Context, h spec.Host) error {
 }
 
 func (u *upgrader) expandFor(h spec.Host) string {
-	return Expand(u.o.Exec, map[string]string{
+	return Expand(u.o.Exec, execVars(h, u.manifestFile(h), u.hostRoot(h)))
+}
+
+// execVars are what --exec's placeholders stand for on host h.
+func execVars(h spec.Host, manifest, folder string) map[string]string {
+	return map[string]string{
 		"name":     h.Name,
 		"address":  h.Address,
-		"manifest": u.manifestFile(h),
-		"folder":   u.hostRoot(h),
-	})
+		"manifest": manifest,
+		"folder":   folder,
+		// root@ADDRESS as ssh takes it, and as scp takes it before :PATH
+		// (an IPv6 address in brackets).
+		"ssh-target": shellcmd.SSHTarget("root", h.Address),
+		"scp-target": strings.TrimSuffix(shellcmd.SCPTarget("root", h.Address, ""), ":"),
+	}
 }
 
 // Expand replaces {key} in cmd with the shell-quoted value.
 func Expand(cmd string, vars map[string]string) string {
 	var pairs []string
 	for k, v := range vars {
-		pairs = append(pairs, "{"+k+"}", shellQuote(v))
+		pairs = append(pairs, "{"+k+"}", shellcmd.Quote(v))
 	}
 	return strings.NewReplacer(pairs...).Replace(cmd)
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@+=,") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // await waits until the member runs the target version, is healthy, and

@@ -3,6 +3,7 @@ package upgrade
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,52 @@ func TestExpand(t *testing.T) {
 	want := `scp -p '/tmp/my bundles/etcd02/etc/kubernetes/manifests/it'\''s.yaml' root@10.107.88.16:/etc/kubernetes/manifests/etcd.yaml # etcd02 {other}`
 	if got != want {
 		t.Errorf("Expand:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestExecTargets: the help's --exec example, expanded for IPv4, IPv6 and
+// IPv4-mapped hosts, hands scp and ssh the right host. scp runs with a
+// stand-in for ssh (-S) that records its arguments; ssh -G only prints the
+// configuration it would use. Nothing connects anywhere.
+func TestExecTargets(t *testing.T) {
+	for _, tool := range []string{"sh", "scp", "ssh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s", tool)
+		}
+	}
+	dir := t.TempDir()
+	record := filepath.Join(dir, "args")
+	fake := filepath.Join(dir, "fake-ssh")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\nprintf '%s\\n' \"$@\" > "+record+"\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dir, "my bundles", "etcd.yaml")
+	if err := os.MkdirAll(filepath.Dir(manifest), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(manifest, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, address := range []string{"10.107.88.16", "2001:db8::16", "::ffff:10.107.88.16"} {
+		vars := execVars(spec.Host{Name: "etcd02", Address: address}, manifest, dir)
+		_ = os.Remove(record)
+		scp := Expand("scp -S "+fake+" -p {manifest} {scp-target}:/etc/kubernetes/etcd.yaml.new", vars)
+		_ = exec.Command("sh", "-c", scp).Run() // the stand-in refuses
+		b, err := os.ReadFile(record)
+		if err != nil {
+			t.Fatalf("%s: scp did not start ssh: %v", scp, err)
+		}
+		if args := "\n" + string(b); !strings.Contains(args, "\n-l\nroot\n") || !strings.Contains(args, "\n--\n"+address+"\n") {
+			t.Errorf("%s: ssh was started with %q", scp, b)
+		}
+		ssh := Expand("ssh -F /dev/null -G {ssh-target} mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml", vars)
+		out, err := exec.Command("sh", "-c", ssh).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", ssh, err, out)
+		}
+		if cfg := "\n" + string(out); !strings.Contains(cfg, "\nuser root\n") || !strings.Contains(cfg, "\nhostname "+address+"\n") {
+			t.Errorf("%s: ssh would connect to:\n%s", ssh, out)
+		}
 	}
 }
 

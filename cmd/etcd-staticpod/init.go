@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -193,16 +195,15 @@ func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
 	fmt.Fprintf(w, "\nBundles are ready in %s. The CA key stays in %s/pki/etcd: keep it on this machine.\n", out, out)
 	fmt.Fprintln(w, "Copy each host's bundle and unpack it at /:")
 	for _, h := range cl.Hosts {
-		target := "root@" + h.Address
-		if h.IsIPv6() {
-			target = "root@[" + h.Address + "]"
-		}
+		archive := "/tmp/" + h.Name + ".tar.gz"
 		// --no-overwrite-dir keeps the modes and times of /etc and the like.
-		fmt.Fprintf(w, "  scp %s/%s.tar.gz %s:/tmp/ && ssh %s 'tar --no-overwrite-dir -C / -xzf /tmp/%s.tar.gz && rm /tmp/%s.tar.gz && systemctl daemon-reload && systemctl restart kubelet'\n",
-			out, h.Name, target, target, h.Name, h.Name)
+		unpack := "tar --no-overwrite-dir -C / -xzf " + archive + " && rm " + archive + " && systemctl daemon-reload && systemctl restart kubelet"
+		fmt.Fprintf(w, "  scp %s %s && ssh %s %s\n",
+			shellcmd.Quote(filepath.Join(out, h.Name+".tar.gz")), shellcmd.Quote(shellcmd.SCPTarget("root", h.Address, "/tmp/")),
+			shellcmd.Quote(shellcmd.SSHTarget("root", h.Address)), shellcmd.Quote(unpack))
 	}
 	printAddonCommands(w, out, cl)
 	fmt.Fprintln(w, "Then, on the first control-plane node:")
-	fmt.Fprintf(w, "  scp -rp %s/control-plane/etc root@CONTROL-PLANE:/\n", out)
-	fmt.Fprintf(w, "  scp %s/kubeadm-config.yaml root@CONTROL-PLANE: && ssh root@CONTROL-PLANE 'kubeadm init --config kubeadm-config.yaml --upload-certs'\n", out)
+	fmt.Fprintf(w, "  scp -rp %s root@CONTROL-PLANE:/\n", shellcmd.Quote(filepath.Join(out, "control-plane", "etc")))
+	fmt.Fprintf(w, "  scp %s root@CONTROL-PLANE: && ssh root@CONTROL-PLANE 'kubeadm init --config kubeadm-config.yaml --upload-certs'\n", shellcmd.Quote(filepath.Join(out, "kubeadm-config.yaml")))
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -473,7 +474,7 @@ func printRestored(w io.Writer, format string, r *snapshot.RestoreResult, out, r
 		if local {
 			return "  " + line
 		}
-		return "  ssh root@" + m.Address + " " + shellWord(line)
+		return "  " + shellcmd.Join("ssh", shellcmd.SSHTarget("root", m.Address), line)
 	}
 	if len(r.Members) < r.AllHosts {
 		fmt.Fprintf(w, "Restore every other host the same way, with --token %s and this snapshot (SHA-256 %s):\n", r.Token, r.Snapshot.SHA256)
@@ -508,17 +509,9 @@ func printRestored(w io.Writer, format string, r *snapshot.RestoreResult, out, r
 			filepath.Join(out, r.Members[0].Name), filepath.Join(out, r.Members[0].Name))
 	}
 	for _, m := range r.Members {
-		fmt.Fprintln(w, on(m, []string{"rm -rf " + shellWord(m.AsideDir)}))
+		fmt.Fprintln(w, on(m, []string{"rm -rf " + shellcmd.Quote(m.AsideDir)}))
 	}
 	return nil
-}
-
-// shellWord quotes s as one word for a POSIX shell.
-func shellWord(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%_+=:,./-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // progressBar draws the transfer on a terminal, at most ten times a

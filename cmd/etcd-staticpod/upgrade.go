@@ -41,8 +41,10 @@ first), it:
      OUT/NAME.tar.gz with SHA256SUMS; with --node NAME --root /, the node's own
      /etc/kubernetes/manifests/etcd.yaml, which kubelet picks up);
   2. runs --exec, if given, through sh -c with {name}, {address}, {manifest} (the
-     rewritten file on this machine) and {folder} (the host folder) replaced,
-     shell-quoted: the way the manifest reaches the node, such as an scp;
+     rewritten file on this machine), {folder} (the host folder), {ssh-target}
+     (root@ADDRESS as ssh takes it) and {scp-target} (the same with an IPv6
+     address in brackets, as scp takes it before :PATH) replaced, shell-quoted:
+     the way the manifest reaches the node, such as an scp;
   3. waits, within --timeout, until that member reports the new version, is
      healthy, and has applied the raft index its leader had when it came back.
 
@@ -66,8 +68,8 @@ Examples:
   # from the machine that ran init: copy each rewritten manifest to its node, and
   # swap it in with one rename so that kubelet never reads half a file
   etcd-staticpod upgrade --etcd-version 3.6.16-0 --out ./etcd-bundles \
-    --exec 'scp -p {manifest} root@{address}:/etc/kubernetes/etcd.yaml.new &&
-            ssh root@{address} mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml'
+    --exec 'scp -p {manifest} {scp-target}:/etc/kubernetes/etcd.yaml.new &&
+            ssh {ssh-target} mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml'
 
   # when OUT/NAME already reaches each node by other means
   etcd-staticpod upgrade --etcd-version 3.6.16-0 --out ./etcd-bundles
@@ -85,7 +87,7 @@ Examples:
 			&cli.StringFlag{Name: "image", Usage: "new etcd `IMAGE`; overrides --image-repository and --etcd-version"},
 			&cli.StringFlag{Name: "node", Usage: "upgrade only this host `NAME`"},
 			&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR`, / on the node itself", TakesFile: true},
-			&cli.StringFlag{Name: "exec", Usage: "`CMD` run per host after its rewrite, with {name}, {address}, {manifest}, {folder} replaced"},
+			&cli.StringFlag{Name: "exec", Usage: "`CMD` run per host after its rewrite, with {name}, {address}, {manifest}, {folder}, {ssh-target}, {scp-target} replaced"},
 			&cli.StringFlag{Name: "timeout", Value: upgrade.DefaultMemberTimeout.String(), Usage: "bound `DURATION` on each member, from the rewrite until it has caught up"},
 			&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to etcd, and on the checks before anything is written as a whole (finding the cluster, every member's health, status and version)"},
 			&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` instead of the bundle's", TakesFile: true},

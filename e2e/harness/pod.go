@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -231,11 +232,6 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// shellQuote quotes s for sh.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // mountScript is what runs in the private mount namespace before exec'ing
 // etcd: each mount path appears where the manifest says. A mount path whose
 // parent does not exist on this machine (/etc/kubernetes) is made inside an
@@ -243,7 +239,7 @@ func shellQuote(s string) string {
 // is a tmpfs at stage, so nothing of the real filesystem changes.
 func (p *podPlan) mountScript(stage string) (string, error) {
 	var lines []string
-	lines = append(lines, "set -e", "mount -t tmpfs -o mode=0700 e2e-stage "+shellQuote(stage))
+	lines = append(lines, "set -e", "mount -t tmpfs -o mode=0700 e2e-stage "+shellcmd.Quote(stage))
 	var overlays []string
 	for _, b := range p.binds {
 		if _, err := os.Lstat(b.target); err == nil {
@@ -275,22 +271,22 @@ func (p *podPlan) mountScript(stage string) (string, error) {
 		done = append(done, anc)
 		upper, work := fmt.Sprintf("%s/o%d/upper", stage, i), fmt.Sprintf("%s/o%d/work", stage, i)
 		lines = append(lines,
-			"mkdir -p "+shellQuote(upper)+" "+shellQuote(work),
-			"mount -t overlay e2e-overlay -o "+shellQuote("lowerdir="+anc+",upperdir="+upper+",workdir="+work)+" "+shellQuote(anc))
+			"mkdir -p "+shellcmd.Quote(upper)+" "+shellcmd.Quote(work),
+			"mount -t overlay e2e-overlay -o "+shellcmd.Quote("lowerdir="+anc+",upperdir="+upper+",workdir="+work)+" "+shellcmd.Quote(anc))
 	}
 	for _, b := range p.binds {
 		if b.file {
-			lines = append(lines, "mkdir -p "+shellQuote(path.Dir(b.target)), "[ -e "+shellQuote(b.target)+" ] || : > "+shellQuote(b.target))
+			lines = append(lines, "mkdir -p "+shellcmd.Quote(path.Dir(b.target)), "[ -e "+shellcmd.Quote(b.target)+" ] || : > "+shellcmd.Quote(b.target))
 		} else {
-			lines = append(lines, "mkdir -p "+shellQuote(b.target))
+			lines = append(lines, "mkdir -p "+shellcmd.Quote(b.target))
 		}
-		lines = append(lines, "mount --bind "+shellQuote(b.source)+" "+shellQuote(b.target))
+		lines = append(lines, "mount --bind "+shellcmd.Quote(b.source)+" "+shellcmd.Quote(b.target))
 		if b.readOnly {
-			lines = append(lines, "mount -o remount,bind,ro "+shellQuote(b.target))
+			lines = append(lines, "mount -o remount,bind,ro "+shellcmd.Quote(b.target))
 		}
 	}
 	if p.workDir != "" {
-		lines = append(lines, "cd "+shellQuote(p.workDir))
+		lines = append(lines, "cd "+shellcmd.Quote(p.workDir))
 	}
 	lines = append(lines, `exec "$@"`)
 	return strings.Join(lines, "\n"), nil
