@@ -398,7 +398,7 @@ func regexpLine(t *testing.T, out, s string) string {
 }
 
 // TestRenewCommandOnNode: on a node the CA comes from --ca-cert/--ca-key;
-// without it the run fails in one line and writes nothing.
+// without it the run is refused (exit 2) in one line and writes nothing.
 func TestRenewCommandOnNode(t *testing.T) {
 	out := initBundle(t)
 	root := t.TempDir()
@@ -410,7 +410,7 @@ func TestRenewCommandOnNode(t *testing.T) {
 	empty := t.TempDir()
 	args := []string{"certs", "renew", "all", "--config", config, "--node", "etcd03", "--root", root, "--out", empty}
 	stdout, stderr, code := runCLI(t, args...)
-	if code != 1 || !strings.Contains(stderr, "no "+filepath.Join(empty, "pki/etcd/ca.crt")+": renewing signs with the CA") || strings.Count(stderr, "\n") != 1 {
+	if code != exitBadInput || !strings.Contains(stderr, "no "+filepath.Join(empty, "pki/etcd/ca.crt")+": renewing signs with the CA") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("without a CA: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if treeHash(t, root) != before {
