@@ -74,7 +74,7 @@ func Stage(files []File) (*Staged, error) {
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := firstError(errs); err != nil {
 		s.Discard()
 		return nil, err
 	}
@@ -111,6 +111,26 @@ func (s *Staged) Commit() error {
 		return syncDir(filepath.Dir(s.files[0].Path))
 	}
 	return syncFilesystems(s.files)
+}
+
+// firstError is the first of errs, saying how many more files failed: a
+// full or read-only disk fails every file the same way, and one line says it.
+func firstError(errs []error) error {
+	var first error
+	more := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case first == nil:
+			first = err
+		default:
+			more++
+		}
+	}
+	if more > 0 {
+		return fmt.Errorf("%w (and %d more files)", first, more)
+	}
+	return first
 }
 
 // syncFilesystems flushes every filesystem the files live on.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
 
 // mounted runs fn on a fresh mount made by the mount arguments, as root.
@@ -51,12 +53,14 @@ func TestUnwritableOutput(t *testing.T) {
 		t.Fatalf("remount ro: %v\n%s", err, out)
 	}
 	before := treeHash(t, ro)
-	out, code := runBinary(t, bin, "init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--out", filepath.Join(ro, "bundles"))
-	if code == 0 || !strings.Contains(out, "read-only file system") {
-		t.Fatalf("exit %d:\n%s", code, out)
-	}
-	if last := lastLine(out); !strings.HasPrefix(last, "error: ") || !strings.Contains(last, filepath.Join(ro, "bundles")) {
-		t.Errorf("error line %q does not name the folder", last)
+	// A new folder inside it, and the folder itself.
+	for _, out := range []string{filepath.Join(ro, "bundles"), ro} {
+		args := []string{"init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--out", out}
+		stdout, stderr, code := etcdtest.Exec(t, bin, args...)
+		assertOneLine(t, args, stdout, stderr, code, `--out "`+out+`": `)
+		if !strings.Contains(stderr, "read-only file system") {
+			t.Errorf("%q: %s does not say why", args, stderr)
+		}
 	}
 	if treeHash(t, ro) != before {
 		t.Error("read-only folder changed")
@@ -70,19 +74,21 @@ func TestFullDisk(t *testing.T) {
 	for _, size := range []string{"16k", "48k", "96k", "160k"} {
 		t.Run(size, func(t *testing.T) {
 			fs := mounted(t, "-t", "tmpfs", "-o", "size="+size, "tmpfs")
-			out, code := runBinary(t, bin, "init", "--hosts", threeHosts, "--out", filepath.Join(fs, "bundles"))
+			stdout, stderr, code := etcdtest.Exec(t, bin, "init", "--hosts", threeHosts, "--out", filepath.Join(fs, "bundles"))
 			if code == 0 {
 				t.Skipf("%s was enough for a whole run", size)
 			}
-			if !strings.Contains(out, "no space left on device") {
-				t.Fatalf("exit %d:\n%s", code, out)
+			// One line, after the rollback: no progress of a run that did
+			// not happen.
+			if code != exitFailure || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "no space left on device") {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 and one line", code, stdout, stderr)
 			}
 			entries, err := os.ReadDir(fs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(entries) != 0 {
-				t.Errorf("left behind: %v\n%s", entries, out)
+				t.Errorf("left behind: %v\n%s", entries, stderr)
 			}
 		})
 	}
