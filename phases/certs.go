@@ -80,11 +80,13 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read CA certificate: %w", err)
 	}
+	// Checked whenever the CA is loaded, not only when it signs: a run that
+	// keeps every certificate would otherwise leave an exposed key unseen.
+	if err := r.guardCAKey(keyPath); err != nil {
+		return nil, err
+	}
 	var keyPEM []byte
 	if needKey {
-		if err := r.guardCAKey(keyPath); err != nil {
-			return nil, err
-		}
 		if keyPEM, err = r.readFile(keyPath); err != nil {
 			return nil, fmt.Errorf("read CA key %s: %w", keyPath, err)
 		}
@@ -103,11 +105,15 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 // it (rather than refusing) closes that at once and still tells the user,
 // who may have to rotate the CA if the key was read in the meantime.
 func (r *Runner) guardCAKey(path string) error {
+	if r.caKeyGuarded {
+		return nil
+	}
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm()&0o077 == 0 {
 		return nil // a key queued by this run, or private already
 	}
 	mode := fi.Mode().Perm()
+	r.caKeyGuarded = true
 	if r.opts.DryRun {
 		r.Warnf("CA key %s can be read by group or others (mode %04o); a run without --dry-run makes it 0600", path, mode)
 		return nil

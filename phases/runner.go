@@ -105,6 +105,8 @@ type Runner struct {
 	trees map[string]*safefile.Tree
 	// progress holds the lines Logf printed during Run, until it succeeds.
 	progress *bytes.Buffer
+	// caKeyGuarded is set once the CA key's mode has been seen to.
+	caKeyGuarded bool
 }
 
 // NewRunner checks the options that every phase relies on.
