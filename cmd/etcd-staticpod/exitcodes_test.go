@@ -73,6 +73,10 @@ func TestBadInputEveryCommand(t *testing.T) {
 	})
 	cmds = append(cmds,
 		cluster("health"), cluster("status"), cluster("members"),
+		cluster("defrag"), cluster("alarm", "list"), cluster("alarm", "disarm"), cluster("compact"),
+		command{[]string{"move-leader", "--bundle", bundle},
+			kinds{[]string{"etcd09"}, []string{"etcd01", "--timeout", "soon"}, nil},
+			kinds{[]string{`member "etcd09": not in the member list`}, []string{`--timeout "soon"`}, []string{"NAME: missing"}}},
 		command{[]string{"member", "list"},
 			kinds{[]string{"--bundle", unknown}, []string{"--bundle", bundle, "--timeout", "soon"}, []string{"--bundle", bundle, "etcd01"}},
 			kinds{[]string{`--bundle "` + unknown + `"`}, []string{`--timeout "soon"`}, []string{`unexpected argument "etcd01"`}}},
