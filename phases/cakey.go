@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
@@ -25,8 +26,10 @@ func (e *CAKeyCopyError) Error() string {
 	return fmt.Sprintf("%s is a copy of the etcd CA's private key; remove it: the CA key stays in %s and never goes into a host folder", e.Path, e.Store)
 }
 
-// ExitCode is the CLI's exit status for bad input.
-func (e *CAKeyCopyError) ExitCode() int { return 2 }
+// Unwrap marks the refusal as bad input.
+func (e *CAKeyCopyError) Unwrap() error {
+	return &badinput.Error{Err: errors.New("a copy of the CA key")}
+}
 
 func (r *Runner) caKeyCopy(path string) error {
 	_, keyPath := r.caPaths()

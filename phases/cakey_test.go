@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -47,7 +48,7 @@ func TestCAKeyCopyInQueueRefused(t *testing.T) {
 		}
 		err = r.Run(ps)
 		var ce *CAKeyCopyError
-		if !errors.As(err, &ce) || ce.Path != target || ce.ExitCode() != 2 {
+		if !errors.As(err, &ce) || ce.Path != target || !badinput.Is(err) {
 			t.Errorf("%s: %v, want the copy %s refused", name, err, target)
 		}
 		if after := etcdtest.Tree(t, out); !reflect.DeepEqual(before, after) {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 )
 
 // MaxInput bounds what is read of a spec, a patch, a certificate, a key or
@@ -27,8 +29,8 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Path + ": " + e.Reason }
 
-// ExitCode is the CLI's exit status for bad input.
-func (e *Error) ExitCode() int { return 2 }
+// Unwrap marks the refusal as bad input.
+func (e *Error) Unwrap() error { return &badinput.Error{Err: errors.New(e.Reason)} }
 
 // Open opens path for reading and checks that it is a regular file. The
 // open does not block (a named pipe with no writer would hang it forever),

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 )
 
 func TestReadFile(t *testing.T) {
@@ -48,7 +50,7 @@ func TestReadFile(t *testing.T) {
 		if err != nil {
 			got = err.Error()
 			var e *Error
-			if !errors.As(err, &e) || e.ExitCode() != 2 {
+			if !errors.As(err, &e) || !badinput.Is(err) {
 				t.Errorf("%s: %v is not bad input", tc.path, err)
 			}
 		}
