@@ -328,10 +328,16 @@ func (r *Runner) Warnf(format string, args ...any) {
 // destination that cannot hold the run's files: a path through a file, or
 // a folder this process cannot write.
 func (r *Runner) checkDestination() error {
-	flag, dir := "--out", r.opts.Out
 	if r.opts.Root != "" {
-		flag, dir = "--root", r.opts.Root
+		return CheckDestination("--root", r.opts.Root, r.opts.DryRun)
 	}
+	return CheckDestination("--out", r.opts.Out, r.opts.DryRun)
+}
+
+// CheckDestination refuses, as bad input given as flag, a folder dir that
+// cannot hold a run's files: a path through a file, or (unless dryRun) a
+// folder this process cannot write or create.
+func CheckDestination(flag, dir string, dryRun bool) error {
 	existing := dir
 	for {
 		fi, err := os.Stat(existing)
@@ -362,7 +368,7 @@ func (r *Runner) checkDestination() error {
 		}
 		existing = parent
 	}
-	if r.opts.DryRun {
+	if dryRun {
 		return nil
 	}
 	// access(2) answers for the filesystem too: EROFS on a read-only mount.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
+	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -48,6 +49,16 @@ func holdFolders(c *cli.Context, out, root string, dryRun bool) (release func(),
 			dirs, trees = append(dirs, out), append(trees, out)
 		}
 		dirs, trees = append(dirs, filepath.Join(root, nodeLockDir)), append(trees, root)
+	}
+	// A file as --out or --root, or a folder that cannot be written, is
+	// said as such before the lock file is tried there.
+	if root == "" {
+		err = phases.CheckDestination("--out", out, dryRun)
+	} else {
+		err = phases.CheckDestination("--root", root, dryRun)
+	}
+	if err != nil {
+		return nil, err
 	}
 	for i, dir := range dirs {
 		if err := safefile.Beneath(trees[i], dir); err != nil {
