@@ -104,6 +104,9 @@ func (s *session) logf(format string, args ...any) {
 func loadSpec(o Options) (*spec.Cluster, string, error) {
 	path := o.Config
 	if path == "" {
+		if fi, err := os.Stat(o.Out); err == nil && !fi.IsDir() {
+			return nil, "", refuse("--out %q: not a folder; give the bundle folder init wrote", o.Out)
+		}
 		path = filepath.Join(o.Out, spec.FileName)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, "", refuse("--out %q: no %s there; run `etcd-staticpod init --out %s` first, or give --config FILE", o.Out, spec.FileName, o.Out)

@@ -173,8 +173,10 @@ func dueLabel(e expiry.Entry) string {
 // else the folders that hold certificates.
 func bundleItems(c *cli.Context) ([]expiry.Item, error) {
 	out := c.String("out")
-	if fi, err := os.Stat(out); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(out); err != nil {
 		return nil, fmt.Errorf("--out %q: no such folder; give the bundle folder init wrote, or --root / on a node", out)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("--out %q: not a folder; give the bundle folder init wrote, or --root / on a node", out)
 	}
 	certDir, cpCertDir := spec.DefaultCertDir, spec.DefaultControlPlaneCertDir
 	var hosts []string

@@ -178,6 +178,10 @@ func exitCode(err error) int {
 		return exitBadInput
 	case errors.As(err, new(dueError)):
 		return exitDue
+	case errors.As(err, new(cli.ExitCoder)):
+		// urfave/cli's own exits are about the command line: a help topic
+		// it does not know.
+		return exitBadInput
 	}
 	return exitFailure
 }

@@ -43,6 +43,7 @@ func TestOneLineMessages(t *testing.T) {
 		{"unknown phase", []string{"init", "phase", "bogus"}, `unknown command "bogus": see etcd-staticpod init phase --help`},
 		{"unknown certs phase", []string{"init", "phase", "certs", "bogus"}, `unexpected argument "bogus"`},
 		{"init with an argument", []string{"init", "etcd01"}, `unexpected argument "etcd01": init takes flags only`},
+		{"unknown help topic", []string{"help", "bogus"}, "No help topic for 'bogus'"},
 		{"unknown global flag", []string{"--bogus"}, "flag provided but not defined: -bogus"},
 		{"bad flag value of a bool", append([]string{"init", "--dry-run=maybe", "--out", filepath.Join(dir, "b")}, gen...), `invalid boolean value "maybe" for -dry-run`},
 	} {

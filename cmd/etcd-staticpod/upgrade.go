@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -169,6 +170,9 @@ func upgradeSpecs(c *cli.Context) (current, next *spec.Cluster, err error) {
 	}
 	path := c.String("config")
 	if path == "" {
+		if fi, err := os.Stat(c.String("out")); err == nil && !fi.IsDir() {
+			return nil, nil, fmt.Errorf("--out %q: not a folder; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"))
+		}
 		path = filepath.Join(c.String("out"), spec.FileName)
 		if !fileExists(path) {
 			return nil, nil, fmt.Errorf("--out %q: no %s; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"), spec.FileName)
