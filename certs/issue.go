@@ -145,11 +145,17 @@ func (a *Authority) Issue(r Request, key crypto.PublicKey, now time.Time) (*x509
 	if err != nil {
 		return nil, err
 	}
+	// A leaf is not trusted past its CA: one that asks for more ends with
+	// the CA (kubeadm signs it as asked and only warns).
+	notAfter := now.Add(r.Validity).UTC()
+	if notAfter.After(a.Cert.NotAfter) {
+		notAfter = a.Cert.NotAfter.UTC()
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: r.Profile.CommonName(r.Host)},
 		NotBefore:             now.Add(-Backdate).UTC(),
-		NotAfter:              now.Add(r.Validity).UTC(),
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:           r.Profile.Usages,
 		BasicConstraintsValid: true,

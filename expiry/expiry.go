@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -210,6 +211,10 @@ func ParseWithin(s string) (time.Duration, error) {
 		n, err := strconv.ParseUint(days, 10, 32)
 		if err != nil {
 			return 0, errors.New("not a duration such as 720h or 30d")
+		}
+		// A time.Duration holds about 292 years; more days would wrap.
+		if maxDays := uint64(math.MaxInt64 / int64(24*time.Hour)); n > maxDays {
+			return 0, fmt.Errorf("at most %dd", maxDays)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}

@@ -83,14 +83,14 @@ func TestResidualTimeAsKubeadm(t *testing.T) {
 
 func TestParseWithin(t *testing.T) {
 	for in, want := range map[string]time.Duration{
-		"720h": 720 * time.Hour, "30d": 30 * 24 * time.Hour, "0": 0, "0d": 0, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute,
+		"720h": 720 * time.Hour, "30d": 30 * 24 * time.Hour, "0": 0, "0d": 0, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute, "106751d": 106751 * 24 * time.Hour,
 	} {
 		got, err := ParseWithin(in)
 		if err != nil || got != want {
 			t.Errorf("ParseWithin(%q) = %s, %v; want %s", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "30", "d", "-1d", "-5h", "1.5d", "30days", "thirty"} {
+	for _, in := range []string{"", "30", "d", "-1d", "-5h", "1.5d", "30days", "thirty", "106752d", "4294967295d"} {
 		if _, err := ParseWithin(in); err == nil {
 			t.Errorf("ParseWithin(%q) accepted", in)
 		}

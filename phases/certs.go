@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -323,6 +324,19 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	return leafValid, nil
 }
 
+// sayCAEnd warns, once a run, when the CA ends before a leaf signed now
+// would: certs.Issue ends such a leaf with the CA, since no client trusts it
+// past its CA anyway.
+func (r *Runner) sayCAEnd(ca *certs.Authority) {
+	want := r.now().Add(r.Cluster().CertificateValidity.Duration)
+	if r.caEndSaid || !want.After(ca.Cert.NotAfter) {
+		return
+	}
+	r.caEndSaid = true
+	r.Logf("[certs] warning: the CA expires on %s, before the certificateValidity %s asks for; new certificates end with the CA (renew the CA before then)",
+		ca.Cert.NotAfter.UTC().Format(time.RFC3339), r.Cluster().CertificateValidity)
+}
+
 // caToCreate reports whether the etcd-ca phase will make a new CA.
 func (r *Runner) caToCreate() bool {
 	certPath, keyPath := r.caPaths()
@@ -414,6 +428,7 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 		if ca, err = r.authority(true); err != nil {
 			return err
 		}
+		r.sayCAEnd(ca)
 	}
 	err := forEach(len(todo), func(i int) error {
 		j := todo[i]

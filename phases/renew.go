@@ -176,7 +176,9 @@ func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 			}
 		}
 		if rn.NotAfter.After(ca.Cert.NotAfter) {
-			r.Logf("[renew] warning: the CA expires on %s, before the new %s certificate of %s; renew the CA before then", ca.Cert.NotAfter.UTC().Format(time.RFC3339), p.Name, h.Name)
+			// certs.Issue ends the new certificate with its CA.
+			rn.NotAfter = ca.Cert.NotAfter.UTC()
+			r.Logf("[renew] warning: the CA expires on %s, before certificateValidity %s from now; the new %s certificate of %s ends with the CA: renew the CA before then", ca.Cert.NotAfter.UTC().Format(time.RFC3339), c.CertificateValidity, p.Name, h.Name)
 		}
 		if r.opts.DryRun {
 			r.Logf("[dry-run] would renew %s for %s (key and certificate), valid until %s", p.Name, h.Name, rn.NotAfter.Format(time.RFC3339))

@@ -107,6 +107,8 @@ type Runner struct {
 	progress *bytes.Buffer
 	// caKeyGuarded is set once the CA key's mode has been seen to.
 	caKeyGuarded bool
+	// caEndSaid records that the run said leaves end with the CA.
+	caEndSaid bool
 }
 
 // NewRunner checks the options that every phase relies on.

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -148,6 +150,10 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 	}
 	res.Snapshot = Info{Path: o.Snapshot, Size: fi.Size(), SHA256: tr.fileSum()}
 	res.Snapshot.setStatus(st)
+	if o.RevisionBump > uint64(math.MaxInt64-res.Snapshot.Revision) {
+		discard()
+		return inputErr("--bump-revision", strconv.FormatUint(o.RevisionBump, 10), "added to the snapshot's revision %d it exceeds etcd's largest revision %d", res.Snapshot.Revision, int64(math.MaxInt64))
+	}
 
 	errs := make([]error, len(folders))
 	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -340,6 +346,10 @@ func bumpRevision(be backend.Backend, bump uint64) error {
 		}
 		return nil
 	})
+	if err == nil && bump > uint64(math.MaxInt64-latest.Main) {
+		// Restore checked this against the snapshot's revision already.
+		err = fmt.Errorf("revision %d raised by %d passes etcd's largest revision", latest.Main, bump)
+	}
 	if err == nil {
 		latest.Main += int64(bump)
 		latest.Sub = 0

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -60,6 +61,14 @@ type RestoreOptions struct {
 	// see no revision go backwards and list again.
 	RevisionBump uint64
 }
+
+// MaxRevisionBump bounds RevisionBump. etcd's revision is an int64 and the
+// bump is added to the snapshot's revision: a bump near 1<<63 wraps it
+// negative. 1<<62 leaves as much again for the snapshot's own revision and
+// for the writes after the restore (at a million writes a second, over a
+// hundred thousand years), while any bump that matters to a watcher (the
+// writes since the snapshot, typically 1e9) stays far below it.
+const MaxRevisionBump = 1 << 62
 
 // RestoredMember is one host's restored data folder.
 type RestoredMember struct {
@@ -130,6 +139,9 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	}
 	if o.Root != "" && o.Node == "" {
 		return nil, inputErr("--root", o.Root, "needs --node to say which host this is")
+	}
+	if o.RevisionBump > MaxRevisionBump {
+		return nil, inputErr("--bump-revision", strconv.FormatUint(o.RevisionBump, 10), "at most %d (1<<62): etcd's revision is a signed 64-bit number", uint64(MaxRevisionBump))
 	}
 	hosts := c.Hosts
 	if o.Node != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"go.yaml.in/yaml/v3"
@@ -27,6 +28,9 @@ func Load(path string) (*Cluster, error) {
 // Parse decodes a cluster document strictly: an unknown field or a value of
 // the wrong type is an error that names the line.
 func Parse(data []byte) (*Cluster, error) {
+	if err := checkDurations(data); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var c Cluster
@@ -49,6 +53,36 @@ func Parse(data []byte) (*Cluster, error) {
 		return nil, fmt.Errorf("kind %q: want %q", c.Kind, Kind)
 	}
 	return &c, nil
+}
+
+// checkDurations refuses a certificate lifetime the document gives but
+// that is not a duration, or too short: an explicit 0s would otherwise read
+// as unset and become the default. Anything else wrong with the document is
+// left to the strict decode.
+func checkDurations(data []byte) error {
+	var d struct {
+		CertificateValidity   *string `yaml:"certificateValidity"`
+		CACertificateValidity *string `yaml:"caCertificateValidity"`
+	}
+	if yaml.Unmarshal(data, &d) != nil {
+		return nil
+	}
+	for _, f := range []struct {
+		field string
+		value *string
+	}{{"certificateValidity", d.CertificateValidity}, {"caCertificateValidity", d.CACertificateValidity}} {
+		if f.value == nil {
+			continue
+		}
+		v, err := time.ParseDuration(*f.value)
+		if err != nil {
+			return fmt.Errorf("%s %q: not a duration such as 8760h", f.field, *f.value)
+		}
+		if err := CheckValidity(f.field, *f.value, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // oneLine folds yaml.v3's multi-line error lists into one line; a newline

@@ -52,7 +52,9 @@ func TestParseRejects(t *testing.T) {
 	for _, tc := range []struct{ name, doc, want string }{
 		{"unknown field", "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts:\n- name: a\n  adress: 10.0.0.1\n", "line 5: field adress not found"},
 		{"wrong type", "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nhosts: {a: b}\n", "line 3: cannot unmarshal"},
-		{"bad duration", "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\ncertificateValidity: forever\n", `invalid duration "forever"`},
+		{"bad duration", "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\ncertificateValidity: forever\n", `certificateValidity "forever": not a duration`},
+		{"explicit zero validity", "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\ncertificateValidity: 0s\n", `certificateValidity "0s": must be positive`},
+		{"nanosecond CA validity", "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\ncaCertificateValidity: 1ns\n", `caCertificateValidity "1ns": must be at least 1h0m0s`},
 		{"wrong kind", "apiVersion: etcd-staticpod.io/v1alpha1\nkind: Cluster\n", `kind "Cluster"`},
 		{"wrong version", "apiVersion: v1\nkind: EtcdCluster\n", `apiVersion "v1"`},
 		{"empty", "", "empty"},
@@ -94,6 +96,42 @@ func TestValidateRejects(t *testing.T) {
 		{"pod subnet", "a=10.0.0.1", func(c *Cluster) { c.ControlPlane.PodSubnet = "10.244.0.0" }, `controlPlane.podSubnet "10.244.0.0"`},
 		{"extra arg dashes", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ExtraArgs = []Arg{{Name: "--name", Value: "x"}} }, `etcd.extraArgs name "--name"`},
 		{"cluster state", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ClusterState = "old" }, `etcd.initialClusterState "old"`},
+		{"short validity", "a=10.0.0.1", func(c *Cluster) { c.CertificateValidity.Duration = time.Nanosecond }, `certificateValidity "1ns": must be at least 1h0m0s`},
+		{"CR in kubelet path", "a=10.0.0.1", func(c *Cluster) { c.Kubelet.Path = "/usr/bin/kubelet\rExecStartPre=/bin/sh" }, `kubelet.path "/usr/bin/kubelet\rExecStartPre=/bin/sh": contains the control character U+000D`},
+		{"NUL in data dir", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/var/lib/etcd\x00" }, `etcd.dataDir "/var/lib/etcd\x00": contains the control character U+0000`},
+		{"DEL in env value", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ExtraEnv = []Arg{{Name: "A", Value: "x\x7f"}} }, `etcd.extraEnv[0].value "x\x7f": contains the control character U+007F`},
+		{"C1 in SAN", "a=10.0.0.1", func(c *Cluster) { c.Hosts[0].ServerCertSANs = []string{"a\u0085b"} }, `hosts[0].serverCertSANs "a\u0085b": contains the control character U+0085`},
+		{"line separator", "a=10.0.0.1", func(c *Cluster) { c.ControlPlane.KubernetesVersion = "v1.36.3\u2028" }, `controlPlane.kubernetesVersion "v1.36.3\u2028": contains the control character U+2028`},
+		{"bidi override", "a=10.0.0.1", func(c *Cluster) { c.CertDir = "/etc/\u202epki" }, `certDir "/etc/\u202epki": contains the control character U+202E`},
+		{"not UTF-8", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ExtraArgs = []Arg{{Name: "x", Value: "\xff"}} }, `etcd.extraArgs[0].value "\xff": is not valid UTF-8`},
+		{"tab in extra arg", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ExtraArgs = []Arg{{Name: "log-level", Value: "debug\t"}} }, `etcd.extraArgs[0].value "debug\t": contains the control character U+0009`},
+		{"extra arg name", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ExtraArgs = []Arg{{Name: "Log_Level", Value: "x"}} }, `etcd.extraArgs name "Log_Level": want an etcd flag name`},
+		{"env name", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ExtraEnv = []Arg{{Name: "1GOMAXPROCS", Value: "2"}} }, `etcd.extraEnv name "1GOMAXPROCS": want an environment variable name`},
+		{"env name with dot", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ExtraEnv = []Arg{{Name: "a.b", Value: "2"}} }, `etcd.extraEnv name "a.b"`},
+		{"tag with blank", "a=10.0.0.1", func(c *Cluster) { c.Etcd.Version = "3.6 8" }, `etcd.version "3.6 8": is not an image tag`},
+		{"tag too long", "a=10.0.0.1", func(c *Cluster) { c.Etcd.Version = strings.Repeat("1", 129) }, `is not an image tag`},
+		{"tag leading dot", "a=10.0.0.1", func(c *Cluster) { c.Etcd.Version = ".3" }, `etcd.version ".3"`},
+		{"repository upper case path", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ImageRepository = "registry.k8s.io/Mirror" }, `etcd.imageRepository "registry.k8s.io/Mirror": is not an image repository`},
+		{"repository with tag", "a=10.0.0.1", func(c *Cluster) { c.Etcd.ImageRepository = "registry.k8s.io:x" }, `etcd.imageRepository "registry.k8s.io:x"`},
+		{"image with blank", "a=10.0.0.1", func(c *Cluster) { c.Etcd.Image = "registry.k8s.io/etcd:3.6 8" }, `etcd.image "registry.k8s.io/etcd:3.6 8": is not an image reference`},
+		{"reserved name pki", "pki=10.0.0.1", nil, `host "pki": name "pki" is reserved`},
+		{"reserved name control-plane", "control-plane=10.0.0.1", nil, `host "control-plane": name "control-plane" is reserved`},
+		{"reserved name monitoring", "monitoring=10.0.0.1", nil, `name "monitoring" is reserved`},
+		{"reserved name statefulset", "statefulset=10.0.0.1", nil, `name "statefulset" is reserved`},
+		{"reserved name sha256sums", "sha256sums=10.0.0.1", nil, `name "sha256sums" is reserved`},
+		{"data dir root", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/" }, `etcd.dataDir "/": must not be the root folder`},
+		{"data dir /etc", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/etc" }, `etcd.dataDir "/etc": is the system's configuration`},
+		{"data dir /etc/kubernetes", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/etc/kubernetes" }, `etcd.dataDir "/etc/kubernetes": is kubeadm's folder`},
+		{"data dir in manifests", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/etc/kubernetes/manifests/etcd" }, `lies inside /etc/kubernetes/manifests, kubelet's static Pod folder`},
+		{"data dir is cert dir", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/etc/kubernetes/pki" }, `etcd.dataDir "/etc/kubernetes/pki": is the certificate folder`},
+		{"data dir holds cert dir", "a=10.0.0.1", func(c *Cluster) { c.CertDir = "/srv/etcd/pki"; c.Etcd.DataDir = "/srv/etcd" }, `etcd.dataDir "/srv/etcd": holds /srv/etcd/pki, the certificate folder`},
+		{"data dir holds kubelet", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/var/lib" }, `holds /var/lib/kubelet`},
+		{"data dir in kubelet drop-ins", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/etc/systemd/system/kubelet.service.d/x" }, `lies inside /etc/systemd/system/kubelet.service.d`},
+		{"data dir not clean", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/var/lib/etcd/" }, `etcd.dataDir "/var/lib/etcd/": want a clean absolute path`},
+		{"data dir dot-dot", "a=10.0.0.1", func(c *Cluster) { c.Etcd.DataDir = "/var/lib/etcd/../kubelet" }, `want a clean absolute path`},
+		{"endpoint port too big", "a=10.0.0.1", func(c *Cluster) { c.ControlPlane.ControlPlaneEndpoint = "10.0.0.9:65536" }, `controlPlane.controlPlaneEndpoint "10.0.0.9:65536": port "65536" is not a number from 1 to 65535`},
+		{"endpoint port zero", "a=10.0.0.1", func(c *Cluster) { c.ControlPlane.ControlPlaneEndpoint = "k8s.example:0" }, `port "0"`},
+		{"kubernetes version with blank", "a=10.0.0.1", func(c *Cluster) { c.ControlPlane.KubernetesVersion = "v1.36.3 --x" }, `controlPlane.kubernetesVersion "v1.36.3 --x"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &Cluster{}
@@ -113,6 +151,39 @@ func TestValidateRejects(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	for name, mut := range map[string]func(*Cluster){
+		"image by digest":     func(c *Cluster) { c.Etcd.Image = "registry.k8s.io/etcd@sha256:" + strings.Repeat("ab", 32) },
+		"image tag and port":  func(c *Cluster) { c.Etcd.Image = "localhost:5000/mirror/etcd:3.6.8-0" },
+		"repository IPv6":     func(c *Cluster) { c.Etcd.ImageRepository = "[fd00::1]:5000/k8s" },
+		"repository path":     func(c *Cluster) { c.Etcd.ImageRepository = "registry.example.com/a__b/c-d" },
+		"tag underscore":      func(c *Cluster) { c.Etcd.Version = "_v3.6.8-0" },
+		"release label":       func(c *Cluster) { c.ControlPlane.KubernetesVersion = "stable-1.36" },
+		"data dir elsewhere":  func(c *Cluster) { c.Etcd.DataDir = "/srv/etcd" },
+		"kubelet path blanks": func(c *Cluster) { c.Kubelet.Path = "/opt/my kubelet/%h$x" },
+		"unicode SAN-free":    func(c *Cluster) { c.Etcd.ExtraEnv = []Arg{{Name: "_X1", Value: "é ü"}} },
+		"equal validities":    func(c *Cluster) { c.CertificateValidity.Duration = time.Hour; c.CACertificateValidity.Duration = time.Hour },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := &Cluster{Hosts: []Host{{Name: "a", Address: "10.0.0.1"}}}
+			c.SetDefaults()
+			mut(c)
+			if _, err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestLeafLongerThanCAWarns(t *testing.T) {
+	c := &Cluster{Hosts: []Host{{Name: "a", Address: "10.0.0.1"}}, CertificateValidity: Duration{2 * time.Hour}, CACertificateValidity: Duration{time.Hour}}
+	c.SetDefaults()
+	w, err := c.Validate()
+	if err != nil || len(w) != 1 || !strings.Contains(w[0], "certificateValidity 2h0m0s is longer than caCertificateValidity 1h0m0s") {
+		t.Fatalf("%v %v", w, err)
 	}
 }
 

@@ -4,17 +4,139 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
+
+// MinValidity is the shortest certificate lifetime accepted: anything less
+// expires before the cluster is up and is a typo (1ns, 60s for 60d).
+const MinValidity = time.Hour
+
+// reservedHostNames are names the bundle folder uses at its top level (pki,
+// control-plane, SHA256SUMS on a case-insensitive filesystem) or keeps for
+// folders to come. Other top-level entries (cluster.yaml, NAME.tar.gz, ...)
+// hold a dot, which a host name, a DNS label, cannot.
+var reservedHostNames = []string{"control-plane", "monitoring", "pki", "sha256sums", "statefulset"}
+
+// ReservedHostNames returns the host names the bundle layout keeps for itself.
+func ReservedHostNames() []string { return slices.Clone(reservedHostNames) }
+
+// HostSystemDirs are the folders on an etcd host that hold what kubelet and
+// kubeadm read: the etcd data folder may neither be nor hold nor lie inside
+// any of them (nor the certificate folder), or a restore, a wipe of the data
+// folder or etcd itself would touch them.
+// The most specific come first, so that an error names the closest.
+var hostSystemDirs = []struct{ dir, what string }{
+	{"/etc/kubernetes/manifests", "kubelet's static Pod folder"},
+	{"/etc/systemd/system/kubelet.service.d", "kubelet's drop-in folder"},
+	{"/var/lib/kubelet", "kubelet's state folder"},
+	{"/etc/kubernetes", "kubeadm's folder"},
+	{"/etc", "the system's configuration"},
+}
+
+// HostSystemDirs returns the folders the etcd data folder keeps away from.
+func HostSystemDirs() []string {
+	var out []string
+	for _, d := range hostSystemDirs {
+		out = append(out, d.dir)
+	}
+	return out
+}
+
+var (
+	// extraArgNameRE is an etcd flag name as etcd spells them.
+	extraArgNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	// envNameRE is a portable environment variable name (POSIX, and what
+	// a shell can export).
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// kubernetesVersionRE is what kubeadm reads as kubernetesVersion: a
+	// version, or a release label such as stable-1.36.
+	kubernetesVersionRE = regexp.MustCompile(`^(v[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*|(stable|latest)(-[0-9]+(\.[0-9]+)?)?)$`)
+)
+
+// CheckText refuses a value that would change meaning where it is written:
+// a control character (a carriage return ends a line in a systemd unit, a
+// newline in YAML or a printed shell command), a Unicode line or paragraph
+// separator, a bidirectional override or a byte that is not UTF-8. The
+// error names field and quotes the value.
+func CheckText(field, value string) error {
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("%s %q: is not valid UTF-8", field, value)
+	}
+	for _, r := range value {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp, unicode.Bidi_Control) || r == '\uFEFF' {
+			return fmt.Errorf("%s %q: contains the control character %U", field, value, r)
+		}
+	}
+	return nil
+}
+
+// CheckValidity refuses a certificate lifetime that is not positive or
+// shorter than MinValidity; field names the flag or the spec field and
+// text is the value as given.
+func CheckValidity(field, text string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s %q: must be positive", field, text)
+	}
+	if d < MinValidity {
+		return fmt.Errorf("%s %q: must be at least %s", field, text, MinValidity)
+	}
+	return nil
+}
+
+// textFields lists every string of the spec that ends up in a file, a file
+// name or a printed command, with the name an error gives it.
+func (c *Cluster) textFields() [][2]string {
+	f := [][2]string{
+		{"encryptionAlgorithm", c.EncryptionAlgorithm}, {"certDir", c.CertDir},
+		{"etcd.image", c.Etcd.Image}, {"etcd.imageRepository", c.Etcd.ImageRepository}, {"etcd.version", c.Etcd.Version},
+		{"etcd.dataDir", c.Etcd.DataDir}, {"etcd.initialClusterState", c.Etcd.ClusterState},
+		{"kubelet.cgroupDriver", c.Kubelet.CgroupDriver}, {"kubelet.containerRuntimeEndpoint", c.Kubelet.ContainerRuntimeEndpoint},
+		{"kubelet.path", c.Kubelet.Path}, {"kubelet.configPatch", c.Kubelet.ConfigPatch},
+		{"controlPlane.certDir", c.ControlPlane.CertDir}, {"controlPlane.kubeadmAPIVersion", c.ControlPlane.KubeadmAPIVersion},
+		{"controlPlane.kubernetesVersion", c.ControlPlane.KubernetesVersion}, {"controlPlane.controlPlaneEndpoint", c.ControlPlane.ControlPlaneEndpoint},
+		{"controlPlane.podSubnet", c.ControlPlane.PodSubnet}, {"controlPlane.serviceSubnet", c.ControlPlane.ServiceSubnet},
+	}
+	for i, h := range c.Hosts {
+		where := fmt.Sprintf("hosts[%d].", i)
+		f = append(f, [2]string{where + "name", h.Name}, [2]string{where + "address", h.Address})
+		for _, s := range h.ServerCertSANs {
+			f = append(f, [2]string{where + "serverCertSANs", s})
+		}
+		for _, s := range h.PeerCertSANs {
+			f = append(f, [2]string{where + "peerCertSANs", s})
+		}
+	}
+	for i, a := range c.Etcd.ExtraArgs {
+		f = append(f, [2]string{fmt.Sprintf("etcd.extraArgs[%d].name", i), a.Name}, [2]string{fmt.Sprintf("etcd.extraArgs[%d].value", i), a.Value})
+	}
+	for i, a := range c.Etcd.ExtraEnv {
+		f = append(f, [2]string{fmt.Sprintf("etcd.extraEnv[%d].name", i), a.Name}, [2]string{fmt.Sprintf("etcd.extraEnv[%d].value", i), a.Value})
+	}
+	for _, s := range c.ControlPlane.APIServerCertSANs {
+		f = append(f, [2]string{"controlPlane.apiServerCertSANs", s})
+	}
+	return f
+}
 
 // Validate checks the defaulted spec. It returns warnings (things that work
 // but are unwise) and the first error, which names the host, field and value.
 func (c *Cluster) Validate() (warnings []string, err error) {
 	if len(c.Hosts) == 0 {
 		return nil, fmt.Errorf("hosts: at least one host is required (--hosts NAME=ADDRESS,... or hosts: in --config)")
+	}
+	for _, f := range c.textFields() {
+		if err := CheckText(f[0], f[1]); err != nil {
+			return nil, err
+		}
 	}
 	names := map[string]int{}
 	addrs := map[string]string{}
@@ -25,6 +147,9 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 		}
 		if errs := validation.IsDNS1123Label(h.Name); len(errs) > 0 {
 			return nil, fmt.Errorf("%s: name %q is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", where, h.Name)
+		}
+		if slices.Contains(reservedHostNames, h.Name) {
+			return nil, fmt.Errorf("%s: name %q is reserved: the bundle folder uses the names %s for its own content", where, h.Name, strings.Join(reservedHostNames, ", "))
 		}
 		if j, dup := names[h.Name]; dup {
 			return nil, fmt.Errorf("%s: name %q is used by hosts[%d] too", where, h.Name, j)
@@ -55,11 +180,16 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 	if !slices.Contains(encryptionAlgorithms, c.EncryptionAlgorithm) {
 		return nil, fmt.Errorf("encryptionAlgorithm %q: want one of %s", c.EncryptionAlgorithm, strings.Join(encryptionAlgorithms, ", "))
 	}
-	if c.CertificateValidity.Duration <= 0 {
-		return nil, fmt.Errorf("certificateValidity %q: must be positive", c.CertificateValidity.String())
+	if err := CheckValidity("certificateValidity", c.CertificateValidity.String(), c.CertificateValidity.Duration); err != nil {
+		return nil, err
 	}
-	if c.CACertificateValidity.Duration <= 0 {
-		return nil, fmt.Errorf("caCertificateValidity %q: must be positive", c.CACertificateValidity.String())
+	if err := CheckValidity("caCertificateValidity", c.CACertificateValidity.String(), c.CACertificateValidity.Duration); err != nil {
+		return nil, err
+	}
+	if c.CertificateValidity.Duration > c.CACertificateValidity.Duration {
+		// As kubeadm: a warning. A new CA ends first, and leaves are cut
+		// to end with their CA when signed.
+		warnings = append(warnings, fmt.Sprintf("certificateValidity %s is longer than caCertificateValidity %s: certificates signed by a new CA end when it does", c.CertificateValidity, c.CACertificateValidity))
 	}
 	for _, p := range []struct{ field, value string }{
 		{"certDir", c.CertDir}, {"etcd.dataDir", c.Etcd.DataDir}, {"controlPlane.certDir", c.ControlPlane.CertDir},
@@ -68,14 +198,20 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 			return nil, fmt.Errorf("%s %q: must be an absolute path", p.field, p.value)
 		}
 	}
+	if err := c.validateDataDir(); err != nil {
+		return nil, err
+	}
+	if err := c.validateImage(); err != nil {
+		return nil, err
+	}
 	for _, a := range c.Etcd.ExtraArgs {
-		if a.Name == "" || strings.HasPrefix(a.Name, "-") || strings.ContainsAny(a.Name, "= \t") {
-			return nil, fmt.Errorf("etcd.extraArgs name %q: want a flag name without leading dashes", a.Name)
+		if !extraArgNameRE.MatchString(a.Name) {
+			return nil, fmt.Errorf("etcd.extraArgs name %q: want an etcd flag name without leading dashes (lower-case letters, digits and '-')", a.Name)
 		}
 	}
 	for _, e := range c.Etcd.ExtraEnv {
-		if e.Name == "" || strings.ContainsAny(e.Name, "= \t") {
-			return nil, fmt.Errorf("etcd.extraEnv name %q: want an environment variable name", e.Name)
+		if !envNameRE.MatchString(e.Name) {
+			return nil, fmt.Errorf("etcd.extraEnv name %q: want an environment variable name (letters, digits and '_', not starting with a digit)", e.Name)
 		}
 	}
 	if c.Etcd.ClusterState != "new" && c.Etcd.ClusterState != "existing" {
@@ -87,6 +223,9 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 	if u, err := url.Parse(c.Kubelet.ContainerRuntimeEndpoint); err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("kubelet.containerRuntimeEndpoint %q: want a URL such as unix:///run/containerd/containerd.sock", c.Kubelet.ContainerRuntimeEndpoint)
 	}
+	// An absolute path also keeps systemd's ExecStart= prefixes (@, -, :,
+	// +, !) out of the first word; the drop-in escapes %, $, blanks, quotes
+	// and backslashes.
 	if !strings.HasPrefix(c.Kubelet.Path, "/") {
 		return nil, fmt.Errorf("kubelet.path %q: must be an absolute path", c.Kubelet.Path)
 	}
@@ -94,8 +233,8 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 	if cp.KubeadmAPIVersion != "v1beta4" && cp.KubeadmAPIVersion != "v1beta3" {
 		return nil, fmt.Errorf("controlPlane.kubeadmAPIVersion %q: want v1beta4 or v1beta3", cp.KubeadmAPIVersion)
 	}
-	if v := cp.KubernetesVersion; v != "" && !strings.HasPrefix(v, "v") && !strings.HasPrefix(v, "stable") && !strings.HasPrefix(v, "latest") {
-		return nil, fmt.Errorf("controlPlane.kubernetesVersion %q: want a version such as v1.36.3", v)
+	if v := cp.KubernetesVersion; v != "" && !kubernetesVersionRE.MatchString(v) {
+		return nil, fmt.Errorf("controlPlane.kubernetesVersion %q: want a version such as v1.36.3 or a label such as stable-1.36", v)
 	}
 	for _, s := range []struct{ field, value string }{{"controlPlane.podSubnet", cp.PodSubnet}, {"controlPlane.serviceSubnet", cp.ServiceSubnet}} {
 		if s.value == "" {
@@ -108,12 +247,8 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 		}
 	}
 	if ep := cp.ControlPlaneEndpoint; ep != "" {
-		host := ep
-		if h, _, err := net.SplitHostPort(ep); err == nil {
-			host = h
-		}
-		if validateSAN(host) != nil {
-			return nil, fmt.Errorf("controlPlane.controlPlaneEndpoint %q: want HOST or HOST:PORT", ep)
+		if err := validateHostPort(ep); err != nil {
+			return nil, fmt.Errorf("controlPlane.controlPlaneEndpoint %q: %v", ep, err)
 		}
 	}
 	for _, san := range cp.APIServerCertSANs {
@@ -125,6 +260,73 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 		return nil, err
 	}
 	return warnings, nil
+}
+
+// validateDataDir keeps the etcd data folder away from the folders kubelet
+// and kubeadm read: a restore renames the data folder and a reset wipes it.
+func (c *Cluster) validateDataDir() error {
+	d := c.Etcd.DataDir
+	if path.Clean(d) != d {
+		return fmt.Errorf("etcd.dataDir %q: want a clean absolute path such as %s (no trailing '/', '.', '..' or '//')", d, DefaultDataDir)
+	}
+	if d == "/" {
+		return fmt.Errorf("etcd.dataDir %q: must not be the root folder", d)
+	}
+	protected := append([]struct{ dir, what string }{{path.Clean(c.CertDir), "the certificate folder (certDir)"}}, hostSystemDirs...)
+	for _, p := range protected {
+		if d == p.dir {
+			return fmt.Errorf("etcd.dataDir %q: is %s", d, p.what)
+		}
+	}
+	for _, p := range protected {
+		if within(d, p.dir) {
+			return fmt.Errorf("etcd.dataDir %q: lies inside %s, %s", d, p.dir, p.what)
+		}
+	}
+	for _, p := range protected {
+		if within(p.dir, d) {
+			return fmt.Errorf("etcd.dataDir %q: holds %s, %s", d, p.dir, p.what)
+		}
+	}
+	return nil
+}
+
+// within reports whether child lies below parent (both clean and absolute).
+func within(child, parent string) bool {
+	return strings.HasPrefix(child, strings.TrimSuffix(parent, "/")+"/")
+}
+
+// validateImage checks the etcd image: etcd.image as a whole reference, or
+// imageRepository and version as the parts of REPOSITORY/etcd:VERSION.
+func (c *Cluster) validateImage() error {
+	if c.Etcd.Image != "" {
+		if err := validateReference(c.Etcd.Image); err != nil {
+			return fmt.Errorf("etcd.image %q: %v", c.Etcd.Image, err)
+		}
+	}
+	if err := validateRepository(c.Etcd.ImageRepository); err != nil {
+		return fmt.Errorf("etcd.imageRepository %q: %v", c.Etcd.ImageRepository, err)
+	}
+	if err := validateTag(c.Etcd.Version); err != nil {
+		return fmt.Errorf("etcd.version %q: %v", c.Etcd.Version, err)
+	}
+	return nil
+}
+
+// validateHostPort checks HOST or HOST:PORT with a port etcd's clients can
+// dial (1-65535).
+func validateHostPort(ep string) error {
+	host := ep
+	if h, port, err := net.SplitHostPort(ep); err == nil {
+		host = h
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	}
+	if validateSAN(host) != nil {
+		return fmt.Errorf("want HOST or HOST:PORT")
+	}
+	return nil
 }
 
 func validateAddress(a string) error {

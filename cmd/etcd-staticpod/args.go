@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
 // oneArg is the command's single argument, what naming it in errors.
@@ -108,6 +110,73 @@ func withTrailingFlags(fresh func() []cli.Flag, action cli.ActionFunc) cli.Actio
 		}
 		nc := cli.NewContext(c.App, set, c.Lineage()[1])
 		nc.Command, nc.Context = c.Command, c.Context
+		// The flags after the argument are seen only now.
+		if err := checkInput(nc, true); err != nil {
+			return err
+		}
 		return action(nc)
+	}
+}
+
+// pathFlags name files and folders: given empty, they would silently mean
+// the current folder or the default, so an empty value is refused.
+var pathFlags = []string{"out", "root", "config", "bundle", "cacert", "cert", "key", "ca-cert", "ca-key", "kubelet-config-patch", "cert-dir", "data-dir", "control-plane-cert-dir", "kubelet-path"}
+
+// checkInput refuses, before a command does anything, an empty path flag
+// and a control character in any flag or argument: values end up in
+// systemd units, YAML, file names and printed commands. --exec is the
+// user's own shell command and is passed on as given.
+func checkInput(c *cli.Context, flagLike bool) error {
+	if c.Command == nil {
+		return nil
+	}
+	for _, f := range c.Command.Flags {
+		name := f.Names()[0]
+		if name == "exec" || !c.IsSet(name) {
+			continue
+		}
+		var values []string
+		switch f.(type) {
+		case *cli.StringFlag:
+			values = []string{c.String(name)}
+		case *cli.StringSliceFlag:
+			values = c.StringSlice(name)
+		default:
+			continue
+		}
+		for _, v := range values {
+			if err := spec.CheckText("--"+name, v); err != nil {
+				return badArgs(err)
+			}
+			if slices.Contains(pathFlags, name) && strings.TrimSpace(v) == "" {
+				return badArgs(fmt.Errorf("--%s %q: must not be empty", name, v))
+			}
+		}
+	}
+	for _, a := range c.Args().Slice() {
+		if !flagLike && strings.HasPrefix(a, "-") {
+			// A flag after the argument, which withTrailingFlags parses
+			// and checks by name.
+			continue
+		}
+		if err := spec.CheckText("argument", a); err != nil {
+			return badArgs(err)
+		}
+	}
+	return nil
+}
+
+// checkingInput runs checkInput before every command's action.
+func checkingInput(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		if action := cmd.Action; action != nil {
+			cmd.Action = func(c *cli.Context) error {
+				if err := checkInput(c, false); err != nil {
+					return err
+				}
+				return action(c)
+			}
+		}
+		checkingInput(cmd.Subcommands)
 	}
 }

@@ -185,11 +185,10 @@ func bundleItems(c *cli.Context) ([]expiry.Item, error) {
 		path = recorded
 	}
 	if path != "" {
-		cl, err := spec.Load(path)
+		cl, err := loadChecked(path)
 		if err != nil {
 			return nil, err
 		}
-		cl.SetDefaults()
 		for _, h := range cl.Hosts {
 			hosts = append(hosts, h.Name)
 		}
@@ -215,6 +214,20 @@ func bundleItems(c *cli.Context) ([]expiry.Item, error) {
 	return expiry.Bundle(out, hosts, certDir, cpCertDir), nil
 }
 
+// loadChecked reads a spec for reading certificates: defaulted and
+// validated, so that a host name in it cannot lead outside the folder.
+func loadChecked(path string) (*spec.Cluster, error) {
+	cl, err := spec.Load(path)
+	if err != nil {
+		return nil, badArgs(err)
+	}
+	cl.SetDefaults()
+	if _, err := cl.Validate(); err != nil {
+		return nil, badArgs(fmt.Errorf("cluster spec %s: %w", path, err))
+	}
+	return cl, nil
+}
+
 // nodeItems lists a node's certificates; the host's name and certificate
 // folder come from its etcd manifest when there is one.
 func nodeItems(c *cli.Context) ([]expiry.Item, error) {
@@ -227,11 +240,10 @@ func nodeItems(c *cli.Context) ([]expiry.Item, error) {
 		certDir, host = m.CertDir, m.Name
 	}
 	if path := c.String("config"); path != "" {
-		cl, err := spec.Load(path)
+		cl, err := loadChecked(path)
 		if err != nil {
 			return nil, err
 		}
-		cl.SetDefaults()
 		certDir = cl.CertDir
 	}
 	if c.IsSet("cert-dir") {

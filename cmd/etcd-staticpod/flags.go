@@ -95,7 +95,8 @@ func allGroups() []phases.FlagGroup {
 }
 
 // loadCluster builds the spec: the file, then every flag given on top,
-// then defaults, then validation. Warnings go to stderr.
+// then defaults, then validation. Warnings go to stderr; every error is bad
+// input (exit 2).
 func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 	cl := &spec.Cluster{}
 	path := c.String("config")
@@ -106,7 +107,7 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 	if path != "" {
 		var err error
 		if cl, err = spec.Load(path); err != nil {
-			return nil, err
+			return nil, badArgs(err)
 		}
 	}
 	if c.IsSet("hosts") || c.IsSet("host") {
@@ -114,14 +115,14 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		if c.IsSet("hosts") {
 			hs, err := spec.ParseHosts(c.String("hosts"))
 			if err != nil {
-				return nil, fmt.Errorf("--hosts: %w", err)
+				return nil, badArgs(fmt.Errorf("--hosts: %w", err))
 			}
 			hosts = hs
 		}
 		for _, s := range c.StringSlice("host") {
 			h, err := spec.ParseHost(s)
 			if err != nil {
-				return nil, fmt.Errorf("--host: %w", err)
+				return nil, badArgs(fmt.Errorf("--host: %w", err))
 			}
 			hosts = append(hosts, h)
 		}
@@ -166,10 +167,11 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		}
 		d, err := time.ParseDuration(c.String(name))
 		if err != nil {
-			return nil, fmt.Errorf("--%s %q: not a duration such as 8760h", name, c.String(name))
+			return nil, badArgs(fmt.Errorf("--%s %q: not a duration such as 8760h", name, c.String(name)))
 		}
-		if d <= 0 {
-			return nil, fmt.Errorf("--%s %q: must be positive", name, c.String(name))
+		// The same bounds as the spec's fields.
+		if err := spec.CheckValidity("--"+name, c.String(name), d); err != nil {
+			return nil, badArgs(err)
 		}
 		field.Duration = d
 	}
@@ -181,7 +183,7 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		for _, s := range c.StringSlice(name) {
 			a, err := spec.ParseArg("--"+name, s)
 			if err != nil {
-				return nil, err
+				return nil, badArgs(err)
 			}
 			args = append(args, a)
 		}
@@ -203,7 +205,7 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 	}
 	warnings, err := cl.Validate()
 	if err != nil {
-		return nil, err
+		return nil, badArgs(err)
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(c.App.ErrWriter, "warning:", w)

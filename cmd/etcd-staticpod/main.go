@@ -103,6 +103,7 @@ func newApp() *cli.App {
 	for _, cmd := range cmds {
 		oneLineErrors(cmd)
 	}
+	checkingInput(cmds)
 	return &cli.App{
 		Name:                 "etcd-staticpod",
 		Version:              version(debug.ReadBuildInfo()),

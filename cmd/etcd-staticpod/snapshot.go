@@ -289,8 +289,8 @@ Examples:
 			}
 			var bump uint64
 			if c.IsSet("bump-revision") {
-				if bump, err = strconv.ParseUint(c.String("bump-revision"), 10, 63); err != nil || bump == 0 {
-					return badArgs(fmt.Errorf("--bump-revision %q: want a positive whole number such as 1000000000", c.String("bump-revision")))
+				if bump, err = strconv.ParseUint(c.String("bump-revision"), 10, 63); err != nil || bump == 0 || bump > snapshot.MaxRevisionBump {
+					return badArgs(fmt.Errorf("--bump-revision %q: want a whole number from 1 to %d (1<<62), such as 1000000000", c.String("bump-revision"), uint64(snapshot.MaxRevisionBump)))
 				}
 			}
 			cl, err := loadRestoreSpec(c)
