@@ -165,7 +165,10 @@ func TestValidateAccepts(t *testing.T) {
 		"data dir elsewhere":  func(c *Cluster) { c.Etcd.DataDir = "/srv/etcd" },
 		"kubelet path blanks": func(c *Cluster) { c.Kubelet.Path = "/opt/my kubelet/%h$x" },
 		"unicode SAN-free":    func(c *Cluster) { c.Etcd.ExtraEnv = []Arg{{Name: "_X1", Value: "é ü"}} },
-		"equal validities":    func(c *Cluster) { c.CertificateValidity.Duration = time.Hour; c.CACertificateValidity.Duration = time.Hour },
+		"equal validities": func(c *Cluster) {
+			c.CertificateValidity.Duration = time.Hour
+			c.CACertificateValidity.Duration = time.Hour
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := &Cluster{Hosts: []Host{{Name: "a", Address: "10.0.0.1"}}}
