@@ -187,14 +187,19 @@ func oneErrorLine(t *testing.T, args []string, stdout, stderr string, code int, 
 // does not; nothing may change on disk.
 func TestRejectsBadValues(t *testing.T) {
 	bin := binary(t)
+	var existing, before string
+	// An output folder with content; made again only after a case changed it.
+	setup := func(tb *testing.T) {
+		existing = t.TempDir()
+		if o, e, code := etcdtest.Exec(tb, bin, "init", "--hosts", "x=10.9.9.9", "--out", existing, "--encryption-algorithm", "ECDSA-P256"); code != 0 {
+			tb.Fatalf("setup: %s %s", o, e)
+		}
+		before = treeHash(tb, existing)
+	}
+	setup(t)
 	counts := map[string]int{}
 	for _, tc := range badValues() {
 		t.Run(tc.name, func(t *testing.T) {
-			existing := t.TempDir()
-			if o, e, code := etcdtest.Exec(t, bin, "init", "--hosts", "x=10.9.9.9", "--out", existing, "--encryption-algorithm", "ECDSA-P256"); code != 0 {
-				t.Fatalf("setup: %s %s", o, e)
-			}
-			before := treeHash(t, existing)
 			var runs []struct {
 				args []string
 				want string
@@ -229,7 +234,8 @@ func TestRejectsBadValues(t *testing.T) {
 					oneErrorLine(t, args, stdout, stderr, code, r.want)
 				}
 				if treeHash(t, existing) != before {
-					t.Fatalf("%q changed the existing output folder", r.args)
+					t.Errorf("%q changed the existing output folder", r.args)
+					setup(t)
 				}
 				if got := treeHash(t, fresh); got != "absent" {
 					t.Errorf("%q created the output folder", r.args)

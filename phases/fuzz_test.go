@@ -1,0 +1,117 @@
+package phases
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/kubeletconf"
+	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+)
+
+// FuzzAcceptedSpecWritesNoControlCharacter: whatever values a spec holds,
+// one that validates renders no control character (other than the line
+// ends the formats use themselves) into any file or file name, and the
+// kubelet drop-in keeps exactly its own lines. The seeds, which run as an
+// ordinary test, hold the characters that once got through.
+func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
+	good := []string{"etcd01", "10.0.0.1", "etcd01.example", "/usr/bin/kubelet", "/var/lib/etcd", "/etc/kubernetes/pki",
+		"registry.k8s.io", "3.6.8-0", "log-level", "debug", "GOMAXPROCS", "2", "v1.36.3", "10.0.0.9:6443", "unix:///run/containerd/containerd.sock"}
+	f.Add(good[0], good[1], good[2], good[3], good[4], good[5], good[6], good[7], good[8], good[9], good[10], good[11], good[12], good[13], good[14])
+	for i, bad := range []string{
+		"etcd\n01", "10.0.0.1\r", "a.example\u0085", "/usr/bin/kubelet\rExecStartPre=/bin/sh", "/var/lib/etcd\x00", "/etc/\u202epki",
+		"registry.k8s.io\t", "3.6 8", "log-level\n", "debug\n- --x", "GO\x7fMAX", "2\u2028", "v1.36.3\x1b", "10.0.0.9:6443\r\n", "unix:///x\ny",
+	} {
+		in := append([]string(nil), good...)
+		in[i] = bad
+		f.Add(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], in[9], in[10], in[11], in[12], in[13], in[14])
+	}
+	f.Add("a", "fd00::1", "*.example", "/opt/my kubelet/%h$x\\\"'", "/srv/etcd", "/srv/pki", "[fd00::1]:5000/m", "_x", "x", "é", "_A", "é ü", "stable-1.36", "[fd00::9]:6443", "npipe:////./pipe/x")
+	f.Fuzz(func(t *testing.T, name, addr, san, kubeletPath, dataDir, certDir, repo, version, argName, argValue, envName, envValue, k8sVersion, endpoint, runtime string) {
+		c := &spec.Cluster{
+			Hosts:   []spec.Host{{Name: name, Address: addr, ServerCertSANs: []string{san}, PeerCertSANs: []string{san}}},
+			CertDir: certDir,
+			Etcd: spec.Etcd{
+				ImageRepository: repo, Version: version, DataDir: dataDir,
+				ExtraArgs: []spec.Arg{{Name: argName, Value: argValue}},
+				ExtraEnv:  []spec.Arg{{Name: envName, Value: envValue}},
+			},
+			Kubelet: spec.Kubelet{Path: kubeletPath, ContainerRuntimeEndpoint: runtime},
+			ControlPlane: spec.ControlPlane{
+				KubernetesVersion: k8sVersion, ControlPlaneEndpoint: endpoint, APIServerCertSANs: []string{san},
+			},
+		}
+		c.SetDefaults()
+		if _, err := c.Validate(); err != nil {
+			if strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "\r") {
+				t.Fatalf("error of more than one line: %q", err)
+			}
+			return
+		}
+		files := map[string][]byte{}
+		add := func(path string, b []byte, err error) bool {
+			if err != nil {
+				// Refused while rendering: nothing is written.
+				return false
+			}
+			files[path] = b
+			return true
+		}
+		h := c.Hosts[0]
+		recorded, err := spec.Marshal(c)
+		add(spec.FileName, recorded, err)
+		add(kubeletconf.DropInPath, kubeletconf.DropIn(c, kubeletconf.ConfigPath), nil)
+		conf, err := kubeletconf.Config(c, nil)
+		add(kubeletconf.ConfigPath, conf, err)
+		manifest, err := etcdManifest(c, h)
+		if !add(manifestPath, manifest, err) {
+			return
+		}
+		hostConfig, err := hostKubeadmConfig(c, h)
+		if !add(hostKubeadmConfigPath, hostConfig, err) {
+			return
+		}
+		external, err := manifests.ExternalEtcdConfig(c)
+		if !add(kubeadmConfigFile, external, err) {
+			return
+		}
+		// The names of what the runner writes for the host.
+		server, _ := certs.Leaf("etcd-server")
+		for _, p := range []string{filepath.Join("out", h.Name, c.CertDir, "etcd", server.BaseName+".crt"), filepath.Join("out", h.Name, c.Etcd.DataDir), filepath.Join("out", h.Name+".tar.gz")} {
+			files["file name "+p] = []byte(p)
+		}
+		for path, b := range files {
+			for _, r := range string(b) {
+				if r != '\n' && (unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp, unicode.Bidi_Control)) {
+					t.Fatalf("%s holds %U from an accepted spec:\n%s", path, r, b)
+				}
+			}
+		}
+		dropIn := strings.Split(strings.TrimSuffix(string(files[kubeletconf.DropInPath]), "\n"), "\n")
+		if len(dropIn) != 4 || dropIn[0] != "[Service]" || dropIn[1] != "ExecStart=" || !strings.HasPrefix(dropIn[2], "ExecStart=") || dropIn[3] != "Restart=always" {
+			t.Fatalf("drop-in lines changed: %q", dropIn)
+		}
+	})
+}
+
+// TestSpecKnowsTheLayout: the names and folders spec reserves are the ones
+// this package and kubeletconf write.
+func TestSpecKnowsTheLayout(t *testing.T) {
+	// pki holds the CA store; SHA256SUMS in lower case is the same name on
+	// a case-insensitive filesystem.
+	for _, name := range []string{controlPlaneDir, "pki", strings.ToLower(archive.SumsFile)} {
+		if !slices.Contains(spec.ReservedHostNames(), name) {
+			t.Errorf("host name %q is not reserved", name)
+		}
+	}
+	for _, dir := range []string{kubeletconf.StaticPodPath, kubeletconf.DropInDir, filepath.Dir(hostKubeadmConfigPath)} {
+		if !slices.Contains(spec.HostSystemDirs(), dir) {
+			t.Errorf("%s is not kept from the data folder", dir)
+		}
+	}
+}
