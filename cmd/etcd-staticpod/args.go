@@ -126,7 +126,7 @@ var pathFlags = []string{"out", "root", "config", "bundle", "cacert", "cert", "k
 // and a control character in any flag or argument: values end up in
 // systemd units, YAML, file names and printed commands. --exec is the
 // user's own shell command and is passed on as given.
-func checkInput(c *cli.Context, flagLike bool) error {
+func checkInput(c *cli.Context, parsed bool) error {
 	if c.Command == nil {
 		return nil
 	}
@@ -154,9 +154,9 @@ func checkInput(c *cli.Context, flagLike bool) error {
 		}
 	}
 	for _, a := range c.Args().Slice() {
-		if !flagLike && strings.HasPrefix(a, "-") {
+		if !parsed && strings.HasPrefix(a, "-") {
 			// A flag after the argument, which withTrailingFlags parses
-			// and checks by name.
+			// and checks by name (parsed is then true).
 			continue
 		}
 		if err := spec.CheckText("argument", a); err != nil {
