@@ -420,6 +420,9 @@ func TestSaveAndRestore(t *testing.T) {
 			{`--root "/": needs --node`, []string{"--out", dir, "--root", "/"}},
 			{`--token "../x"`, []string{"--out", dir, "--token", "../x"}},
 			{`--bump-revision "-1"`, []string{"--out", dir, "--bump-revision", "-1"}},
+			// Added to the revision, it would wrap etcd's int64 negative.
+			{`--bump-revision "9223372036854775807": want a whole number from 1 to 4611686018427387904`, []string{"--out", dir, "--bump-revision", "9223372036854775807"}},
+			{`--bump-revision "4611686018427387905"`, []string{"--out", dir, "--bump-revision", "4611686018427387905"}},
 			{"unexpected argument", []string{"--out", dir, file}},
 		} {
 			wantRefusal(t, bin, tc.want, append([]string{"snapshot", "restore", file}, tc.args...)...)
