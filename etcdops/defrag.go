@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -60,7 +61,7 @@ func ParseMinFree(s string) (MinFree, error) {
 	in := strings.TrimSpace(s)
 	if p, ok := strings.CutSuffix(in, "%"); ok {
 		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || v < 0 || v > 100 {
+		if err != nil || math.IsNaN(v) || v < 0 || v > 100 {
 			return MinFree{}, optionErr("min-free", s, "want a share from 0%% to 100%%, such as 10%%")
 		}
 		return MinFree{Percent: v, HasPercent: true, Set: true, Text: in}, nil

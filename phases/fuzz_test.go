@@ -8,9 +8,11 @@ import (
 	"unicode"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/backupunit"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/kubeletconf"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -21,18 +23,23 @@ import (
 // ordinary test, hold the characters that once got through.
 func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 	good := []string{"etcd01", "10.0.0.1", "etcd01.example", "/usr/bin/kubelet", "/var/lib/etcd", "/etc/kubernetes/pki",
-		"registry.k8s.io", "3.6.8-0", "log-level", "debug", "GOMAXPROCS", "2", "v1.36.3", "10.0.0.9:6443", "unix:///run/containerd/containerd.sock"}
-	f.Add(good[0], good[1], good[2], good[3], good[4], good[5], good[6], good[7], good[8], good[9], good[10], good[11], good[12], good[13], good[14])
+		"registry.k8s.io", "3.6.8-0", "log-level", "debug", "GOMAXPROCS", "2", "v1.36.3", "10.0.0.9:6443", "unix:///run/containerd/containerd.sock",
+		"daily", "/var/backups/etcd"}
+	add := func(in []string) {
+		f.Add(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], in[9], in[10], in[11], in[12], in[13], in[14], in[15], in[16])
+	}
+	add(good)
 	for i, bad := range []string{
 		"etcd\n01", "10.0.0.1\r", "a.example\u0085", "/usr/bin/kubelet\rExecStartPre=/bin/sh", "/var/lib/etcd\x00", "/etc/\u202epki",
 		"registry.k8s.io\t", "3.6 8", "log-level\n", "debug\n- --x", "GO\x7fMAX", "2\u2028", "v1.36.3\x1b", "10.0.0.9:6443\r\n", "unix:///x\ny",
+		"daily\nExecStartPre=/bin/sh", "/var/backups/etcd\r",
 	} {
 		in := append([]string(nil), good...)
 		in[i] = bad
-		f.Add(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], in[9], in[10], in[11], in[12], in[13], in[14])
+		add(in)
 	}
-	f.Add("a", "fd00::1", "*.example", "/opt/my kubelet/%h$x\\\"'", "/srv/etcd", "/srv/pki", "[fd00::1]:5000/m", "_x", "x", "é", "_A", "é ü", "stable-1.36", "[fd00::9]:6443", "npipe:////./pipe/x")
-	f.Fuzz(func(t *testing.T, name, addr, san, kubeletPath, dataDir, certDir, repo, version, argName, argValue, envName, envValue, k8sVersion, endpoint, runtime string) {
+	add([]string{"a", "fd00::1", "*.example", "/opt/my kubelet/%h$x\\\"'", "/srv/etcd", "/srv/pki", "[fd00::1]:5000/m", "_x", "x", "é", "_A", "é ü", "stable-1.36", "[fd00::9]:6443", "npipe:////./pipe/x", "Mon..Fri 02:00", "/srv/backups"})
+	f.Fuzz(func(t *testing.T, name, addr, san, kubeletPath, dataDir, certDir, repo, version, argName, argValue, envName, envValue, k8sVersion, endpoint, runtime, schedule, backupDir string) {
 		c := &spec.Cluster{
 			Hosts:   []spec.Host{{Name: name, Address: addr, ServerCertSANs: []string{san}, PeerCertSANs: []string{san}}},
 			CertDir: certDir,
@@ -45,6 +52,7 @@ func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 			ControlPlane: spec.ControlPlane{
 				KubernetesVersion: k8sVersion, ControlPlaneEndpoint: endpoint, APIServerCertSANs: []string{san},
 			},
+			Backup: &spec.Backup{Host: name, Schedule: schedule, Keep: 3, Dir: backupDir},
 		}
 		c.SetDefaults()
 		if _, err := c.Validate(); err != nil {
@@ -80,6 +88,8 @@ func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 		if !add(kubeadmConfigFile, external, err) {
 			return
 		}
+		add(backupunit.ServiceName, backupunit.Service(*c.Backup), nil)
+		add(backupunit.TimerName, backupunit.Timer(*c.Backup), nil)
 		// The names of what the runner writes for the host.
 		server, _ := certs.Leaf("etcd-server")
 		for _, p := range []string{filepath.Join("out", h.Name, c.CertDir, "etcd", server.BaseName+".crt"), filepath.Join("out", h.Name, c.Etcd.DataDir), filepath.Join("out", h.Name+".tar.gz")} {
@@ -104,7 +114,7 @@ func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 func TestSpecKnowsTheLayout(t *testing.T) {
 	// pki holds the CA store; SHA256SUMS in lower case is the same name on
 	// a case-insensitive filesystem.
-	for _, name := range []string{controlPlaneDir, "pki", strings.ToLower(archive.SumsFile)} {
+	for _, name := range []string{controlPlaneDir, "pki", strings.ToLower(archive.SumsFile), monitoring.Dir} {
 		if !slices.Contains(spec.ReservedHostNames(), name) {
 			t.Errorf("host name %q is not reserved", name)
 		}

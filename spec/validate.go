@@ -124,6 +124,9 @@ func (c *Cluster) textFields() [][2]string {
 	for _, s := range c.ControlPlane.APIServerCertSANs {
 		f = append(f, [2]string{"controlPlane.apiServerCertSANs", s})
 	}
+	if b := c.Backup; b != nil {
+		f = append(f, [2]string{"backup.host", b.Host}, [2]string{"backup.schedule", b.Schedule}, [2]string{"backup.dir", b.Dir})
+	}
 	return f
 }
 

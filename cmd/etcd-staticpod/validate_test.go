@@ -101,6 +101,9 @@ func badValues() []badValue {
 		ctl("line separator in service subnet", "service-subnet", "10.96.0.0/12\u2028", "controlPlane.serviceSubnet", `controlPlane: {serviceSubnet: "10.96.0.0/12\u2028"}`),
 		ctl("bidi override in cert dir", "cert-dir", "/etc/\u202epki", "certDir", `certDir: "/etc/\u202epki"`),
 		ctl("LF in encryption algorithm", "encryption-algorithm", "ECDSA-P256\n", "encryptionAlgorithm", `encryptionAlgorithm: "ECDSA-P256\n"`),
+		ctl("CR in backup schedule", "backup-schedule", "daily\rExecStartPre=/bin/sh", "backup.schedule", `backup: {host: etcd01, schedule: "daily\rExecStartPre=/bin/sh"}`),
+		ctl("LF in backup dir", "backup-dir", "/var/backups/etcd\nx", "backup.dir", `backup: {host: etcd01, dir: "/var/backups/etcd\nx"}`),
+		ctl("CR in backup host", "backup-host", "etcd01\r", "backup.host", `backup: {host: "etcd01\r"}`),
 		ctl("LF in out", "out", "bundles\nx", "", ""),
 		ctl("CR in node", "node", "etcd01\r", "", ""),
 		ctl("LF in config path", "config", "cluster\n.yaml", "", ""),
@@ -157,6 +160,9 @@ func badValues() []badValue {
 			doc: "certificateValidity: 2562048h\n", wantConfg: `certificateValidity "2562048h": not a duration`},
 		{class: nu, name: "control-plane port too big", flags: []string{"--control-plane-endpoint", "10.0.0.9:65536"}, wantFlag: `controlPlane.controlPlaneEndpoint "10.0.0.9:65536": port "65536" is not a number from 1 to 65535`,
 			doc: "controlPlane: {controlPlaneEndpoint: '10.0.0.9:65536'}\n", wantConfg: `controlPlane.controlPlaneEndpoint "10.0.0.9:65536": port "65536"`},
+		{class: nu, name: "backup keep zero", flags: []string{"--backup-host", "etcd01", "--backup-keep", "0"}, wantFlag: `--backup-keep "0": must be at least 1`,
+			doc: "backup: {host: etcd01, keep: -1}\n", wantConfg: `backup.keep -1: must be at least 1`},
+		{class: nu, name: "backup keep past an int", flags: []string{"--backup-host", "etcd01", "--backup-keep", "9223372036854775808"}, wantFlag: `--backup-keep "9223372036854775808": not a whole number`},
 		{class: nu, name: "control-plane port zero", flags: []string{"--control-plane-endpoint", "k8s.example:0"}, wantFlag: `controlPlane.controlPlaneEndpoint "k8s.example:0": port "0"`},
 	}
 }
@@ -335,6 +341,9 @@ func TestRejectsBadNumbers(t *testing.T) {
 		{[]string{"member", "add", "etcd04=127.0.0.254", "--out", out, "--timeout", "-1s"}, `--timeout "-1s"`},
 		{[]string{"member", "promote", "etcd03", "--out", out, "--request-timeout", "0s"}, `--request-timeout "0s"`},
 		{[]string{"upgrade", "--etcd-version", "3.6.16-0", "--out", out, "--timeout", "0s"}, `--timeout "0s"`},
+		{[]string{"defrag", "--bundle", filepath.Join(out, "etcd01"), "--min-free", "NaN%"}, `--min-free "NaN%": want a share from 0% to 100%`},
+		{[]string{"compact", "--bundle", filepath.Join(out, "etcd01"), "--keep-revisions", "9223372036854775808"}, `--keep-revisions "9223372036854775808"`},
+		{[]string{"snapshot", "save", "--dir", t.TempDir(), "--bundle", filepath.Join(out, "etcd01"), "--keep", "0"}, `--keep "0"`},
 		{[]string{"init", "--out", out, "--certificate-validity", "0.5h"}, `--certificate-validity "0.5h": must be at least 1h0m0s`},
 	} {
 		t.Run(strings.Join(tc.args[:2], " ")+" "+tc.args[len(tc.args)-1], func(t *testing.T) {
