@@ -1,11 +1,11 @@
 package snapshot_test
 
 import (
-	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -17,8 +17,7 @@ func TestRevisionBumpIsBounded(t *testing.T) {
 	c.SetDefaults()
 	out := t.TempDir()
 	_, err := snapshot.Restore(snapshot.RestoreOptions{Cluster: c, Snapshot: filepath.Join(out, "none.db"), Out: out, RevisionBump: snapshot.MaxRevisionBump + 1})
-	var ie *snapshot.InputError
-	if !errors.As(err, &ie) || !strings.Contains(err.Error(), `--bump-revision "4611686018427387905": at most 4611686018427387904`) {
+	if !badinput.Is(err) || !strings.Contains(err.Error(), `--bump-revision "4611686018427387905": at most 4611686018427387904`) {
 		t.Fatalf("got %v", err)
 	}
 }
