@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -59,12 +58,6 @@ func checkRefusals(t *testing.T, dirs []string, cases []refusal) {
 			cmd, rssFile := measured(ctx, t, bin, tc.args...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			// os/exec starts the child with vfork, and exec keeps this
-			// process's peak resident size as the child's maxrss: free what
-			// earlier tests left and reset the peak (clear_refs 5), so that
-			// the figure is the child's own.
-			debug.FreeOSMemory()
-			_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 			err := cmd.Run()
 			if ctx.Err() != nil {
 				t.Fatalf("%q: still running after 30 s", tc.args)
