@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
@@ -50,7 +50,7 @@ const (
 // Order is by name within each folder, a folder before what it holds, and
 // every entry has the same time stamp, so the same tree gives the same bytes.
 // Anything else (symlink, device, socket, pipe) is an error naming it.
-// Temp files (certs.IsTemp) and the lock file are never packed.
+// Temp files (atomicfile.IsTemp) and the lock file are never packed.
 //
 // Extracting as root, GNU tar gives a folder that already exists the mode and
 // time stamp of its entry, /etc included: the staged folders must carry the
@@ -81,7 +81,7 @@ func (p *Packer) WriteTarGz(srcDir, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := certs.WriteFile(dst, data, ArchiveMode); err != nil {
+	if err := atomicfile.WriteFile(dst, data, ArchiveMode); err != nil {
 		return fmt.Errorf("archive %s: %w", srcDir, err)
 	}
 	return nil
@@ -150,7 +150,7 @@ func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
 		if name == "." {
 			return nil
 		}
-		if certs.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name()) {
+		if atomicfile.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name()) {
 			// Not part of the host's files: a temp file is a write under
 			// way or one a killed run left (part of a key, maybe), and
 			// the lock file is the run's own.
@@ -274,7 +274,7 @@ func WriteSHA256Sums(dir string, files []string) error {
 		return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
 	}
 	path := filepath.Join(dir, SumsFile)
-	if err := certs.WriteFile(path, b, SumsMode); err != nil {
+	if err := atomicfile.WriteFile(path, b, SumsMode); err != nil {
 		return fmt.Errorf("%s: %w", SumsFile, err)
 	}
 	return nil

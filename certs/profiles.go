@@ -1,6 +1,6 @@
 // Package certs is the etcd PKI: a declarative table of the certificates each
 // host needs, the CA, issuing, PEM encoding, checking existing files against
-// the spec, and atomic writes.
+// the spec.
 package certs
 
 import (

@@ -17,9 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"golang.org/x/sys/unix"
-
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
 )
 
 // FileName is the lock file in a locked folder. It is not a temp file and
@@ -161,7 +160,7 @@ func (l *Lock) open(dir string) (*os.File, error) {
 		}
 		return f, nil
 	}
-	created, err := certs.MkdirAll(dir, 0o755)
+	created, err := atomicfile.MkdirAll(dir, 0o755)
 	for _, d := range created {
 		if !slices.Contains(l.created, d) {
 			l.created = append(l.created, d)

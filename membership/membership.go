@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
@@ -328,11 +328,11 @@ func (s *session) record(c *spec.Cluster) error {
 	if err != nil {
 		return err
 	}
-	files := []certs.File{
+	files := []atomicfile.File{
 		{Path: filepath.Join(s.opts.Out, spec.FileName), Data: b, Mode: modeSpec},
 		{Path: filepath.Join(s.opts.Out, KubeadmConfigFile), Data: kc, Mode: modeKubeadmConfig},
 	}
-	if err := certs.WriteFiles(files); err != nil {
+	if err := atomicfile.WriteFiles(files); err != nil {
 		return fmt.Errorf("record the spec: %w", err)
 	}
 	if want := filepath.Join(s.opts.Out, spec.FileName); !sameFile(s.specPath, want) {

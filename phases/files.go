@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/kubeletconf"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
@@ -367,9 +368,9 @@ func (r *Runner) prepareForShipping(tree fs.FS, dir string) error {
 		case d.IsDir():
 		case d.Name() == "ca.key":
 			return fmt.Errorf("%s is a CA key inside a host folder; remove it, the CA key must stay in the CA store", path)
-		case certs.IsTemp(d.Name()) && r.opts.DryRun:
+		case atomicfile.IsTemp(d.Name()) && r.opts.DryRun:
 			r.Logf("[dry-run] would remove the stale temp file %s", path)
-		case certs.IsTemp(d.Name()):
+		case atomicfile.IsTemp(d.Name()):
 			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("remove the stale temp file %s: %w", path, err)
 			}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
@@ -412,12 +413,12 @@ func (r *Runner) WriteFile(path string, data []byte, mode, dirMode os.FileMode) 
 		r.Logf("[dry-run] would write %s (%04o, %d bytes)", path, mode, len(data))
 		return nil
 	}
-	r.pending = append(r.pending, pendingFile{File: certs.File{Path: path, Data: data, Mode: mode}, dirMode: dirMode})
+	r.pending = append(r.pending, pendingFile{File: atomicfile.File{Path: path, Data: data, Mode: mode}, dirMode: dirMode})
 	return nil
 }
 
 type pendingFile struct {
-	certs.File
+	atomicfile.File
 	dirMode os.FileMode
 }
 
@@ -445,7 +446,7 @@ func (r *Runner) flush() error {
 			return fmt.Errorf("chmod %s: %w", dir, err)
 		}
 	}
-	files := make([]certs.File, 0, len(r.pending))
+	files := make([]atomicfile.File, 0, len(r.pending))
 	paths := make([]string, 0, len(r.pending))
 	for _, f := range r.pending {
 		if plan.isNew(f.Path) || !exists(f.Path) {
@@ -457,14 +458,14 @@ func (r *Runner) flush() error {
 	r.pending = nil
 	// Temp files a killed run left beside ours; the caller holds the lock,
 	// so no running writer owns them.
-	removed, err := certs.RemoveTempsOf(paths)
+	removed, err := atomicfile.RemoveTempsOf(paths)
 	if err != nil {
 		return err
 	}
 	for _, p := range removed {
 		r.Logf("[cleanup] Removed %s, left by an interrupted run", p)
 	}
-	staged, err := certs.Stage(files)
+	staged, err := atomicfile.Stage(files)
 	if err != nil {
 		return err
 	}
@@ -485,7 +486,7 @@ func (r *Runner) flush() error {
 }
 
 func (r *Runner) mkdirs(path string, mode os.FileMode) error {
-	created, err := certs.MkdirAll(path, mode)
+	created, err := atomicfile.MkdirAll(path, mode)
 	r.created = append(r.created, created...)
 	return err
 }

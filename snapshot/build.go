@@ -29,8 +29,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -66,7 +66,7 @@ func removeStaleRestores(written string) {
 	base, _, _ := strings.Cut(filepath.Base(written), RestoreSuffix)
 	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(written), "."+base+RestoreSuffix+"*.tmp-*"))
 	for _, d := range stale {
-		if certs.IsTemp(filepath.Base(d)) {
+		if atomicfile.IsTemp(filepath.Base(d)) {
 			_ = os.RemoveAll(d)
 		}
 	}
@@ -75,10 +75,10 @@ func removeStaleRestores(written string) {
 func newFolder(m RestoredMember) (*folder, error) {
 	f := &folder{m: m}
 	var err error
-	f.created, err = certs.MkdirAll(filepath.Dir(m.Written), 0o755)
+	f.created, err = atomicfile.MkdirAll(filepath.Dir(m.Written), 0o755)
 	if err == nil {
 		removeStaleRestores(m.Written)
-		f.tmp, err = certs.TempDir(m.Written)
+		f.tmp, err = atomicfile.TempDir(m.Written)
 	}
 	if err == nil {
 		err = os.MkdirAll(filepath.Dir(f.dbPath()), 0o700)
@@ -289,7 +289,7 @@ func finish(o RestoreOptions, res *RestoreResult, f *folder) error {
 		err = os.Chmod(f.tmp, 0o700)
 	}
 	if err == nil {
-		err = certs.CommitDir(f.tmp, f.m.Written)
+		err = atomicfile.CommitDir(f.tmp, f.m.Written)
 	}
 	if err != nil {
 		f.discard()

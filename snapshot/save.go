@@ -29,8 +29,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 )
 
@@ -294,7 +294,7 @@ func Save(ctx context.Context, o SaveOptions) (*SaveResult, error) {
 		last:     &last,
 	}
 	var st etcdutl.Status
-	if err := certs.WriteFileFromChecked(o.Path, sr, FileMode, structure(&st)); err != nil {
+	if err := atomicfile.WriteFileFromChecked(o.Path, sr, FileMode, structure(&st)); err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errAborted) {
 			return nil, fmt.Errorf("snapshot from %s: %w", src.Endpoint, context.Cause(ctx))
 		}

@@ -24,7 +24,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.uber.org/zap"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
@@ -471,7 +471,7 @@ func TestSaveAndRestore(t *testing.T) {
 			// No temp folder beside it.
 			entries, _ := os.ReadDir(filepath.Dir(rm.Written))
 			for _, e := range entries {
-				if certs.IsTemp(e.Name()) {
+				if atomicfile.IsTemp(e.Name()) {
 					t.Errorf("temp folder %s left behind", e.Name())
 				}
 			}

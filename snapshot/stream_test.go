@@ -15,14 +15,13 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
-
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
 )
 
 // fakeSnapshot is data shaped like etcd's stream: whole 512-byte sectors,
@@ -83,7 +82,7 @@ func TestStreamReaderChecksTheDigest(t *testing.T) {
 			var reported int64
 			sr := &streamReader{next: readerStream(tc.reader(bytes.NewReader(tc.data))), check: newTrailerCheck(), total: int64(len(good)), last: &last,
 				progress: func(done, total int64) { reported = done }}
-			err := certs.WriteFileFrom(dst, sr, FileMode)
+			err := atomicfile.WriteFileFrom(dst, sr, FileMode)
 			names := listDir(t, dir)
 			if len(names) != 1 || names[0] != "etcd.db" {
 				t.Errorf("folder holds %v, want only etcd.db", names)
@@ -129,18 +128,18 @@ func TestWriteFileFromLeavesNoTempFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dst, "keep"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := certs.WriteFileFrom(dst, bytes.NewReader(fakeSnapshot(4)), FileMode); err == nil {
+	if err := atomicfile.WriteFileFrom(dst, bytes.NewReader(fakeSnapshot(4)), FileMode); err == nil {
 		t.Fatal("replaced a folder with a file")
 	}
 	if names := listDir(t, dir); len(names) != 1 || names[0] != "taken" {
 		t.Errorf("folder holds %v after a failed write", names)
 	}
 	// Temp files a killed run leaves are the kind IsTemp knows.
-	tmp, err := certs.TempDir(filepath.Join(dir, "etcd.restore-x"))
+	tmp, err := atomicfile.TempDir(filepath.Join(dir, "etcd.restore-x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !certs.IsTemp(filepath.Base(tmp)) {
+	if !atomicfile.IsTemp(filepath.Base(tmp)) {
 		t.Errorf("temp folder %s is not recognised as temp", tmp)
 	}
 	if fi, err := os.Stat(tmp); err != nil || fi.Mode().Perm() != 0o700 {
@@ -287,7 +286,7 @@ func TestSaveChecksBeforeTheRename(t *testing.T) {
 			var st etcdutl.Status
 			sr := &streamReader{next: readerStream(iotest.HalfReader(bytes.NewReader(tc.data))), check: newTrailerCheck(), last: &last}
 			check := structure(&st)
-			err := certs.WriteFileFromChecked(dst, sr, FileMode, func(tmp string) error {
+			err := atomicfile.WriteFileFromChecked(dst, sr, FileMode, func(tmp string) error {
 				checked = true
 				return check(tmp)
 			})

@@ -22,8 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
@@ -748,7 +748,7 @@ func (u *upgrader) record(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := certs.WriteFile(file, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(file, b, 0o644); err != nil {
 		return false, fmt.Errorf("record the new version in %s: %w", file, err)
 	}
 	u.logf("every member runs %s; recorded %s in %s", u.target, u.image, file)

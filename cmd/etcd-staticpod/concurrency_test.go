@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 )
 
 // hooksBinary builds the CLI with the test hooks (testhooks.go): with
@@ -71,7 +71,7 @@ func (r *run) wait(t *testing.T) {
 func tempsUnder(dir string) []string {
 	var found []string
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && certs.IsTemp(d.Name()) {
+		if err == nil && atomicfile.IsTemp(d.Name()) {
 			found = append(found, path)
 		}
 		return nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
 )
@@ -186,7 +187,7 @@ func checkComplete(t *testing.T, out string, caPEM []byte) {
 			t.Fatal(err)
 		}
 		for _, e := range entries {
-			if name := path.Base(e.Header.Name); certs.IsTemp(name) || dirlock.IsLockFile(name) {
+			if name := path.Base(e.Header.Name); atomicfile.IsTemp(name) || dirlock.IsLockFile(name) {
 				t.Errorf("%s.tar.gz holds %s", host, e.Header.Name)
 			}
 		}
@@ -208,7 +209,7 @@ func checkComplete(t *testing.T, out string, caPEM []byte) {
 func noLeftovers(t *testing.T, dir string) {
 	t.Helper()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && (certs.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name())) {
+		if err == nil && (atomicfile.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name())) {
 			t.Errorf("left behind: %s", path)
 		}
 		return err

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -246,8 +246,8 @@ func saveCluster(c *cli.Context, cl *spec.Cluster) error {
 		return err
 	}
 	out := c.String("out")
-	if _, err := certs.MkdirAll(out, 0o755); err != nil {
+	if _, err := atomicfile.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	return certs.WriteFile(filepath.Join(out, spec.FileName), b, 0o644)
+	return atomicfile.WriteFile(filepath.Join(out, spec.FileName), b, 0o644)
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
@@ -85,7 +85,7 @@ func holdFolders(c *cli.Context, out, root string, dryRun bool) (release func(),
 	if dryRun || dirs[0] != out {
 		return release, nil
 	}
-	removed, err := certs.RemoveTemps(out)
+	removed, err := atomicfile.RemoveTemps(out)
 	for _, p := range removed {
 		fmt.Fprintf(c.App.ErrWriter, "[cleanup] Removed %s, left by an interrupted run\n", p)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 )
 
 // TestDay2Machinery checks the harness's own day-2 parts against a real
@@ -48,7 +48,7 @@ func TestDay2Machinery(t *testing.T) {
 	if bytes.Equal(next, manifest) {
 		t.Fatalf("%s: no etcd:3.6.8-0 image in the manifest", m.Name)
 	}
-	if err := certs.WriteFile(m.ManifestFile(), next, 0o600); err != nil {
+	if err := atomicfile.WriteFile(m.ManifestFile(), next, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	begin := time.Now()

@@ -1,4 +1,8 @@
-package certs
+// Package atomicfile writes files and folders so that a reader, or a machine
+// that crashed, sees each one old or new, never part of one, with exactly the
+// mode asked for whatever the umask; and finds the temp files a killed run
+// left behind.
+package atomicfile
 
 import (
 	"errors"
