@@ -15,10 +15,12 @@ import (
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -137,6 +139,14 @@ func checkExpiration(c *cli.Context) error {
 		return badArgs(err)
 	}
 	entries := expiry.Read(items, time.Now())
+	// A named pipe, a device or a huge file where a certificate should be
+	// is a local file that is wrong, refused before anything is printed.
+	for _, e := range entries {
+		var se *safefile.Error
+		if errors.As(e.Err, &se) {
+			return badinput.New("certificate file", se.Path, "%s", se.Reason)
+		}
+	}
 	if err := printExpiration(c.App.Writer, format, entries, within); err != nil {
 		return fmt.Errorf("print certificates: %w", err)
 	}

@@ -103,6 +103,7 @@ func TestSpecialInputFiles(t *testing.T) {
 	}
 	huge := writeFile(t, filepath.Join(inputs, "huge.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\n#"+strings.Repeat("x", 10<<20)+"\n")
 	caCert := filepath.Join(out, "pki/etcd/ca.crt")
+	server := filepath.Join(out, "etcd02/etc/kubernetes/pki/etcd/server.crt")
 	checkRefusals(t, []string{out}, []refusal{
 		{"init spec of 10 MB", []string{"init", "--out", out, "--config", huge}, 2, huge + ": larger than 1 MiB", nil},
 		{"init spec /dev/zero", []string{"init", "--out", out, "--config", "/dev/zero"}, 2, "/dev/zero: not a regular file", nil},
@@ -118,7 +119,39 @@ func TestSpecialInputFiles(t *testing.T) {
 		{"snapshot restore pipe", []string{"snapshot", "restore", fifo, "--out", out}, 2, `snapshot file "` + fifo + `": not a regular file`, nil},
 		{"snapshot restore /dev/urandom", []string{"snapshot", "restore", "/dev/urandom", "--out", out}, 2, `snapshot file "/dev/urandom": not a regular file`, nil},
 		{"snapshot restore spec pipe", []string{"snapshot", "restore", filepath.Join(inputs, "none.db"), "--out", out, "--config", fifo}, 2, fifo + ": not a regular file", nil},
+		{"check-expiration, a pipe as a certificate", []string{"certs", "check-expiration", "--out", out}, 2, `certificate file "` + server + `": not a regular file`, special(server, fifoAt)},
+		{"check-expiration, a pipe as the CA", []string{"certs", "check-expiration", "--out", out}, 2, `certificate file "` + caCert + `": not a regular file`, special(caCert, fifoAt)},
+		{"check-expiration, a folder as a certificate", []string{"certs", "check-expiration", "--out", out}, 2, `certificate file "` + server + `": not a regular file`, special(server, os.Mkdir)},
+		{"check-expiration, a certificate of 2 MB", []string{"certs", "check-expiration", "--out", out}, 2, `certificate file "` + server + `": larger than 1 MiB`, special(server, func(p string, _ os.FileMode) error {
+			return os.WriteFile(p, bytes.Repeat([]byte("x"), 2<<20), 0o644)
+		})},
+		{"check-expiration on a node, a pipe as a certificate", []string{"certs", "check-expiration", "--root", filepath.Join(out, "etcd02")}, 2, `certificate file "` + server + `": not a regular file`, special(server, fifoAt)},
 	})
+}
+
+func fifoAt(path string, mode os.FileMode) error { return syscall.Mkfifo(path, uint32(mode)) }
+
+// special moves the file at path aside and makes something else there
+// instead; undoing puts the file back.
+func special(path string, make func(string, os.FileMode) error) func(t *testing.T) func() {
+	return func(t *testing.T) func() {
+		t.Helper()
+		aside := path + ".aside"
+		if err := os.Rename(path, aside); err != nil {
+			t.Fatal(err)
+		}
+		if err := make(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := os.RemoveAll(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(aside, path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // place writes data at path (making its folder) and returns what removes
