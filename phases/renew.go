@@ -246,6 +246,14 @@ func (r *Runner) renewControlPlane(done []Renewal) error {
 	return nil
 }
 
+// Repack is the phase that packs every host's archive and SHA256SUMS
+// again in bundle mode, after a run that rewrote some of a host's files
+// (such as one --node run): run in the same batch, the archives are put in
+// place with those files or not at all.
+func Repack() Phase {
+	return Phase{Name: "bundle", Run: func(r *Runner) error { return r.repack() }}
+}
+
 // repack packs every host's archive and SHA256SUMS again in bundle mode.
 // With --node the other hosts' archives are packed too: SHA256SUMS lists
 // them all, and the same folder gives the same bytes.

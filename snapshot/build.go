@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -42,6 +44,8 @@ type folder struct {
 	db  *os.File
 	// created are the parent folders made for it, to remove on failure.
 	created []string
+	// committed is set once tmp has been renamed to m.Written.
+	committed bool
 }
 
 func (f *folder) dbPath() string { return filepath.Join(f.tmp, "member", "snap", "db") }
@@ -53,6 +57,9 @@ func (f *folder) discard() {
 	}
 	if f.tmp != "" {
 		_ = os.RemoveAll(f.tmp)
+	}
+	if f.committed {
+		_ = os.RemoveAll(f.m.Written)
 	}
 	for _, d := range slices.Backward(f.created) {
 		_ = os.Remove(d)
@@ -134,7 +141,12 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 	for i, f := range folders {
 		dbs[i] = f.db
 	}
-	tr, err := copyToAll(src, fi.Size(), dbs)
+	ctx := o.Context
+	tr, err := copyToAll(ctx, src, fi.Size(), dbs)
+	if err := interrupted(ctx); err != nil {
+		discard()
+		return err
+	}
 	if err != nil {
 		discard()
 		return fmt.Errorf("restore from %s: %w", o.Snapshot, err)
@@ -155,6 +167,15 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		return inputErr("--bump-revision", strconv.FormatUint(o.RevisionBump, 10), "added to the snapshot's revision %d it exceeds etcd's largest revision %d", res.Snapshot.Revision, int64(math.MaxInt64))
 	}
 
+	if o.WriteDelay > 0 {
+		t := time.NewTimer(o.WriteDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+
 	errs := make([]error, len(folders))
 	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
@@ -162,26 +183,36 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = finish(o, res, f)
+			errs[i] = finish(ctx, o, res, f)
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for i, f := range folders {
-			if errs[i] == nil {
-				_ = os.RemoveAll(f.m.Written)
-			}
-			f.discard()
-		}
+	// Called off at any point, even once every folder is in place: the
+	// folders are new, so removing them leaves the host folders as they
+	// were.
+	err = interrupted(ctx)
+	if err == nil {
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		discard()
 		return err
 	}
 	return nil
 }
 
+// interrupted is the error of a restore called off, nil while it is not.
+func interrupted(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: the restore is called off; the folders it was writing are removed", context.Cause(ctx))
+}
+
 // copyToAll reads size bytes from src, hashing them, and writes all but
 // the digest at their end to every file in dsts, each from a goroutine of
 // its own, starting the disk writes as it goes.
-func copyToAll(src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error) {
+func copyToAll(ctx context.Context, src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error) {
 	type part struct {
 		data []byte
 		done *sync.WaitGroup
@@ -228,6 +259,10 @@ func copyToAll(src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error
 	var read int64
 	var readErr error
 	for {
+		if err := interrupted(ctx); err != nil {
+			readErr = err
+			break
+		}
 		buf := <-free
 		n, err := io.ReadFull(src, buf)
 		done := &sync.WaitGroup{}
@@ -281,21 +316,27 @@ func copyToAll(src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error
 // the new members written in with a WAL and a raft snapshot that start
 // the new cluster, and the consistent index set to match; then the folder
 // is made private and renamed into place.
-func finish(o RestoreOptions, res *RestoreResult, f *folder) error {
+func finish(ctx context.Context, o RestoreOptions, res *RestoreResult, f *folder) error {
 	f.db = nil
-	err := build(f.tmp, f.m, res.Token, res.InitialCluster, o.RevisionBump)
+	err := interrupted(ctx)
+	if err != nil {
+		return err
+	}
+	err = build(f.tmp, f.m, res.Token, res.InitialCluster, o.RevisionBump)
 	if err == nil {
 		// etcd wants its data folder private.
 		err = os.Chmod(f.tmp, 0o700)
 	}
 	if err == nil {
+		err = interrupted(ctx)
+	}
+	if err == nil {
 		err = atomicfile.CommitDir(f.tmp, f.m.Written)
 	}
 	if err != nil {
-		f.discard()
 		return fmt.Errorf("restore %s into %s: %w", f.m.Name, f.m.Written, oneLine(err))
 	}
-	f.tmp, f.created = "", nil
+	f.tmp, f.committed = "", true
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
@@ -60,6 +62,13 @@ type RestoreOptions struct {
 	// much and marks it compacted, so that watchers such as kube-apiserver
 	// see no revision go backwards and list again.
 	RevisionBump uint64
+	// Context calls the restore off (SIGINT, SIGTERM): whatever it had
+	// written, restored folders already renamed into place included, is
+	// removed and Restore returns the context's cause.
+	Context context.Context
+	// WriteDelay holds the restore with its temp folders filled and
+	// checked, before they are finished: tests use it to widen that window.
+	WriteDelay time.Duration
 }
 
 // MaxRevisionBump bounds RevisionBump. etcd's revision is an int64 and the
@@ -133,6 +142,9 @@ func NewToken() (string, error) {
 // error before anything is written, and a failure removes what this run
 // wrote.
 func Restore(o RestoreOptions) (*RestoreResult, error) {
+	if o.Context == nil {
+		o.Context = context.Background()
+	}
 	c := o.Cluster
 	if c == nil || len(c.Hosts) == 0 {
 		return nil, errors.New("restore: no hosts in the cluster spec")

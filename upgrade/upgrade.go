@@ -71,6 +71,9 @@ type Options struct {
 	DryRun bool
 	// Log receives progress lines.
 	Log io.Writer
+	// WriteDelay holds each host's rewrite with its temp files on disk:
+	// tests use it to interrupt a rewrite.
+	WriteDelay time.Duration
 }
 
 // inputErr is bad input: a flag, a spec field or a version the cluster
@@ -444,6 +447,8 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 	start := time.Now()
 	defer func() { r.Took = time.Since(start) }()
 	r.State = Failed
+	// A signal calls the rewrite off; the member's own timeout does not.
+	runCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, u.o.MemberTimeout)
 	defer cancel()
 	// The previous member has just caught up; a moment of doubt (a request
@@ -463,7 +468,7 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 		u.handOver(ctx, h, sts)
 	}
 	u.logf("%s (%s): rewriting its manifest for %s (runs %s)", h.Name, u.endpoint[h.Name], u.image, r.From)
-	if err := u.rewrite(h); err != nil {
+	if err := u.rewrite(runCtx, h); err != nil {
 		r.Error = err.Error()
 		return err
 	}
@@ -515,35 +520,41 @@ func (u *upgrader) hostNames() []string {
 
 // rewrite writes the host's manifest and kubeadmcfg.yaml from the new
 // spec through init's own phases, and in bundle mode packs the archives
-// again so that NAME.tar.gz never ships the old version.
-func (u *upgrader) rewrite(h spec.Host) error {
-	r, err := phases.NewRunner(phases.Options{Cluster: u.o.Next, Out: u.o.Out, Node: h.Name, Root: u.o.Root, Log: u.o.Log})
+// again, in the same batch, so that NAME.tar.gz never ships the old
+// version. Called off by ctx before the batch is put in place, it rolls
+// back as init does: every file stays as it was.
+func (u *upgrader) rewrite(ctx context.Context, h spec.Host) error {
+	r, err := phases.NewRunner(phases.Options{Cluster: u.o.Next, Out: u.o.Out, Node: h.Name, Root: u.o.Root, Log: u.o.Log, Context: ctx, WriteDelay: u.o.WriteDelay})
 	if err != nil {
 		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
-	if err := r.Run([]phases.Phase{u.phases["etcd/local"], u.phases["kubeadm-config"]}); err != nil {
+	ps := []phases.Phase{u.phases["etcd/local"], u.phases["kubeadm-config"]}
+	if u.repack(h) {
+		ps = append(ps, phases.Repack())
+	}
+	if err := r.Run(ps); err != nil {
 		return fmt.Errorf("host %s: rewrite its files: %w", h.Name, err)
 	}
+	return nil
+}
+
+// repack reports whether the rewrite of h's files must pack the archives
+// again: in bundle mode, once they have been packed and while every host
+// has its folder.
+func (u *upgrader) repack(h spec.Host) bool {
 	if u.o.Root != "" {
-		return nil
+		return false
 	}
 	if _, err := os.Stat(filepath.Join(u.o.Out, h.Name+".tar.gz")); err != nil {
-		return nil // never packed: nothing stale to replace
+		return false // never packed: nothing stale to replace
 	}
 	for _, o := range u.o.Next.Hosts {
 		if _, err := os.Stat(filepath.Join(u.o.Out, o.Name)); err != nil {
 			u.logf("not packing the archives again: %s has no folder in %s", o.Name, u.o.Out)
-			return nil
+			return false
 		}
 	}
-	whole, err := phases.NewRunner(phases.Options{Cluster: u.o.Next, Out: u.o.Out, Log: u.o.Log})
-	if err != nil {
-		return err
-	}
-	if err := whole.Run([]phases.Phase{u.phases["bundle"]}); err != nil {
-		return fmt.Errorf("host %s: pack the archives again: %w", h.Name, err)
-	}
-	return nil
+	return true
 }
 
 // exec runs the --exec command for the host.

@@ -310,6 +310,8 @@ Examples:
 				Root:         c.String("root"),
 				Token:        c.String("token"),
 				RevisionBump: bump,
+				Context:      c.Context,
+				WriteDelay:   testWriteDelay(),
 			})
 			if err != nil {
 				return err

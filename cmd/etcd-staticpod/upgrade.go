@@ -148,6 +148,7 @@ func runUpgrade(c *cli.Context) error {
 		ChecksBy:       start.Add(durations["request-timeout"]),
 		DryRun:         c.Bool("dry-run"),
 		Log:            c.App.ErrWriter,
+		WriteDelay:     testWriteDelay(),
 	})
 	if badinput.Is(err) {
 		return err
