@@ -95,13 +95,13 @@ func connect(c *cli.Context) (*session, error) {
 func (s *session) close() { s.cancel() }
 
 // commandDeadline is the context of a command that --timeout bounds as a
-// whole: it ends --timeout from now.
+// whole: it ends --timeout after the process started.
 func commandDeadline(c *cli.Context) (context.Context, context.CancelFunc, error) {
 	timeout, err := parseTimeout(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	ctx, cancel := context.WithDeadline(c.Context, processStart().Add(timeout))
 	return ctx, cancel, nil
 }
 

@@ -325,8 +325,8 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 	if err != nil || timeout <= 0 {
 		return nil, badArgs(fmt.Errorf("--request-timeout %q: want a positive duration such as 5s", c.String("request-timeout")))
 	}
-	// The checks before a change count from the command's start.
-	checksBy := time.Now().Add(timeout)
+	// The checks before a change count from the process's start.
+	checksBy := processStart().Add(timeout)
 	var endpoints []string
 	if c.IsSet("endpoints") {
 		endpoints = []string{c.String("endpoints")}
