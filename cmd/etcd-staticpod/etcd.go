@@ -101,7 +101,7 @@ func commandDeadline(c *cli.Context) (context.Context, context.CancelFunc, error
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithDeadline(c.Context, processStart().Add(timeout))
+	ctx, cancel := context.WithDeadline(c.Context, runStart(c).Add(timeout))
 	return ctx, cancel, nil
 }
 

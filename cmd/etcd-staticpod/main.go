@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/urfave/cli/v2"
@@ -22,7 +23,7 @@ func main() {
 	debug.SetGCPercent(400)
 	ctx, stop := interruptible(context.Background())
 	defer stop()
-	app := newApp()
+	app := newApp(processStart())
 	err := app.RunContext(ctx, os.Args)
 	var intr interruption
 	if errors.As(context.Cause(ctx), &intr) {
@@ -72,8 +73,9 @@ func interruptible(parent context.Context) (context.Context, func()) {
 		case <-done:
 		}
 	}()
+	// The signals stay caught to the end: one that arrives as the run
+	// returns must not kill a process whose work is complete.
 	return ctx, func() {
-		signal.Stop(ch)
 		close(done)
 		cancel(nil)
 	}
@@ -88,7 +90,19 @@ func oneLine(err error, intr interruption) string {
 	return msg
 }
 
-func newApp() *cli.App {
+// startKey holds, in the app's Metadata, when the run started: the
+// process's start for the command line, so that --timeout counts from it.
+const startKey = "start"
+
+// runStart is when the run started (see startKey).
+func runStart(c *cli.Context) time.Time {
+	if t, ok := c.App.Metadata[startKey].(time.Time); ok {
+		return t
+	}
+	return time.Now()
+}
+
+func newApp(start time.Time) *cli.App {
 	var cmds []*cli.Command
 	cmds = append(cmds, initCommand())
 	cmds = append(cmds, clusterCommands()...)
@@ -110,6 +124,7 @@ func newApp() *cli.App {
 		Usage:                "make and run an external HA etcd cluster as kubelet static Pods",
 		Description:          "Generates kubeadm-identical certificates, static Pod manifests, kubelet settings and kubeadm configs for every etcd host, and runs day-2 operations against the cluster.",
 		Commands:             cmds,
+		Metadata:             map[string]any{startKey: start},
 		EnableBashCompletion: true,
 		Writer:               os.Stdout,
 		ErrWriter:            os.Stderr,

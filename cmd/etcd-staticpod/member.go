@@ -326,7 +326,7 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 		return nil, badArgs(fmt.Errorf("--request-timeout %q: want a positive duration such as 5s", c.String("request-timeout")))
 	}
 	// The checks before a change count from the process's start.
-	checksBy := processStart().Add(timeout)
+	checksBy := runStart(c).Add(timeout)
 	var endpoints []string
 	if c.IsSet("endpoints") {
 		endpoints = []string{c.String("endpoints")}

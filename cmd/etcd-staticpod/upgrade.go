@@ -103,7 +103,7 @@ Examples:
 }
 
 func runUpgrade(c *cli.Context) error {
-	start := processStart()
+	start := runStart(c)
 	if c.NArg() > 0 {
 		return badArgs(fmt.Errorf("unexpected argument %q: upgrade takes flags only", c.Args().First()))
 	}
