@@ -309,13 +309,10 @@ func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host)
 	if err != nil {
 		return err
 	}
-	paths, byPath, err := phases.Selected(phases.List(), []string{"bundle"})
+	// The other hosts' archives are not packed again: only this host's.
+	ps, err := phases.List().Select([]string{phases.Bundle().Name})
 	if err != nil {
 		return err
-	}
-	var ps []phases.Phase
-	for _, p := range paths {
-		ps = append(ps, byPath[p])
 	}
 	if err := r.Run(ps); err != nil {
 		return err

@@ -33,14 +33,11 @@ func monitoringPhase() Phase {
 			if !r.monitoringWanted() {
 				return nil
 			}
-			_, err := r.inspectMonitoringClient()
-			return err
-		},
-		Keys: func(r *Runner) int {
-			if st, err := r.inspectMonitoringClient(); r.monitoringWanted() && err == nil && st == leafMissing {
-				return 1
+			st, err := r.inspectMonitoringClient()
+			if st == leafMissing && err == nil {
+				r.keys++
 			}
-			return 0
+			return err
 		},
 		Run: func(r *Runner) error { return r.runMonitoring() },
 	}
@@ -58,8 +55,8 @@ func (r *Runner) monitoringPath(name string) string {
 func (r *Runner) inspectMonitoringClient() (leafState, error) {
 	p := certs.MonitoringClient()
 	base := r.monitoringPath(p.BaseName)
-	certPEM, certErr := r.readFile(base + ".crt")
-	keyPEM, keyErr := r.readFile(base + ".key")
+	certPEM, certErr := r.ReadFile(base + ".crt")
+	keyPEM, keyErr := r.ReadFile(base + ".key")
 	redo := fmt.Sprintf("remove %s.crt and %s.key and run init --monitoring again for a new one", base, base)
 	switch {
 	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
@@ -119,7 +116,7 @@ func (r *Runner) runMonitoring() error {
 		}
 		var key crypto.Signer
 		if state == leafKeyOnly {
-			keyPEM, err := r.readFile(base + ".key")
+			keyPEM, err := r.ReadFile(base + ".key")
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/workflow"
 )
 
 // CAKeyCopyError is a copy of the CA's private key found where it could
@@ -78,7 +79,7 @@ func (r *Runner) checkNoCAKeyCopies() error {
 	}
 	for _, dir := range dirs {
 		// etcd data never ships and may be large: not read.
-		tree, _ := withoutEtcdData(os.DirFS(dir), r.Cluster().Etcd.DataDir)
+		tree, _ := r.withoutEtcdData(os.DirFS(dir))
 		err := fs.WalkDir(tree, ".", func(name string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if name == "." && errors.Is(err, fs.ErrNotExist) {
@@ -108,13 +109,13 @@ func (r *Runner) checkNoCAKeyCopies() error {
 
 // checkQueued refuses to write a copy of the CA's key anywhere but the CA
 // key file itself.
-func (r *Runner) checkQueued() error {
+func (r *Runner) checkQueued(files []workflow.File) error {
 	f := r.caKeyFinder()
 	if f == nil {
 		return nil
 	}
 	_, keyPath := r.caPaths()
-	for _, p := range r.pending {
+	for _, p := range files {
 		if p.Path != keyPath && f.Holds(p.Data) {
 			return r.caKeyCopy(p.Path)
 		}

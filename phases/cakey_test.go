@@ -39,7 +39,7 @@ func TestCAKeyCopyInQueueRefused(t *testing.T) {
 	leak := Phase{Name: "leak", Run: func(r *Runner) error { return r.WriteFile(target, copyPEM, modeKey, modeDir) }}
 	before := etcdtest.Tree(t, out)
 	for name, ps := range map[string][]Phase{
-		"packed":  {leak, bundlePhase()},
+		"packed":  {leak, Bundle()},
 		"written": {leak},
 	} {
 		r, err := NewRunner(Options{Cluster: c, Out: out})

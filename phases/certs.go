@@ -24,12 +24,11 @@ func certsPhase() Phase {
 			"and copies ca.crt (never ca.key) into every host's bundle. An existing CA is checked (a CA, not expired, key matching) and never replaced.",
 		Example: "etcd-staticpod init phase certs etcd-ca --hosts etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17",
 		Flags:   []FlagGroup{FlagsCerts, FlagsCA},
-		Check:   func(r *Runner) error { return r.checkHostCAs() },
-		Keys: func(r *Runner) int {
+		Check: func(r *Runner) error {
 			if r.caToCreate() {
-				return 1
+				r.keys++
 			}
-			return 0
+			return r.checkHostCAs()
 		},
 		Run: func(r *Runner) error { return r.runCA() },
 	}}
@@ -42,7 +41,6 @@ func certsPhase() Phase {
 			Example: fmt.Sprintf("etcd-staticpod init phase certs %s --config cluster.yaml", p.Name),
 			Flags:   []FlagGroup{FlagsCerts, FlagsCA},
 			Check:   func(r *Runner) error { return r.checkLeaves(p) },
-			Keys:    func(r *Runner) int { return r.missingLeaves(p) },
 			Run:     func(r *Runner) error { return r.runLeaf(p) },
 		})
 	}
@@ -70,10 +68,10 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 		return r.ca, nil
 	}
 	certPath, keyPath := r.caPaths()
-	certPEM, err := r.readFile(certPath)
+	certPEM, err := r.ReadFile(certPath)
 	if errors.Is(err, os.ErrNotExist) && !needKey && r.NodeMode() {
 		certPath = r.CertPath(r.Hosts()[0], certs.CA()) + ".crt"
-		certPEM, err = r.readFile(certPath)
+		certPEM, err = r.ReadFile(certPath)
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no etcd CA at %s: run `etcd-staticpod init phase certs etcd-ca` first, or pass --ca-cert and --ca-key", certPath)
@@ -88,7 +86,7 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 	}
 	var keyPEM []byte
 	if needKey {
-		if keyPEM, err = r.readFile(keyPath); err != nil {
+		if keyPEM, err = r.ReadFile(keyPath); err != nil {
 			return nil, fmt.Errorf("read CA key %s: %w", keyPath, err)
 		}
 	}
@@ -177,7 +175,7 @@ func (r *Runner) runCA() error {
 	case keyErr == nil && r.opts.CACert == "" && !r.anyHostCA():
 		// Only an interrupted first run leaves a CA key with no certificate
 		// anywhere: nothing was ever signed, so sign the CA itself now.
-		keyPEM, err := r.readFile(keyPath)
+		keyPEM, err := r.ReadFile(keyPath)
 		if err != nil {
 			return fmt.Errorf("read CA key: %w", err)
 		}
@@ -218,7 +216,7 @@ func (r *Runner) selfSign(key crypto.Signer, certPath string) error {
 // anyHostCA reports whether a host already holds a CA certificate.
 func (r *Runner) anyHostCA() bool {
 	for _, h := range r.opts.Cluster.Hosts {
-		if r.exists(filepath.Join(r.opts.Out, h.Name, r.opts.Cluster.CertDir, certs.CA().BaseName+".crt")) {
+		if r.Exists(filepath.Join(r.opts.Out, h.Name, r.opts.Cluster.CertDir, certs.CA().BaseName+".crt")) {
 			return true
 		}
 	}
@@ -228,13 +226,13 @@ func (r *Runner) anyHostCA() bool {
 // checkHostCAs refuses to replace a host's ca.crt that names another CA.
 func (r *Runner) checkHostCAs() error {
 	certPath, _ := r.caPaths()
-	want, err := r.readFile(certPath)
+	want, err := r.ReadFile(certPath)
 	if err != nil {
 		return nil // a new CA: any host ca.crt would be checked by the leaves
 	}
 	for _, h := range r.Hosts() {
 		path := r.CertPath(h, certs.CA()) + ".crt"
-		have, err := r.readFile(path)
+		have, err := r.ReadFile(path)
 		if err == nil && !certs.SameCert(have, want) {
 			return fmt.Errorf("host %q: %s is not the CA certificate in %s; remove it if the host should move to this CA", h.Name, path, certPath)
 		}
@@ -249,7 +247,7 @@ func (r *Runner) ensureHostCA(h spec.Host) error {
 		return err
 	}
 	path := r.CertPath(h, certs.CA()) + ".crt"
-	have, err := r.readFile(path)
+	have, err := r.ReadFile(path)
 	if err == nil {
 		if !certs.SameCert(have, certs.EncodeCert(ca.Cert)) {
 			return fmt.Errorf("host %q: %s is not the CA certificate in use; remove it if the host should move to this CA", h.Name, path)
@@ -274,8 +272,8 @@ const (
 // inspectLeaf compares an existing certificate and key with the spec.
 func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	base := r.CertPath(h, p)
-	certPEM, certErr := r.readFile(base + ".crt")
-	keyPEM, keyErr := r.readFile(base + ".key")
+	certPEM, certErr := r.ReadFile(base + ".crt")
+	keyPEM, keyErr := r.ReadFile(base + ".key")
 	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
 		return leafMissing, nil
 	}
@@ -340,40 +338,22 @@ func (r *Runner) sayCAEnd(ca *certs.Authority) {
 // caToCreate reports whether the etcd-ca phase will make a new CA.
 func (r *Runner) caToCreate() bool {
 	certPath, keyPath := r.caPaths()
-	if r.exists(certPath) || r.exists(keyPath) || r.opts.CACert != "" {
+	if r.Exists(certPath) || r.Exists(keyPath) || r.opts.CACert != "" {
 		return false
 	}
-	return !r.NodeMode() || !r.exists(r.CertPath(r.Hosts()[0], certs.CA())+".crt")
+	return !r.NodeMode() || !r.Exists(r.CertPath(r.Hosts()[0], certs.CA())+".crt")
 }
 
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
-// exists reports whether path is on disk or queued to be written.
-func (r *Runner) exists(path string) bool {
-	if _, ok := r.queued(path); ok {
-		return true
-	}
-	return exists(path)
-}
-
-// missingLeaves counts the hosts that need a new p certificate.
-func (r *Runner) missingLeaves(p certs.Profile) int {
-	n := 0
-	for _, h := range r.Hosts() {
-		if state, err := r.inspectLeaf(p, h); err == nil && state == leafMissing {
-			n++
-		}
-	}
-	return n
-}
-
+// checkLeaves refuses an existing p certificate that does not fit, and
+// counts the keys of those to make.
 func (r *Runner) checkLeaves(p certs.Profile) error {
 	for _, h := range r.Hosts() {
-		if _, err := r.inspectLeaf(p, h); err != nil {
+		state, err := r.inspectLeaf(p, h)
+		if err != nil {
 			return err
+		}
+		if state == leafMissing {
+			r.keys++
 		}
 	}
 	return nil
@@ -411,7 +391,7 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 			j.log = append(j.log, fmt.Sprintf("[certs] Using the existing %s certificate and key for %s", p.Name, h.Name))
 			continue
 		case leafKeyOnly:
-			keyPEM, err := r.readFile(j.base + ".key")
+			keyPEM, err := r.ReadFile(j.base + ".key")
 			if err != nil {
 				return fmt.Errorf("host %q: %w", h.Name, err)
 			}

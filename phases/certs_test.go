@@ -48,20 +48,9 @@ func runCerts(t testing.TB, c *spec.Cluster, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Run(leafPhases(certsPhase())); err != nil {
+	if err := r.Run(certsPhase().Leaves()); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func leafPhases(p Phase) []Phase {
-	if len(p.Children) == 0 {
-		return []Phase{p}
-	}
-	var out []Phase
-	for _, c := range p.Children {
-		out = append(out, leafPhases(c)...)
-	}
-	return out
 }
 
 // kubeadm's dump file name for each certificate.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/workflow"
 )
 
 // Node paths kubeadm uses for what the guide writes.
@@ -76,36 +78,41 @@ func (r *Runner) kubeletConfig() ([]byte, error) {
 
 func etcdPhase() Phase {
 	return Phase{
-		Name:  "etcd",
-		Short: "Write the etcd static Pod manifest",
-		Children: []Phase{{
-			Name:  "local",
-			Short: "Write the etcd static Pod manifest for every host",
-			Long: "Writes " + manifestPath + " (0600, in a 0700 folder) exactly as `kubeadm init phase etcd local` does with the guide's per-host extraArgs, " +
-				"and creates the data folder (0700).",
-			Example: "etcd-staticpod init phase etcd local --config cluster.yaml --node etcd02 --root /",
-			Flags:   []FlagGroup{FlagsEtcd},
-			Check: func(r *Runner) error {
-				_, err := r.perHost("etcd manifest", etcdManifest)
+		Name:     "etcd",
+		Short:    "Write the etcd static Pod manifest",
+		Children: []Phase{EtcdLocal()},
+	}
+}
+
+// EtcdLocal writes every host's etcd static Pod manifest and data folder.
+func EtcdLocal() Phase {
+	return Phase{
+		Name:  "local",
+		Short: "Write the etcd static Pod manifest for every host",
+		Long: "Writes " + manifestPath + " (0600, in a 0700 folder) exactly as `kubeadm init phase etcd local` does with the guide's per-host extraArgs, " +
+			"and creates the data folder (0700).",
+		Example: "etcd-staticpod init phase etcd local --config cluster.yaml --node etcd02 --root /",
+		Flags:   []FlagGroup{FlagsEtcd},
+		Check: func(r *Runner) error {
+			_, err := r.perHost("etcd manifest", etcdManifest)
+			return err
+		},
+		Run: func(r *Runner) error {
+			docs, err := r.perHost("etcd manifest", etcdManifest)
+			if err != nil {
 				return err
-			},
-			Run: func(r *Runner) error {
-				docs, err := r.perHost("etcd manifest", etcdManifest)
-				if err != nil {
+			}
+			for i, h := range r.Hosts() {
+				if err := r.WriteFile(r.HostPath(h, manifestPath), docs[i], modeKey, modePrivDir); err != nil {
 					return err
 				}
-				for i, h := range r.Hosts() {
-					if err := r.WriteFile(r.HostPath(h, manifestPath), docs[i], modeKey, modePrivDir); err != nil {
-						return err
-					}
-					if err := r.MkdirAll(r.HostPath(h, r.Cluster().Etcd.DataDir), modePrivDir); err != nil {
-						return err
-					}
-					r.Logf("[etcd] Wrote the static Pod manifest %s for %s", manifestPath, h.Name)
+				if err := r.MkdirAll(r.HostPath(h, r.Cluster().Etcd.DataDir), modePrivDir); err != nil {
+					return err
 				}
-				return nil
-			},
-		}},
+				r.Logf("[etcd] Wrote the static Pod manifest %s for %s", manifestPath, h.Name)
+			}
+			return nil
+		},
 	}
 }
 
@@ -152,7 +159,9 @@ func etcdManifest(c *spec.Cluster, h spec.Host) ([]byte, error) {
 	return b, nil
 }
 
-func kubeadmConfigPhase() Phase {
+// KubeadmConfig writes the per-host kubeadm configs and, for the whole
+// cluster, the external-etcd kubeadm-config.yaml and control-plane/.
+func KubeadmConfig() Phase {
 	return Phase{
 		Name:  "kubeadm-config",
 		Short: "Write the per-host kubeadm configs and the external-etcd kubeadm-config.yaml",
@@ -220,8 +229,8 @@ func (r *Runner) writeControlPlane() error {
 		return err
 	}
 	src := r.CertPath(r.Hosts()[0], client)
-	crt, errCrt := r.readFile(src + ".crt")
-	key, errKey := r.readFile(src + ".key")
+	crt, errCrt := r.ReadFile(src + ".crt")
+	key, errKey := r.ReadFile(src + ".key")
 	if err := errors.Join(errCrt, errKey); err != nil {
 		return fmt.Errorf("the control plane's client certificate: run `etcd-staticpod init phase certs apiserver-etcd-client` first: %w", err)
 	}
@@ -241,7 +250,8 @@ func (r *Runner) writeControlPlane() error {
 	return nil
 }
 
-func bundlePhase() Phase {
+// Bundle packs every host's folder and lists the archives in SHA256SUMS.
+func Bundle() Phase {
 	return Phase{
 		Name:  "bundle",
 		Short: "Pack every host's folder as OUT/NAME.tar.gz and list them in OUT/SHA256SUMS",
@@ -264,7 +274,7 @@ func bundlePhase() Phase {
 // read as they will be once the run's queued files are written, so init
 // writes the folders and their archives in one go.
 func (r *Runner) pack(hosts []spec.Host) error {
-	plan, err := r.planDirs()
+	view, err := r.View()
 	if err != nil {
 		return err
 	}
@@ -272,17 +282,17 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	for _, h := range hosts {
 		names = append(names, h.Name)
 	}
-	if _, err := fs.Stat(r.staged(plan, r.Out()), controlPlaneDir); err == nil || r.opts.DryRun {
+	if _, err := fs.Stat(view.Dir(r.Out()), controlPlaneDir); err == nil || r.opts.DryRun {
 		names = append(names, controlPlaneDir)
 	}
 	trees := make([]fs.FS, len(names))
 	for i, name := range names {
 		dir := filepath.Join(r.Out(), name)
-		staged := r.staged(plan, dir)
+		staged := view.Dir(dir)
 		tree := staged
 		if name != controlPlaneDir {
 			var hidden func(string) bool
-			tree, hidden = withoutEtcdData(staged, r.Cluster().Etcd.DataDir)
+			tree, hidden = r.withoutEtcdData(staged)
 			if left := leftOut(staged, hidden); len(left) > 0 {
 				r.Logf("[bundle] Left etcd data out of %s.tar.gz: %s (copy it to the host by hand)", name, strings.Join(left, ", "))
 			}
@@ -336,6 +346,21 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	}
 	r.Logf("[bundle] Wrote %s and %s", strings.Join(archives, ", "), archive.SumsFile)
 	return nil
+}
+
+// withoutEtcdData hides a member's data from a host folder about to be
+// packed: what is inside the data folder (restored or copied data; the empty
+// folder itself ships, with its mode) and the folders beside it named after
+// it, such as the data folder.restore-TOKEN a snapshot restore writes.
+// Archives carry configuration; a data folder is copied and swapped in by
+// hand, as `snapshot restore` says.
+func (r *Runner) withoutEtcdData(tree fs.FS) (fs.FS, func(name string) bool) {
+	rel := strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(r.Cluster().Etcd.DataDir)), "/")
+	hidden := func(name string) bool {
+		return strings.HasPrefix(name, rel+"/") ||
+			(path.Dir(name) == path.Dir(rel) && strings.HasPrefix(path.Base(name), path.Base(rel)+"."))
+	}
+	return workflow.Without(tree, hidden), hidden
 }
 
 // leftOut lists the top names in tree that hidden leaves out.

@@ -28,13 +28,9 @@ func runAll(t *testing.T, opts Options, skip ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paths, byPath, err := Selected(List(), skip)
+	ps, err := List().Select(skip)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var ps []Phase
-	for _, p := range paths {
-		ps = append(ps, byPath[p])
 	}
 	if err := r.Run(ps); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
@@ -206,7 +202,7 @@ func TestNodeModeMissingCertNeedsCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = r.Run(leafPhases(certsPhase()))
+	err = r.Run(certsPhase().Leaves())
 	if err == nil || !strings.Contains(err.Error(), "no etcd CA at") {
 		t.Fatalf("got %v", err)
 	}
@@ -216,15 +212,19 @@ func TestNodeModeMissingCertNeedsCA(t *testing.T) {
 }
 
 func TestSkipPhases(t *testing.T) {
-	paths, _, err := Selected(List(), []string{"certs/etcd-peer", "bundle", "kubelet"})
+	ps, err := List().Select([]string{"certs/etcd-peer", "bundle", "kubelet"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "certs/etcd-ca certs/etcd-server certs/etcd-healthcheck-client certs/apiserver-etcd-client etcd/local kubeadm-config monitoring backup cli"
-	if strings.Join(paths, " ") != want {
-		t.Errorf("got %v", paths)
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.Name)
 	}
-	if _, _, err := Selected(List(), []string{"certs/nope"}); err == nil {
+	want := "etcd-ca etcd-server etcd-healthcheck-client apiserver-etcd-client local kubeadm-config monitoring backup cli"
+	if strings.Join(names, " ") != want {
+		t.Errorf("got %v", names)
+	}
+	if _, err := List().Select([]string{"certs/nope"}); err == nil {
 		t.Error("unknown phase accepted")
 	}
 }
@@ -278,7 +278,7 @@ func TestBundleRefusesCAKeyInHostFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := NewRunner(Options{Cluster: c, Out: out})
-	err := r.Run([]Phase{bundlePhase()})
+	err := r.Run([]Phase{Bundle()})
 	if err == nil || !strings.Contains(err.Error(), "etcd03/etc/kubernetes/pki/etcd/ca.key is a copy of the etcd CA's private key") {
 		t.Fatalf("got %v", err)
 	}
@@ -292,7 +292,7 @@ func TestBundleRefusesCAKeyInHostFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ = NewRunner(Options{Cluster: c, Out: out})
-	err = r.Run([]Phase{bundlePhase()})
+	err = r.Run([]Phase{Bundle()})
 	if err == nil || !strings.Contains(err.Error(), "etcd03/etc/kubernetes/pki/etcd/ca.key is a CA key inside a host folder") {
 		t.Fatalf("got %v", err)
 	}

@@ -1,15 +1,16 @@
 package phases
 
-// List is init's phases in the order they run.
-func List() []Phase {
-	return []Phase{
+// List is init's phase tree in the order the phases run. A runtime adds
+// its own phases to it (Tree.InsertAfter) rather than to the engine.
+func List() Tree {
+	return Tree{
 		certsPhase(),
 		kubeletPhase(),
 		etcdPhase(),
-		kubeadmConfigPhase(),
+		KubeadmConfig(),
 		monitoringPhase(),
 		backupPhase(),
 		cliPhase(),
-		bundlePhase(),
+		Bundle(),
 	}
 }

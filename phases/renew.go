@@ -48,33 +48,55 @@ func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
 	if len(profiles) == 0 {
 		return nil, errors.New("no certificate to renew")
 	}
-	var done []Renewal
-	var ps []Phase
+	tree := RenewTree()
+	var skip []string
+	for _, p := range certs.Leaves() {
+		if !slices.ContainsFunc(profiles, func(q certs.Profile) bool { return q.Name == p.Name }) {
+			skip = append(skip, p.Name)
+		}
+	}
 	for _, p := range profiles {
-		ps = append(ps, Phase{
+		if _, ok := certs.Leaf(p.Name); !ok {
+			return nil, fmt.Errorf("certificate %q: not one that renew replaces", p.Name)
+		}
+	}
+	ps, err := tree.Select(skip)
+	if err != nil {
+		return nil, err
+	}
+	r.renewed = nil
+	if err := r.Run(ps); err != nil {
+		return nil, err
+	}
+	return r.renewed, nil
+}
+
+// RenewTree is the workflow of `certs renew`: one phase per host
+// certificate of the table, then the control plane's copy of the client
+// pair and the archives.
+func RenewTree() Tree {
+	var tree Tree
+	for _, p := range certs.Leaves() {
+		tree = append(tree, Phase{
 			Name:  p.Name,
-			Check: func(r *Runner) error { return r.checkRenew() },
-			Keys: func(r *Runner) int {
-				if r.opts.DryRun {
-					return 0
+			Short: "Renew " + p.Short + ", for every host",
+			Check: func(r *Runner) error {
+				if !r.opts.DryRun {
+					r.keys += len(r.Hosts())
 				}
-				return len(r.Hosts())
+				return r.checkRenew()
 			},
 			Run: func(r *Runner) error {
 				renewed, err := r.renewLeaf(p)
-				done = append(done, renewed...)
+				r.renewed = append(r.renewed, renewed...)
 				return err
 			},
 		})
 	}
-	ps = append(ps,
-		Phase{Name: controlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(done) }},
-		Phase{Name: "bundle", Run: func(r *Runner) error { return r.repack() }},
+	return append(tree,
+		Phase{Name: controlPlaneDir, Short: "Copy a renewed apiserver-etcd-client pair into OUT/" + controlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(r.renewed) }},
+		Repack(),
 	)
-	if err := r.Run(ps); err != nil {
-		return nil, err
-	}
-	return done, nil
 }
 
 // checkRenew needs the CA key, and every host to trust that CA.
@@ -97,7 +119,7 @@ func (r *Runner) checkRenew() error {
 	want := certs.EncodeCert(ca.Cert)
 	for _, h := range r.Hosts() {
 		path := r.CertPath(h, certs.CA()) + ".crt"
-		have, err := r.readFile(path)
+		have, err := r.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("host %q: no %s: renew replaces certificates of a host made by init; run `etcd-staticpod init` for it first", h.Name, path)
 		}
@@ -170,7 +192,7 @@ func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 	for _, h := range r.Hosts() {
 		base := r.CertPath(h, p)
 		rn := Renewal{Name: p.Name, Host: h.Name, Path: base + ".crt", NotAfter: r.now().Add(c.CertificateValidity.Duration).UTC()}
-		if old, err := r.readFile(base + ".crt"); err == nil {
+		if old, err := r.ReadFile(base + ".crt"); err == nil {
 			if rn.Old, err = certs.ParseCert(old); err != nil {
 				r.Logf("[renew] warning: %s.crt cannot be read (%v); replacing it", base, err)
 			}
@@ -234,7 +256,7 @@ func (r *Runner) renewControlPlane(done []Renewal) error {
 		ext  string
 		mode os.FileMode
 	}{{".key", modeKey}, {".crt", modeFile}} {
-		data, err := r.readFile(src + f.ext)
+		data, err := r.ReadFile(src + f.ext)
 		if err != nil {
 			return fmt.Errorf("the control plane's client certificate: %w", err)
 		}
@@ -251,7 +273,7 @@ func (r *Runner) renewControlPlane(done []Renewal) error {
 // (such as one --node run): run in the same batch, the archives are put in
 // place with those files or not at all.
 func Repack() Phase {
-	return Phase{Name: "bundle", Run: func(r *Runner) error { return r.repack() }}
+	return Phase{Name: "bundle", Short: "Pack every host's archive and SHA256SUMS again", Run: func(r *Runner) error { return r.repack() }}
 }
 
 // repack packs every host's archive and SHA256SUMS again in bundle mode.

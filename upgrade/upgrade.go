@@ -136,7 +136,6 @@ type upgrader struct {
 	endpoint map[string]string
 	hosts    map[string]*HostResult
 	order    []string
-	phases   map[string]phases.Phase
 }
 
 // Run upgrades the cluster. The result is returned also on failure, to
@@ -218,16 +217,6 @@ func newUpgrader(o Options) (*upgrader, error) {
 			return nil, inputErr("--node %q: no such host in the cluster spec", o.Node)
 		}
 		u.scope = []spec.Host{h}
-	}
-	_, all, err := phases.Selected(phases.List(), nil)
-	if err != nil {
-		return nil, err
-	}
-	u.phases = all
-	for _, name := range []string{"etcd/local", "kubeadm-config", "bundle"} {
-		if _, ok := all[name]; !ok {
-			return nil, fmt.Errorf("upgrade: phase %s is missing", name)
-		}
 	}
 	return u, nil
 }
@@ -528,7 +517,7 @@ func (u *upgrader) rewrite(ctx context.Context, h spec.Host) error {
 	if err != nil {
 		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
-	ps := []phases.Phase{u.phases["etcd/local"], u.phases["kubeadm-config"]}
+	ps := []phases.Phase{phases.EtcdLocal(), phases.KubeadmConfig()}
 	if u.repack(h) {
 		ps = append(ps, phases.Repack())
 	}

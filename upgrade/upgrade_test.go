@@ -85,13 +85,9 @@ func bundles(t *testing.T, n int) (string, *spec.Cluster) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "bundles")
-	order, all, err := phases.Selected(phases.List(), nil)
+	ps, err := phases.List().Select(nil)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var ps []phases.Phase
-	for _, name := range order {
-		ps = append(ps, all[name])
 	}
 	r, err := phases.NewRunner(phases.Options{Cluster: c, Out: dir})
 	if err != nil {

@@ -64,7 +64,7 @@ func TestBadInputEveryCommand(t *testing.T) {
 	}
 	var cmds []command
 	cmds = append(cmds, generating("init"))
-	walkPhases("", phases.List(), func(path string, p phases.Phase) {
+	phases.List().Walk(func(path string, _ int, p phases.Phase) {
 		cmd := append([]string{"init", "phase"}, strings.Split(path, "/")...)
 		cmds = append(cmds, generating(cmd...))
 		if p.RunAllChildren {

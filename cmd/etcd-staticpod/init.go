@@ -19,16 +19,14 @@ const guideHosts = "etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17"
 // phase list the same way kubeadm's workflow does.
 func initCommand() *cli.Command {
 	list := phases.List()
-	var names []string
-	walkPhases("", list, func(path string, _ phases.Phase) { names = append(names, path) })
 	flags := append(flagsFor(allGroups()), &cli.StringSliceFlag{
 		Name:  "skip-phases",
-		Usage: "phases to skip, comma-separated or repeated: " + strings.Join(names, ", "),
+		Usage: "phases to skip, comma-separated or repeated: " + strings.Join(list.Paths(), ", "),
 	})
 	return &cli.Command{
 		Name:  "init",
 		Usage: "make every host's bundle: certificates, kubelet settings, etcd static Pod and kubeadm configs",
-		Description: "Runs every phase for every host, in order: " + strings.Join(topNames(list), ", ") + ".\n" +
+		Description: list.Help("init") + "\n\n" +
 			"The CA key stays in OUT/pki/etcd; each host gets OUT/NAME (a copy of its filesystem root) and OUT/NAME.tar.gz.\n\n" +
 			"Examples:\n" +
 			"  # the guide's three hosts\n" +
@@ -58,13 +56,9 @@ func initCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			paths, byPath, err := phases.Selected(list, skip)
+			selected, err := list.Select(skip)
 			if err != nil {
 				return badArgs(err)
-			}
-			var selected []phases.Phase
-			for _, p := range paths {
-				selected = append(selected, byPath[p])
 			}
 			release, err := holdFolders(c, c.String("out"), c.String("root"), c.Bool("dry-run"))
 			if err != nil {
@@ -103,33 +97,6 @@ func newRunner(c *cli.Context) (*phases.Runner, *spec.Cluster, error) {
 	return r, cl, nil
 }
 
-func walkPhases(prefix string, ps []phases.Phase, fn func(string, phases.Phase)) {
-	for _, p := range ps {
-		fn(prefix+p.Name, p)
-		walkPhases(prefix+p.Name+"/", p.Children, fn)
-	}
-}
-
-func topNames(ps []phases.Phase) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.Name)
-	}
-	return out
-}
-
-// leaves returns p itself, or its leaf descendants in order.
-func leaves(p phases.Phase) []phases.Phase {
-	if len(p.Children) == 0 {
-		return []phases.Phase{p}
-	}
-	var out []phases.Phase
-	for _, ch := range p.Children {
-		out = append(out, leaves(ch)...)
-	}
-	return out
-}
-
 func groupsOf(ps []phases.Phase) []phases.FlagGroup {
 	var gs []phases.FlagGroup
 	for _, p := range ps {
@@ -141,7 +108,7 @@ func groupsOf(ps []phases.Phase) []phases.FlagGroup {
 func phaseCommands(prefix string, ps []phases.Phase) []*cli.Command {
 	var cmds []*cli.Command
 	for _, p := range ps {
-		run := leaves(p)
+		run := p.Leaves()
 		cmd := &cli.Command{
 			Name:        p.Name,
 			Usage:       p.Short,

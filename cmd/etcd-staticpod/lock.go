@@ -10,8 +10,8 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
-	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/workflow"
 )
 
 // nodeLockDir is where a --root run locks, below ROOT: the folder kubeadm
@@ -53,9 +53,9 @@ func holdFolders(c *cli.Context, out, root string, dryRun bool) (release func(),
 	// A file as --out or --root, or a folder that cannot be written, is
 	// said as such before the lock file is tried there.
 	if root == "" {
-		err = phases.CheckDestination("--out", out, dryRun)
+		err = workflow.CheckDestination("--out", out, dryRun)
 	} else {
-		err = phases.CheckDestination("--root", root, dryRun)
+		err = workflow.CheckDestination("--root", root, dryRun)
 	}
 	if err != nil {
 		return nil, err

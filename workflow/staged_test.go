@@ -1,4 +1,4 @@
-package phases
+package workflow
 
 import (
 	"io/fs"
@@ -27,10 +27,7 @@ func TestStagedView(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := NewRunner(Options{Cluster: guideCluster(t), Out: filepath.Dir(root)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := NewQueue(QueueOptions{Out: filepath.Dir(root)})
 	queue := []struct {
 		name          string
 		data          string
@@ -47,11 +44,11 @@ func TestStagedView(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	plan, err := r.planDirs()
+	staged, err := r.View()
 	if err != nil {
 		t.Fatal(err)
 	}
-	view := r.staged(plan, root)
+	view := staged.Dir(root)
 	want := map[string]struct {
 		data string
 		mode fs.FileMode
@@ -93,7 +90,7 @@ func TestStagedView(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "etc/systemd")); !os.IsNotExist(err) {
 		t.Fatalf("the view wrote to disk: %v", err)
 	}
-	if err := r.flush(); err != nil {
+	if err := r.commit(); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("written", func(t *testing.T) { check(t, os.DirFS(root)) })
@@ -103,54 +100,21 @@ func TestStagedView(t *testing.T) {
 // staged; one that neither exists nor is planned does not exist.
 func TestStagedViewOfNewFolder(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
-	r, err := NewRunner(Options{Cluster: guideCluster(t), Out: out})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := NewQueue(QueueOptions{Out: out})
 	if err := r.WriteFile(filepath.Join(out, "etcd01", "etc/a"), []byte("a"), 0o600, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	plan, err := r.planDirs()
+	view, err := r.View()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fstest.TestFS(r.staged(plan, filepath.Join(out, "etcd01")), "etc/a"); err != nil {
+	if err := fstest.TestFS(view.Dir(filepath.Join(out, "etcd01")), "etc/a"); err != nil {
 		t.Error(err)
 	}
-	if _, err := fs.Stat(r.staged(plan, filepath.Join(out, "etcd02")), "."); !os.IsNotExist(err) {
+	if _, err := fs.Stat(view.Dir(filepath.Join(out, "etcd02")), "."); !os.IsNotExist(err) {
 		t.Errorf("a folder nobody makes: %v", err)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("the view wrote to disk: %v", err)
-	}
-}
-
-// TestWithoutEtcdData: the filtered view is a consistent fs.FS without the
-// data folder's content and its siblings.
-func TestWithoutEtcdData(t *testing.T) {
-	dir := t.TempDir()
-	for _, name := range []string{"etc/kubernetes/manifests/etcd.yaml", "var/lib/etcd/member/snap/db", "var/lib/etcd.restore-x/member/snap/db", "var/lib/kubelet/config.yaml"} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(name), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	view, hidden := withoutEtcdData(os.DirFS(dir), "/var/lib/etcd")
-	if err := fstest.TestFS(view, "etc/kubernetes/manifests/etcd.yaml", "var/lib/etcd", "var/lib/kubelet/config.yaml"); err != nil {
-		t.Error(err)
-	}
-	for _, name := range []string{"var/lib/etcd/member", "var/lib/etcd/member/snap/db", "var/lib/etcd.restore-x"} {
-		if !hidden(name) {
-			t.Errorf("%s is not hidden", name)
-		}
-		if _, err := fs.Stat(view, name); !os.IsNotExist(err) {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-	if ents, err := fs.ReadDir(view, "var/lib/etcd"); err != nil || len(ents) != 0 {
-		t.Errorf("the data folder lists %v, %v", ents, err)
 	}
 }

@@ -1,4 +1,4 @@
-package phases
+package workflow
 
 import (
 	"bytes"
@@ -31,14 +31,14 @@ type dirPlan struct {
 // planDirs works out, without touching the disk, the folders flush creates:
 // a file's missing folder gets the file's folder mode, and missing folders
 // above it 0755, as the first file queued under them asks.
-func (r *Runner) planDirs() (*dirPlan, error) {
+func (q *Queue) planDirs() (*dirPlan, error) {
 	p := &dirPlan{mode: map[string]os.FileMode{}, onDisk: map[string]bool{}}
-	for _, f := range r.pending {
+	for _, f := range q.pending {
 		dir := filepath.Dir(f.Path)
 		if err := p.ensure(filepath.Dir(dir), modeDir); err != nil {
 			return nil, err
 		}
-		if err := p.ensure(dir, f.dirMode); err != nil {
+		if err := p.ensure(dir, f.DirMode); err != nil {
 			return nil, err
 		}
 	}
@@ -88,14 +88,30 @@ func (p *dirPlan) isNew(path string) bool {
 	return ok
 }
 
-// staged returns the folder root as it will be once the queued files are
-// written: the disk, overlaid with the queued files and the folders planned
-// for them. Phases that pack what earlier phases made read it instead of the
-// disk, so that a whole run still writes once, at the end.
-func (r *Runner) staged(plan *dirPlan, root string) fs.FS {
+// View is the disk as it will be once the queued files are written.
+type View struct {
+	q    *Queue
+	plan *dirPlan
+}
+
+// View returns the disk as the run will leave it. Phases that pack what
+// earlier phases made read it instead of the disk, so that a whole run
+// still writes once, at the end. It holds for the files queued so far.
+func (q *Queue) View() (*View, error) {
+	plan, err := q.planDirs()
+	if err != nil {
+		return nil, err
+	}
+	return &View{q: q, plan: plan}, nil
+}
+
+// Dir returns the folder root as it will be: the disk, overlaid with the
+// queued files and the folders planned for them.
+func (v *View) Dir(root string) fs.FS {
+	plan := v.plan
 	s := &stagedFS{
 		root:  root,
-		files: map[string]*pendingFile{},
+		files: map[string]*File{},
 		dirs:  map[string]os.FileMode{},
 		kids:  map[string]map[string]bool{},
 	}
@@ -126,8 +142,8 @@ func (r *Runner) staged(plan *dirPlan, root string) fs.FS {
 			add(rel)
 		}
 	}
-	for i := range r.pending {
-		f := &r.pending[i]
+	for i := range v.q.pending {
+		f := &v.q.pending[i]
 		if rel, ok := inside(f.Path); ok {
 			s.files[rel] = f // the last queued for a path is what lands
 			add(rel)
@@ -140,7 +156,7 @@ func (r *Runner) staged(plan *dirPlan, root string) fs.FS {
 // root; what is queued or planned hides whatever the disk holds there.
 type stagedFS struct {
 	root        string
-	files       map[string]*pendingFile
+	files       map[string]*File
 	dirs        map[string]os.FileMode
 	rootMode    os.FileMode
 	rootPlanned bool
@@ -292,19 +308,10 @@ func (d *stagedDir) ReadDir(n int) ([]fs.DirEntry, error) {
 	return out, nil
 }
 
-// withoutEtcdData hides a member's data from a host folder about to be
-// packed: what is inside the data folder (restored or copied data; the empty
-// folder itself ships, with its mode) and the folders beside it named after
-// it, such as the data folder.restore-TOKEN a snapshot restore writes.
-// Archives carry configuration; a data folder is copied and swapped in by
-// hand, as `snapshot restore` says.
-func withoutEtcdData(tree fs.FS, dataDir string) (fs.FS, func(name string) bool) {
-	rel := strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(dataDir)), "/")
-	hidden := func(name string) bool {
-		return strings.HasPrefix(name, rel+"/") ||
-			(path.Dir(name) == path.Dir(rel) && strings.HasPrefix(path.Base(name), path.Base(rel)+"."))
-	}
-	return &filteredFS{tree: tree, hidden: hidden}, hidden
+// Without returns tree less the names hidden reports, and what is below
+// them.
+func Without(tree fs.FS, hidden func(name string) bool) fs.FS {
+	return &filteredFS{tree: tree, hidden: hidden}
 }
 
 // filteredFS is tree without the names hidden reports (nor what is below
