@@ -55,6 +55,25 @@ $(BIN)/kubeadm: $(KUBEADM_MOD)
 e2e-kubelet: build
 	GO=$(GO) BIN=$(BIN) e2e-kubelet/run.sh
 
+# The control plane of the whole-cluster run: kube-apiserver,
+# kube-controller-manager, kube-scheduler and kubectl v1.36.3, from a sibling
+# of tools/kubeadm.mod, stamped like kubeadm. Each is built once: delete it to
+# build it again.
+CLUSTER_MOD := tools/cluster.mod
+K8S_CONTROL_PLANE := $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler
+
+.PHONY: control-plane
+control-plane: $(K8S_CONTROL_PLANE) $(BIN)/kubectl
+
+$(K8S_CONTROL_PLANE) $(BIN)/kubectl: $(CLUSTER_MOD)
+	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=cluster.mod -trimpath -ldflags '$(KUBEADM_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$(notdir $@)
+
+# A control plane made by `kubeadm init` from our kubeadm-config.yaml on three
+# kubelet-run etcd hosts, and day 2 under it (root only; see e2e-cluster/run.sh).
+.PHONY: e2e-cluster
+e2e-cluster: build kubeadm control-plane
+	GO=$(GO) BIN=$(BIN) e2e-cluster/run.sh
+
 # Prometheus, promtool and systemd-analyze for the monitoring and backup
 # tests: Debian's packages, installed when missing (root only; without
 # them those tests skip, except in CI).

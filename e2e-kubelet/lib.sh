@@ -366,6 +366,7 @@ host_mounts() {
 	for b in "${binds[@]}"; do
 		source=${b%%:*} target=${b#*:}
 		if [[ -f $source ]]; then
+			mkdir -p "$(dirname "$target")"
 			[[ -e $target ]] || touch "$target"
 			mount --bind "$source" "$target"
 			continue

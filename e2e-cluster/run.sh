@@ -1,0 +1,570 @@
+#!/usr/bin/env bash
+# `make e2e-cluster` (root only): a Kubernetes control plane made by the real
+# `kubeadm init --config kubeadm-config.yaml` on the external etcd cluster of
+# `etcd-staticpod init`, then day 2 under it.
+#
+# Five nodes, each a network namespace on a bridge in a hub namespace
+# (10.213.2.0/24, inside those namespaces only), each with its own mount
+# namespace, containerd and kubelet v1.36.3 run as systemd runs the kubelet
+# package's unit (see host.sh): etcd01-03 with their bundles unpacked at /,
+# cp01 with control-plane/ unpacked at /, and etcd04, started later by
+# `member add`. On cp01 the real kubeadm v1.36.3 runs `init` with the
+# kubeadm-config.yaml our init wrote, unedited. Then, while a writer creates a
+# ConfigMap through the apiserver every 100 ms: a rolling `certs renew all
+# --node`, `upgrade --etcd-version 3.6.16-0 --exec` swapping each manifest in
+# with one rename, `member add etcd04` and `member remove etcd02` with
+# kube-apiserver's --etcd-servers changed as those commands print, and
+# `snapshot save`. At the end every acknowledged ConfigMap must exist.
+#
+# Needs $BIN/kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler
+# and kubectl v1.36.3 (the Makefile builds them from the Go module proxy);
+# builds kubelet, static etcd v3.6.8 and v3.6.16 and pause for the images;
+# installs containerd, runc, umoci and containernetworking-plugins from
+# Debian's packages when they are missing.
+#
+# Environment: GO, BIN (default .bin), E2E_CLUSTER_KEEP=1 keeps the work folder
+# (bundles, logs), E2E_CLUSTER_STOP_AFTER=control-plane stops after the
+# control plane's checks.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(dirname "$here")
+# shellcheck source=e2e-kubelet/lib.sh
+. "$top/e2e-kubelet/lib.sh"
+tag=e2e-cluster
+GO=${GO:-go}
+BIN=${BIN:-$top/.bin}
+cli=$BIN/etcd-staticpod
+kubelet=$BIN/kubelet
+kubeadm=$BIN/kubeadm
+etcdctl=$BIN/etcdctl
+out=$BIN/e2e-cluster
+keep=${E2E_CLUSTER_KEEP:-}
+stop_after=${E2E_CLUSTER_STOP_AFTER:-}
+
+etcd_ref=registry.k8s.io/etcd:3.6.8-0
+etcd_next_version=3.6.16-0
+etcd_next_ref=registry.k8s.io/etcd:$etcd_next_version
+
+prefix=e2ecl-
+id=$prefix$$
+hub=$id-hub
+subnet=10.213.2
+cp=cp01
+endpoint=$subnet.10:6443
+declare -A addr=([cp01]=$subnet.10 [etcd01]=$subnet.11 [etcd02]=$subnet.12 [etcd03]=$subnet.13 [etcd04]=$subnet.14)
+hosts=(cp01 etcd01 etcd02 etcd03 etcd04)
+# The etcd members, as they change.
+members=(etcd01 etcd02 etcd03)
+
+passed=0
+work=
+cgroups_before=
+writer_pid=
+pause_ref=
+declare -A saved_sysctl=()
+
+teardown() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	[[ -n $writer_pid ]] && kill -KILL "$writer_pid" 2>/dev/null
+	if ((rc != 0)) && [[ -n $work && -d $work/state ]]; then
+		dump_logs
+		[[ -s $work/writer.log ]] && tail -n 20 "$work/writer.log" >&2
+	fi
+	log "tearing down"
+	stop_hosts
+	finish "$rc"
+	exit "$rc"
+}
+
+# --- preparation ----------------------------------------------------------
+
+build() {
+	local t b
+	for b in kubeadm kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+		[[ -x $BIN/$b ]] || fail "$BIN/$b is missing: run make e2e-cluster, which builds it"
+	done
+	build_kubelet_etcd_pause
+	t=$(now)
+	(cd "$top/tools" && CGO_ENABLED=0 "$GO" build -mod=mod -modfile=etcd-next.mod -trimpath \
+		-o "$out/etcd-next" go.etcd.io/etcd/server/v3)
+	(cd "$top" && "$GO" build -o "$out/writer" ./e2e-cluster/writer)
+	log "built static etcd $("$out/etcd-next" --version | awk '/etcd Version/ {print $3}') and the writer in $(since "$t")"
+}
+
+# make_images: the control plane's images under exactly the names
+# `kubeadm config images list` prints for our kubeadm-config.yaml, and the
+# two etcd releases for the etcd hosts.
+make_images() {
+	local ref name t
+	t=$(now)
+	mkdir -p "$work/images"
+	ip netns exec "$hub" "$kubeadm" config images list --config "$work/bundles/kubeadm-config.yaml" >"$work/images.txt" 2>"$work/images.err" || {
+		cat "$work/images.err" >&2
+		fail "kubeadm config images list"
+	}
+	log "kubeadm config images list --config kubeadm-config.yaml: $(tr '\n' ' ' <"$work/images.txt")"
+	while read -r ref; do
+		name=${ref%:*}
+		name=${name##*/}
+		case $name in
+		kube-apiserver | kube-controller-manager | kube-scheduler)
+			# As in the release images: the manifest's command is the plain
+			# name, found through PATH.
+			image_list=$work/images/cp.list image "$ref" "$BIN/$name" "/usr/local/bin/$name" \
+				--config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+			;;
+		pause)
+			pause_ref=$ref
+			image_list=$work/images/cp.list pause_image "$ref"
+			;;
+		kube-proxy | coredns) log "not imported: $ref (its addon phase is skipped, see kubeadm_init)" ;;
+		*) fail "kubeadm names an image this run does not build: $ref" ;;
+		esac
+	done <"$work/images.txt"
+	[[ -n $pause_ref ]] || fail "kubeadm names no pause image"
+	grep " ${pause_ref%:*}\$" "$work/images/cp.list" >"$work/images/etcd.list"
+	image_list=$work/images/etcd.list etcd_image "$etcd_ref" "$out/etcd"
+	image_list=$work/images/etcd.list etcd_image "$etcd_next_ref" "$out/etcd-next"
+	log "packed $(awk '{print $2}' "$work/images/cp.list" | tr '\n' ' ')for $cp and $(awk '{print $2}' "$work/images/etcd.list" | tr '\n' ' ')for the etcd hosts in $(since "$t")"
+}
+
+make_bundles() {
+	# What this machine needs, given the way a user would: cgroup v1 without
+	# systemd, no QoS cgroups, and no flexvolume folder made in /usr.
+	cat >"$work/kubelet-patch.yaml" <<'EOF'
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+volumePluginDir: /var/lib/kubelet/volume-plugins
+EOF
+	"$cli" init --hosts "etcd01=${addr[etcd01]},etcd02=${addr[etcd02]},etcd03=${addr[etcd03]}" --out "$work/bundles" \
+		--cgroup-driver cgroupfs --kubelet-config-patch "$work/kubelet-patch.yaml" \
+		--control-plane-endpoint "$endpoint" --kubernetes-version "$kubelet_version" >"$work/init.log" 2>&1 ||
+		{
+			cat "$work/init.log" >&2
+			fail "etcd-staticpod init"
+		}
+	log "etcd-staticpod init --hosts etcd01=${addr[etcd01]},etcd02=${addr[etcd02]},etcd03=${addr[etcd03]} --control-plane-endpoint $endpoint --kubernetes-version $kubelet_version: bundles in $work/bundles"
+}
+
+# cp01 is the only node with a default route: kubeadm picks the address it
+# advertises from the default route's interface. Anything sent elsewhere goes
+# out on the hub's bridge, where nobody answers. Every node resolves every
+# node's name through its own /etc/hosts (state/hosts) and has no DNS server.
+make_network() {
+	local h
+	make_hub
+	for h in cp01 "${members[@]}"; do
+		add_host "$h" "${addr[$h]}/24"
+	done
+	for h in "${!addr[@]}"; do
+		echo "${addr[$h]} $h"
+	done | sort >"$work/state/hosts"
+	ip -n "$(ns_of "$cp")" route add default dev eth0
+	# kubeadm's preflight requires IP forwarding on a control-plane node; a
+	# namespace has its own.
+	ip netns exec "$(ns_of "$cp")" sysctl -q -w net.ipv4.ip_forward=1
+	log "network: hub namespace $hub with bridge br0; cp01 at ${addr[cp01]}, etcd01-03 at ${addr[etcd01]}-${addr[etcd03]##*.}, in namespaces $id-NAME"
+}
+
+# start_node NAME ARCHIVE IMAGE-LIST
+start_node() {
+	start_host_script "$here/host.sh" "$1" "$(state_of "$1")" "$3" "$2" "$BIN" "$pause_ref"
+}
+
+# --- checks ---------------------------------------------------------------
+
+check_nodes() {
+	local h
+	for h in "${hosts[@]}"; do
+		[[ -f $(state_of "$h")/pid ]] || continue
+		alive "$(state_of "$h")/pid" || fail "$h's host process is gone"
+		alive "$(state_of "$h")/containerd.pid" || fail "$h's containerd is not running"
+	done
+}
+
+# health [BUNDLE-HOST]: `etcd-staticpod health` from etcd01's network.
+health() {
+	ip netns exec "$(ns_of etcd01)" "$cli" health --bundle "$work/bundles/${1:-etcd01}" --timeout 3s
+}
+
+# wait_healthy SECONDS [BUNDLE-HOST]
+wait_healthy() {
+	local deadline=$((SECONDS + $1))
+	while ((SECONDS < deadline)); do
+		check_nodes
+		health "${2:-}" >/dev/null 2>&1 && return 0
+		sleep 1
+	done
+	health "${2:-}" || true
+	return 1
+}
+
+# kubectl ARGS...: kubectl on cp01 with admin.conf, as its administrator.
+kubectl() {
+	in_host "$cp" env KUBECONFIG=/etc/kubernetes/admin.conf kubectl --request-timeout=10s "$@"
+}
+
+# etcd_get_everywhere KEY: the key read from every member's own store
+# (serializable reads, each member asked alone).
+etcd_get_everywhere() {
+	local key=$1 h m deadline c=$work/bundles/etcd01/etc/kubernetes/pki/etcd
+	for m in "${members[@]}"; do
+		deadline=$((SECONDS + 30))
+		until ip netns exec "$(ns_of etcd01)" "$etcdctl" --endpoints "https://${addr[$m]}:2379" \
+			--cacert "$c/ca.crt" --cert "$c/healthcheck-client.crt" --key "$c/healthcheck-client.key" \
+			get "$key" --consistency=s --keys-only 2>/dev/null | grep -qxF "$key"; do
+			((SECONDS < deadline)) || fail "$key is not in $m's store"
+			sleep 1
+		done
+		h+=" $m"
+	done
+	log "etcdctl get $key --consistency=s: found on${h}"
+}
+
+# --- the control plane ----------------------------------------------------
+
+# kubeadm_init: the real `kubeadm init --config kubeadm-config.yaml` on cp01,
+# with the file our init wrote, as it is. What this machine lacks goes through
+# kubeadm's own means:
+#   /etc/default/kubelet: kubeadm v1.36 refuses --patches beside --config
+#     (patches belong in an InitConfiguration, which the file does not have),
+#     so this machine's kubelet settings (cgroupfs, cgroup v1 allowed, no QoS
+#     cgroups, the plugin folder under /var/lib/kubelet; the etcd hosts get the
+#     same through --kubelet-config-patch) go where kubeadm's 10-kubeadm.conf
+#     drop-in takes the node's own kubelet flags, KUBELET_EXTRA_ARGS;
+#   --skip-phases addon/coredns,addon/kube-proxy: CoreDNS and kube-proxy need
+#     images that no registry here serves (CoreDNS is not part of the
+#     Kubernetes module we build from) and a pod network; the control plane
+#     does not need them, and kubeadm then leaves their images out of its
+#     preflight pulls;
+#   --ignore-preflight-errors names each check this machine cannot pass (see
+#     preflight_ignores); every other check runs, ExternalEtcdVersion among
+#     them, which asks every endpoint of kubeadm-config.yaml for its version.
+preflight_ignores=(
+	# cgroup v1 without systemd: kubeadm's system verification fails on the
+	# cgroup version, which kubelet accepts through --fail-cgroupv1=false.
+	SystemVerification
+)
+kubeadm_init() {
+	local st t rc
+	st=$(state_of "$cp")
+	echo 'KUBELET_EXTRA_ARGS="--cgroup-driver=cgroupfs --fail-cgroupv1=false --cgroups-per-qos=false --enforce-node-allocatable= --volume-plugin-dir=/var/lib/kubelet/volume-plugins"' |
+		in_host "$cp" sh -c 'cat >/etc/default/kubelet'
+	log "$cp: /etc/default/kubelet: $(in_host "$cp" cat /etc/default/kubelet)"
+	# scp etcd-bundles/kubeadm-config.yaml root@CONTROL-PLANE:
+	install -m 0600 "$work/bundles/kubeadm-config.yaml" "$st/kubeadm-config.yaml"
+	local ignores
+	ignores=$(
+		IFS=,
+		echo "${preflight_ignores[*]}"
+	)
+	# --v=1 shows the checks as they run.
+	local cmd=(kubeadm init --config "$st/kubeadm-config.yaml"
+		--skip-phases addon/coredns,addon/kube-proxy --ignore-preflight-errors "$ignores" --v=1)
+	log "on $cp: ${cmd[*]}"
+	t=$(now)
+	rc=0
+	in_host "$cp" "${cmd[@]}" > >(tee "$work/kubeadm-init.log" | sed "s/^/    [$cp] /" >&2) 2>&1 || rc=$?
+	sleep 0.2
+	((rc == 0)) || fail "kubeadm init exited $rc"
+	cmp -s "$work/bundles/kubeadm-config.yaml" "$st/kubeadm-config.yaml" || fail "kubeadm-config.yaml changed"
+	grep -q 'validating the external etcd version' "$work/kubeadm-init.log" || fail "kubeadm did not check the external etcd"
+	log "kubeadm init succeeded in $(since "$t") with kubeadm-config.yaml as etcd-staticpod init wrote it; its preflight checked the external etcd's version"
+}
+
+check_control_plane() {
+	local deadline c pods p
+	kubectl wait --for=condition=Ready "node/$cp" --timeout=300s >/dev/null || fail "node $cp is not Ready"
+	log "node Ready: $(kubectl get node "$cp" --no-headers | tr -s ' ')"
+	deadline=$((SECONDS + 300))
+	for c in kube-apiserver kube-controller-manager kube-scheduler; do
+		until [[ $(kubectl -n kube-system get pod "$c-$cp" -o 'jsonpath={.status.phase}/{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == Running/True ]]; do
+			((SECONDS < deadline)) || fail "$c-$cp is not Running and Ready"
+			sleep 2
+		done
+	done
+	kubectl -n kube-system get pods -o wide | sed 's/^/    /' >&2
+	log "the control-plane Pods are Running and Ready"
+	local r
+	r=$(kubectl get --raw /readyz/etcd)
+	[[ $r == ok ]] || fail "/readyz/etcd said: $r"
+	log "kubectl get --raw /readyz/etcd: $r"
+	kubectl create configmap e2e-cluster-probe --from-literal=made-by=kubectl >/dev/null
+	etcd_get_everywhere /registry/configmaps/default/e2e-cluster-probe
+	passed=$((passed + 1))
+}
+
+# --- day 2 ----------------------------------------------------------------
+
+# etcd_cli ARGS...: etcd-staticpod from etcd01's network, as on the machine
+# that ran init.
+etcd_cli() {
+	ip netns exec "$(ns_of etcd01)" "$cli" "$@"
+}
+
+start_writer() {
+	nsenter --net="/run/netns/$(ns_of "$cp")" "$out/writer" \
+		-kubeconfig "$(state_of "$cp")/root/etc/kubernetes/admin.conf" -interval 100ms \
+		>"$work/writer.out" 2> >(tee "$work/writer.log" | sed 's/^/    /' >&2) &
+	writer_pid=$!
+	sleep 3
+	kill -0 "$writer_pid" 2>/dev/null || fail "the writer exited at once"
+	log "writer started (pid $writer_pid): a ConfigMap every 100 ms through https://$endpoint"
+}
+
+stop_writer() {
+	local rc=0
+	kill -TERM "$writer_pid"
+	wait "$writer_pid" || rc=$?
+	writer_pid=
+	sed 's/^/    /' "$work/writer.out" >&2
+	((rc == 0)) || fail "the writer exited $rc"
+	grep -q '^writer: 0 lost of [0-9]* acknowledged writes' "$work/writer.out" || fail "acknowledged writes were lost"
+}
+
+# restart_etcd HOST SIGNAL: kills HOST's etcd container and waits for its
+# kubelet to start a new one (the static Pod's restartPolicy is Always).
+restart_etcd() {
+	local h=$1 sig=$2 cid pid newcid newpid t deadline
+	read -r cid pid <<<"$(etcd_task "$h")"
+	[[ -n $cid ]] || fail "no running etcd container on $h"
+	t=$(now)
+	in_host "$h" ctr -n k8s.io tasks kill -s "$sig" "$cid"
+	deadline=$((SECONDS + 180))
+	while :; do
+		check_nodes
+		read -r newcid newpid <<<"$(etcd_task "$h")"
+		[[ -n $newcid && $newcid != "$cid" ]] && break
+		((SECONDS < deadline)) || fail "kubelet did not restart $h's etcd within 180s"
+		sleep 0.5
+	done
+	log "$h: etcd container ${cid:0:12} (pid $pid) killed with $sig; kubelet started ${newcid:0:12} (pid $newpid) $(since "$t") later"
+}
+
+# served_serial HOST: the serial of the certificate HOST's etcd serves.
+served_serial() {
+	local c=$work/bundles/etcd01/etc/kubernetes/pki/etcd
+	ip netns exec "$(ns_of etcd01)" openssl s_client -connect "${addr[$1]}:2379" -CAfile "$c/ca.crt" \
+		-cert "$c/healthcheck-client.crt" -key "$c/healthcheck-client.key" </dev/null 2>/dev/null |
+		openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//'
+}
+
+step_renew() {
+	local h i=0 want got sig deadline
+	log "day 2, step 1: rolling certs renew all --node NAME, one etcd host at a time"
+	for h in "${members[@]}"; do
+		i=$((i + 1))
+		log "etcd-staticpod certs renew all --node $h --out $work/bundles"
+		"$cli" certs renew all --node "$h" --out "$work/bundles" | sed 's/^/    /' >&2
+		want=$(openssl x509 -noout -serial -in "$work/bundles/$h/etc/kubernetes/pki/etcd/server.crt" | sed 's/^serial=//')
+		# scp etcd-bundles/$h.tar.gz root@$h:/tmp/ && ssh root@$h 'tar --no-overwrite-dir -C / -xzf /tmp/$h.tar.gz'
+		in_host "$h" tar --no-overwrite-dir -C / -xzf "$work/bundles/$h.tar.gz"
+		# The first etcd is killed outright, the others stopped as `crictl
+		# stop` would; either way kubelet starts it again.
+		sig=SIGTERM
+		((i == 1)) && sig=SIGKILL
+		restart_etcd "$h" "$sig"
+		deadline=$((SECONDS + 60))
+		until got=$(served_serial "$h") && [[ $got == "$want" ]]; do
+			((SECONDS < deadline)) || fail "$h serves certificate $got, not the renewed $want"
+			sleep 1
+		done
+		wait_healthy 180 "$h" || fail "the cluster was not healthy after $h's renewal"
+		log "$h serves its renewed certificate (serial $got); etcd-staticpod health --bundle $work/bundles/$h:"
+		health "$h" 2>&1 | sed 's/^/    /' >&2
+	done
+	passed=$((passed + 1))
+}
+
+step_upgrade() {
+	local h v hook
+	log "day 2, step 2: etcd-staticpod upgrade --etcd-version $etcd_next_version --exec, each manifest swapped in with one rename"
+	# scp -p {manifest} {scp-target}:/etc/kubernetes/etcd.yaml.new &&
+	# ssh {ssh-target} mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml
+	hook="cp -p {manifest} $work/state/{name}/root/etc/kubernetes/etcd.yaml.new &&"
+	hook+=" nsenter -t \$(cat $work/state/{name}/pid) -m mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml"
+	log "etcd-staticpod upgrade --etcd-version $etcd_next_version --out $work/bundles --exec '$hook'"
+	etcd_cli upgrade --etcd-version "$etcd_next_version" --out "$work/bundles" --exec "$hook" 2>&1 | sed 's/^/    /' >&2
+	((PIPESTATUS[0] == 0)) || fail "etcd-staticpod upgrade failed"
+	for h in "${members[@]}"; do
+		v=$(in_host "$h" ctr -n k8s.io containers info "$(etcd_task "$h" | awk '{print $1}')" | sed -n 's/.*"Image": "\(.*\)".*/\1/p' | head -n 1)
+		[[ $v == "$etcd_next_ref" ]] || fail "$h runs $v, not $etcd_next_ref"
+	done
+	log "every member runs $etcd_next_ref"
+	passed=$((passed + 1))
+}
+
+# set_etcd_servers LOG: --etcd-servers as the command that wrote LOG printed
+# it, written into cp01's kube-apiserver manifest with one rename; waits for
+# kubelet to run the new apiserver and for it to be ready.
+set_etcd_servers() {
+	local servers old cid t deadline
+	servers=$(grep -o -- '--etcd-servers=[^ ]*' "$1" | tail -n 1)
+	servers=${servers#--etcd-servers=}
+	[[ -n $servers ]] || fail "no --etcd-servers line in $1"
+	old=$(grep -o -- '--etcd-servers=[^ ]*' "$(state_of "$cp")/root/etc/kubernetes/manifests/kube-apiserver.yaml")
+	read -r cid _ <<<"$(container_task "$cp" kube-apiserver)"
+	t=$(now)
+	in_host "$cp" sh -c "sed 's#--etcd-servers=.*#--etcd-servers=$servers#' /etc/kubernetes/manifests/kube-apiserver.yaml >/etc/kubernetes/kube-apiserver.yaml.new &&
+		mv /etc/kubernetes/kube-apiserver.yaml.new /etc/kubernetes/manifests/kube-apiserver.yaml"
+	log "$cp: kube-apiserver.yaml ${old} -> --etcd-servers=$servers"
+	deadline=$((SECONDS + 300))
+	local newcid
+	until read -r newcid _ <<<"$(container_task "$cp" kube-apiserver)" && [[ -n $newcid && $newcid != "$cid" ]] &&
+		[[ $(kubectl get --raw /readyz 2>/dev/null) == ok ]]; do
+		((SECONDS < deadline)) || fail "the new kube-apiserver was not ready within 300s"
+		sleep 1
+	done
+	in_host "$cp" cat "/proc/$(container_task "$cp" kube-apiserver | awk '{print $2}')/cmdline" | tr '\0' '\n' | grep -qxF -- "--etcd-servers=$servers" ||
+		fail "the running kube-apiserver does not have --etcd-servers=$servers"
+	log "$cp: kubelet runs the new kube-apiserver ${newcid:0:12} with --etcd-servers=$servers, ready $(since "$t") after the rename"
+	# The endpoint list in the cluster's own copy of the configuration, for
+	# later kubeadm runs.
+	in_host "$cp" kubeadm init phase upload-config kubeadm --config "$work/bundles/kubeadm-config.yaml" 2>&1 | sed "s/^/    [$cp] /" >&2
+}
+
+step_member_add() {
+	local new=etcd04 pid deadline
+	log "day 2, step 3: member add $new=${addr[$new]}, a fourth kubelet host"
+	add_host "$new" "${addr[$new]}/24"
+	etcd_cli member add "$new=${addr[$new]}" --out "$work/bundles" >"$work/member-add.log" 2>&1 &
+	pid=$!
+	deadline=$((SECONDS + 120))
+	until grep -q "^Start $new" "$work/member-add.log"; do
+		kill -0 "$pid" 2>/dev/null || break
+		((SECONDS < deadline)) || fail "member add did not print how to start $new"
+		sleep 0.5
+	done
+	local shown
+	shown=$(grep -c '' "$work/member-add.log")
+	sed 's/^/    /' "$work/member-add.log" >&2
+	# scp etcd-bundles/etcd04.tar.gz ... && ssh ... 'tar --no-overwrite-dir -C / -xzf ... && systemctl restart kubelet'
+	start_node "$new" "$work/bundles/$new.tar.gz" "$work/images/etcd.list"
+	wait_kubelet_started "$new" 180
+	wait "$pid" || {
+		tail -n +"$((shown + 1))" "$work/member-add.log" | sed 's/^/    /' >&2
+		fail "member add $new failed"
+	}
+	tail -n +"$((shown + 1))" "$work/member-add.log" | sed 's/^/    /' >&2
+	members+=("$new")
+	wait_healthy 120 || fail "the cluster was not healthy after adding $new"
+	etcd_cli members --bundle "$work/bundles/etcd01" 2>&1 | sed 's/^/    /' >&2
+	set_etcd_servers "$work/member-add.log"
+	passed=$((passed + 1))
+}
+
+step_member_remove() {
+	local gone=etcd02 deadline m
+	log "day 2, step 4: member remove $gone"
+	etcd_cli member remove "$gone" --out "$work/bundles" >"$work/member-remove.log" 2>&1 || {
+		sed 's/^/    /' "$work/member-remove.log" >&2
+		fail "member remove $gone failed"
+	}
+	sed 's/^/    /' "$work/member-remove.log" >&2
+	# ssh root@etcd02 'rm /etc/kubernetes/manifests/etcd.yaml', then its data once the Pod is gone.
+	in_host "$gone" rm /etc/kubernetes/manifests/etcd.yaml
+	deadline=$((SECONDS + 120))
+	while [[ -n $(etcd_task "$gone") ]]; do
+		((SECONDS < deadline)) || fail "kubelet did not stop $gone's etcd Pod"
+		sleep 1
+	done
+	# /var/lib/etcd is a mount point here: empty it rather than remove it.
+	in_host "$gone" find /var/lib/etcd -mindepth 1 -delete
+	log "$gone: kubelet stopped its etcd Pod; its data is removed"
+	for m in "${!members[@]}"; do
+		[[ ${members[$m]} == "$gone" ]] && unset 'members[m]'
+	done
+	members=("${members[@]}")
+	wait_healthy 120 || fail "the cluster was not healthy after removing $gone"
+	etcd_cli members --bundle "$work/bundles/etcd01" 2>&1 | sed 's/^/    /' >&2
+	set_etcd_servers "$work/member-remove.log"
+	passed=$((passed + 1))
+}
+
+step_snapshot() {
+	log "day 2, step 5: snapshot save while the writer runs"
+	etcd_cli snapshot save "$work/snapshot.db" --bundle "$work/bundles/etcd01" 2>&1 | sed 's/^/    /' >&2
+	((PIPESTATUS[0] == 0)) || fail "snapshot save failed"
+	"$cli" snapshot status "$work/snapshot.db" 2>&1 | sed 's/^/    /' >&2
+	((PIPESTATUS[0] == 0)) || fail "snapshot status failed"
+	passed=$((passed + 1))
+}
+
+day2() {
+	start_writer
+	step_renew
+	step_upgrade
+	step_member_add
+	step_member_remove
+	step_snapshot
+	# Let the writer go on a little under the final membership.
+	sleep 5
+	log "stopping the writer"
+	stop_writer
+	kubectl wait --for=condition=Ready "node/$cp" --timeout=60s >/dev/null || fail "node $cp is not Ready at the end"
+	[[ $(kubectl get --raw /readyz/etcd) == ok ]] || fail "/readyz/etcd is not ok at the end"
+	etcd_get_everywhere /registry/configmaps/default/e2e-cluster-probe
+	log "at the end: node $cp Ready, /readyz/etcd ok, members ${members[*]}"
+	passed=$((passed + 1))
+}
+
+# --- run ------------------------------------------------------------------
+
+main() {
+	local t0 h
+	t0=$(now)
+	[[ $(id -u) == 0 ]] || fail "needs root (network and mount namespaces, containerd, kubelet)"
+	[[ -x $cli ]] || fail "$cli is missing: run make build"
+	mkdir -p "$out"
+	sweep_stale "${TMPDIR:-/tmp}/e2e-cluster"
+	install_packages containerd:containerd ctr:containerd runc:runc umoci:umoci \
+		/usr/lib/cni/bridge:containernetworking-plugins
+	build
+
+	trap teardown EXIT
+	trap 'exit 130' INT TERM
+	work=${TMPDIR:-/tmp}/e2e-cluster.$$
+	rm -rf "$work"
+	mkdir -m 0700 "$work"
+	case $work in /etc/* | /var/* | /run/* | /usr/*) fail "work folder $work would be hidden by the hosts' overlays" ;; esac
+	mkdir -p "$work/state"
+	log "work folder $work"
+
+	make_bundles
+	save_host_state
+	make_network
+	make_images
+
+	for h in "${members[@]}"; do
+		start_node "$h" "$work/bundles/$h.tar.gz" "$work/images/etcd.list"
+	done
+	# scp -rp etcd-bundles/control-plane/etc root@CONTROL-PLANE:/ (the same
+	# files, from the archive)
+	start_node "$cp" "$work/bundles/control-plane.tar.gz" "$work/images/cp.list"
+	for h in "${members[@]}" "$cp"; do
+		wait_kubelet_started "$h" 180
+	done
+	log "kubelets started on ${members[*]} and $cp; waiting for a healthy etcd cluster"
+	wait_healthy 300 || fail "the etcd cluster was not healthy within 300s"
+	health
+	local cid pid
+	for h in "${members[@]}"; do
+		read -r cid pid <<<"$(etcd_task "$h")"
+		log "$h: kubelet runs etcd container ${cid:0:12} (pid $pid), image $(in_host "$h" ctr -n k8s.io containers info "$cid" | sed -n 's/.*"Image": "\(.*\)".*/\1/p' | head -n 1)"
+	done
+
+	kubeadm_init
+	check_control_plane
+	log "control plane up on the external etcd cluster $(since "$t0") after the start"
+	[[ $stop_after == control-plane ]] && return 0
+	day2
+	log "whole run: $(since "$t0")"
+}
+
+main "$@"

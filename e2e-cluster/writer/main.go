@@ -1,0 +1,281 @@
+// Command writer is the whole-cluster run's load: through the kube-apiserver,
+// with a kubeconfig's client certificate (admin.conf) over net/http, it creates a ConfigMap every
+// interval and records each one the apiserver acknowledged, and asks /readyz
+// every second. On SIGTERM or SIGINT it stops writing, lists the ConfigMaps it
+// made, and prints how many acknowledged writes are missing, the longest
+// stretch without an acknowledged write, and the /readyz failures seen. It
+// exits 1 when an acknowledged ConfigMap is missing.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const label = "e2e-cluster/writer"
+
+type stats struct {
+	mu            sync.Mutex
+	acked         map[string]time.Time
+	failed        int
+	readyzFailed  int
+	readyzAsked   int
+	lastReadyzErr string
+}
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", "/etc/kubernetes/admin.conf", "kubeconfig `FILE` with the apiserver and the credentials")
+	namespace := flag.String("namespace", "default", "namespace of the ConfigMaps")
+	interval := flag.Duration("interval", 100*time.Millisecond, "time between writes")
+	timeout := flag.Duration("timeout", 5*time.Second, "bound on each request")
+	report := flag.Duration("report", 30*time.Second, "time between progress lines")
+	flag.Parse()
+	if err := run(*kubeconfig, *namespace, *interval, *timeout, *report); err != nil {
+		fmt.Fprintln(os.Stderr, "writer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(kubeconfig, namespace string, interval, timeout, report time.Duration) error {
+	cs, err := newClient(kubeconfig, timeout)
+	if err != nil {
+		return err
+	}
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-stop
+		cancel()
+	}()
+
+	st := &stats{acked: map[string]time.Time{}}
+	start := time.Now()
+	run := start.UTC().Format("150405")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		probeReadyz(ctx, cs, st)
+	}()
+
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	progress := time.NewTicker(report)
+	defer progress.Stop()
+	fmt.Fprintf(os.Stderr, "writer: a ConfigMap every %s through %s\n", interval, cs.server)
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+		case <-progress.C:
+			st.mu.Lock()
+			fmt.Fprintf(os.Stderr, "writer: %d acknowledged, %d failed, /readyz failed %d of %d\n", len(st.acked), st.failed, st.readyzFailed, st.readyzAsked)
+			st.mu.Unlock()
+		case <-tick.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		name := fmt.Sprintf("w-%s-%06d", run, n)
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{label: run}},
+			Data:       map[string]string{"n": fmt.Sprint(n)},
+		}
+		cm.APIVersion, cm.Kind = "v1", "ConfigMap"
+		err := cs.do(context.Background(), http.MethodPost, "/api/v1/namespaces/"+namespace+"/configmaps", cm, http.StatusCreated, nil)
+		st.mu.Lock()
+		if err == nil {
+			st.acked[name] = time.Now()
+		} else {
+			st.failed++
+		}
+		st.mu.Unlock()
+	}
+	end := time.Now()
+	wg.Wait()
+	return verify(cs, namespace, run, st, start, end)
+}
+
+func probeReadyz(ctx context.Context, cs *client, st *stats) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := cs.do(ctx, http.MethodGet, "/readyz", nil, http.StatusOK, nil)
+		if ctx.Err() != nil {
+			return
+		}
+		st.mu.Lock()
+		st.readyzAsked++
+		if err != nil {
+			st.readyzFailed++
+			if msg := err.Error(); msg != st.lastReadyzErr {
+				st.lastReadyzErr = msg
+				fmt.Fprintf(os.Stderr, "writer: /readyz failed: %.200s\n", msg)
+			}
+		} else {
+			st.lastReadyzErr = ""
+		}
+		st.mu.Unlock()
+	}
+}
+
+// verify lists the run's ConfigMaps, retrying while the apiserver does not
+// answer, and prints the summary.
+func verify(cs *client, namespace, run string, st *stats, start, end time.Time) error {
+	var list corev1.ConfigMapList
+	var err error
+	deadline := time.Now().Add(2 * time.Minute)
+	path := "/api/v1/namespaces/" + namespace + "/configmaps?labelSelector=" + url.QueryEscape(label+"="+run)
+	cs.http.Timeout = 30 * time.Second
+	for {
+		err = cs.do(context.Background(), http.MethodGet, path, nil, http.StatusOK, &list)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if err != nil {
+		return fmt.Errorf("listing the ConfigMaps written: %w", err)
+	}
+	found := make(map[string]bool, len(list.Items))
+	for _, cm := range list.Items {
+		found[cm.Name] = true
+	}
+	var lost []string
+	times := make([]time.Time, 0, len(st.acked)+2)
+	times = append(times, start)
+	for name, at := range st.acked {
+		if !found[name] {
+			lost = append(lost, name)
+		}
+		times = append(times, at)
+	}
+	times = append(times, end)
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	var gap time.Duration
+	var gapEnd time.Time
+	for i := 1; i < len(times); i++ {
+		if d := times[i].Sub(times[i-1]); d > gap {
+			gap, gapEnd = d, times[i]
+		}
+	}
+	sort.Strings(lost)
+	fmt.Printf("writer: %d lost of %d acknowledged writes (%d failed or unanswered, %d ConfigMaps found) over %s\n",
+		len(lost), len(st.acked), st.failed, len(found), end.Sub(start).Round(time.Second))
+	fmt.Printf("writer: longest stretch without an acknowledged write: %s (ended %s)\n",
+		gap.Round(time.Millisecond), gapEnd.UTC().Format("15:04:05"))
+	fmt.Printf("writer: /readyz failed %d of %d times asked\n", st.readyzFailed, st.readyzAsked)
+	if len(lost) > 0 {
+		return fmt.Errorf("acknowledged but missing: %v", lost)
+	}
+	return nil
+}
+
+// client talks to the apiserver named in a kubeconfig with its first
+// cluster's CA and its first user's client certificate, as kubectl would with
+// admin.conf.
+type client struct {
+	server string
+	http   *http.Client
+}
+
+type kubeconfigFile struct {
+	Clusters []struct {
+		Cluster struct {
+			Server                   string `json:"server"`
+			CertificateAuthorityData []byte `json:"certificate-authority-data"`
+		} `json:"cluster"`
+	} `json:"clusters"`
+	Users []struct {
+		User struct {
+			ClientCertificateData []byte `json:"client-certificate-data"`
+			ClientKeyData         []byte `json:"client-key-data"`
+		} `json:"user"`
+	} `json:"users"`
+}
+
+func newClient(path string, timeout time.Duration) (*client, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the kubeconfig: %w", err)
+	}
+	var kc kubeconfigFile
+	if err := yaml.Unmarshal(raw, &kc); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	if len(kc.Clusters) == 0 || len(kc.Users) == 0 {
+		return nil, fmt.Errorf("%s: no cluster or no user", path)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(kc.Clusters[0].Cluster.CertificateAuthorityData) {
+		return nil, fmt.Errorf("%s: no CA certificate in certificate-authority-data", path)
+	}
+	cert, err := tls.X509KeyPair(kc.Users[0].User.ClientCertificateData, kc.Users[0].User.ClientKeyData)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the user's client certificate: %w", path, err)
+	}
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost: 4,
+	}
+	return &client{server: kc.Clusters[0].Cluster.Server, http: &http.Client{Transport: tr, Timeout: timeout}}, nil
+}
+
+// do sends body (JSON) and decodes the answer into out; any status but want
+// is an error carrying the apiserver's message.
+func (c *client) do(ctx context.Context, method, path string, body any, want int, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %s: %.300s", method, path, resp.Status, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
