@@ -30,6 +30,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
@@ -101,12 +102,15 @@ func newFolder(m RestoredMember) (*folder, error) {
 }
 
 // restoreAll builds every member's data folder from the snapshot file in
-// one read of it: the data is hashed as it is read and written to every
-// member's database at once, the digest must match, then bbolt's check of
-// every page runs on the first copy (the same bytes) before anything else
-// is done with them. Then each member's folder is finished as etcdutl's
-// restore would, as many at once as there are cores, and put in place.
-// Any failure removes everything this run wrote.
+// one read of it: the data is hashed as it is read and written to the
+// first member's database, the digest must match, then bbolt's check of
+// every page runs on those bytes before anything else is done with them.
+// The database is the same for every member (the membership it holds is
+// the whole new cluster), so it is finished once, as etcdutl's restore
+// finishes one, and then cloned into the other members' folders; each
+// member gets its own WAL and raft snapshot, as many at once as there are
+// cores, and its folder is put in place. Any failure, or the context's
+// end at any point, removes everything this run wrote.
 func restoreAll(o RestoreOptions, res *RestoreResult) error {
 	bad := func(err error) error { return &badinput.Error{What: "snapshot file", Value: o.Snapshot, Err: err} }
 	// A named pipe must not hang the open.
@@ -137,12 +141,9 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		}
 		folders = append(folders, f)
 	}
-	dbs := make([]*os.File, len(folders))
-	for i, f := range folders {
-		dbs[i] = f.db
-	}
 	ctx := o.Context
-	tr, err := copyToAll(ctx, src, fi.Size(), dbs)
+	first := folders[0]
+	tr, err := copyToAll(ctx, src, fi.Size(), []*os.File{first.db})
 	if err := interrupted(ctx); err != nil {
 		discard()
 		return err
@@ -151,11 +152,12 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		discard()
 		return fmt.Errorf("restore from %s: %w", o.Snapshot, err)
 	}
+	first.db = nil // closed by copyToAll
 	if err := tr.check(); err != nil {
 		discard()
 		return bad(err)
 	}
-	st, err := dbStatus(folders[0].dbPath(), nil)
+	st, err := dbStatus(first.dbPath(), nil)
 	if err != nil {
 		discard()
 		return bad(err)
@@ -175,6 +177,29 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 			t.Stop()
 		}
 	}
+	err = interrupted(ctx)
+	if err == nil {
+		if err = buildDB(first.dbPath(), res.Token, res.InitialCluster, o.RevisionBump); err != nil {
+			err = fmt.Errorf("restore %s into %s: %w", first.m.Name, first.m.Written, oneLine(err))
+		}
+	}
+	// Each clone reads the finished database through a handle of its own,
+	// opened before the first member's folder is renamed.
+	clones := make([]*os.File, len(folders))
+	for i := 1; i < len(folders) && err == nil; i++ {
+		clones[i], err = os.Open(first.dbPath())
+	}
+	defer func() {
+		for _, c := range clones {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	if err != nil {
+		discard()
+		return err
+	}
 
 	errs := make([]error, len(folders))
 	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -183,7 +208,7 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = finish(ctx, o, res, f)
+			errs[i] = finish(ctx, res, f, clones[i])
 		})
 	}
 	wg.Wait()
@@ -310,19 +335,19 @@ func copyToAll(ctx context.Context, src io.Reader, size int64, dsts []*os.File) 
 	return tr, errors.Join(errs...)
 }
 
-// finish turns a folder holding the snapshot's database into the member's
-// data folder, as etcdutl's restore (v3.6) does after its copy: the old
-// membership is taken out of the database, the revision bumped when asked,
-// the new members written in with a WAL and a raft snapshot that start
-// the new cluster, and the consistent index set to match; then the folder
-// is made private and renamed into place.
-func finish(ctx context.Context, o RestoreOptions, res *RestoreResult, f *folder) error {
-	f.db = nil
+// finish completes a member's folder: the finished database cloned from
+// src into it (nil for the folder that holds it already), the member's own
+// WAL and raft snapshot; then the folder is made private and renamed into
+// place.
+func finish(ctx context.Context, res *RestoreResult, f *folder, src *os.File) error {
 	err := interrupted(ctx)
-	if err != nil {
-		return err
+	if err == nil && src != nil {
+		err = cloneInto(f.db, src)
+		f.db = nil
 	}
-	err = build(f.tmp, f.m, res.Token, res.InitialCluster, o.RevisionBump)
+	if err == nil {
+		err = memberFiles(f.tmp, f.m.Name, res.Token, res.InitialCluster)
+	}
 	if err == nil {
 		// etcd wants its data folder private.
 		err = os.Chmod(f.tmp, 0o700)
@@ -340,32 +365,52 @@ func finish(ctx context.Context, o RestoreOptions, res *RestoreResult, f *folder
 	return nil
 }
 
-// build does etcdutl's restore steps in dataDir, whose member/snap/db is
-// the snapshot's database; the result is the same but for where bbolt put
-// the pages it changed.
-func build(dataDir string, m RestoredMember, token, initialCluster string, bump uint64) error {
+// cloneInto fills dst, an empty file, with src's content and syncs it,
+// then closes dst. Where the filesystem shares blocks between files
+// (FICLONE: Btrfs, XFS with reflink) the clone costs no data written;
+// elsewhere the kernel copies (copy_file_range, which io.Copy uses between
+// files), without the data passing through this process.
+func cloneInto(dst, src *os.File) error {
+	err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
+	if err != nil {
+		_, err = io.Copy(dst, src)
+	}
+	if err == nil {
+		err = unix.Fdatasync(int(dst.Fd()))
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy the database: %w", err)
+	}
+	return nil
+}
+
+// buildDB does etcdutl's restore steps on the database at path, the
+// snapshot's: the old membership is taken out, the revision bumped when
+// asked, the new members written in, and the consistent index set to the
+// entries memberFiles writes. The result is the same as etcdutl's but for
+// where bbolt put the pages it changed, and the same for every member.
+func buildDB(path, token, initialCluster string, bump uint64) error {
 	lg := zap.NewNop()
-	ics, err := types.NewURLsMap(initialCluster)
+	cl, err := newCluster(lg, token, initialCluster)
 	if err != nil {
 		return err
 	}
-	cl, err := membership.NewClusterFromURLsMap(lg, token, ics)
-	if err != nil {
-		return err
-	}
-	snapDir := filepath.Join(dataDir, "member", "snap")
 	// One backend for every step where etcdutl opens one for each: opening
 	// one rebuilds bbolt's free list by walking the whole database.
-	be := backend.NewDefaultBackend(lg, filepath.Join(snapDir, "db"), backend.WithMmapSize(0))
+	be := backend.NewDefaultBackend(lg, path, backend.WithMmapSize(0))
 	err = schema.NewMembershipBackend(lg, be).TrimMembershipFromBackend()
 	if err == nil && bump > 0 {
 		err = bumpRevision(be, bump)
 	}
-	var commit, term uint64
 	if err == nil {
-		commit, term, err = startCluster(lg, cl, be, m.Name, snapDir, filepath.Join(dataDir, "member", "wal"))
-	}
-	if err == nil {
+		cl.SetBackend(schema.NewMembershipBackend(lg, be))
+		for _, m := range cl.Members() {
+			cl.AddMember(m, true)
+		}
+		commit, term := startEntries(cl)
 		cindex.UpdateConsistentIndexForce(be.BatchTx(), commit, term)
 	}
 	// Closing commits, and bbolt syncs the file with its commit.
@@ -373,6 +418,20 @@ func build(dataDir string, m RestoredMember, token, initialCluster string, bump 
 		err = cerr
 	}
 	return err
+}
+
+func newCluster(lg *zap.Logger, token, initialCluster string) (*membership.RaftCluster, error) {
+	ics, err := types.NewURLsMap(initialCluster)
+	if err != nil {
+		return nil, err
+	}
+	return membership.NewClusterFromURLsMap(lg, token, ics)
+}
+
+// startEntries are the commit index and term a new cluster starts from:
+// one entry per member, added at term 1.
+func startEntries(cl *membership.RaftCluster) (commit, term uint64) {
+	return uint64(len(cl.MemberIDs())), 1
 }
 
 // bumpRevision raises the latest revision by bump and marks it compacted,
@@ -401,27 +460,30 @@ func bumpRevision(be backend.Backend, bump uint64) error {
 	return err
 }
 
-// startCluster writes the members into the database and the WAL and raft
-// snapshot a new cluster starts from: every member added at term 1.
-func startCluster(lg *zap.Logger, cl *membership.RaftCluster, be backend.Backend, name, snapDir, walDir string) (commit, term uint64, err error) {
-	cl.SetBackend(schema.NewMembershipBackend(lg, be))
-	for _, m := range cl.Members() {
-		cl.AddMember(m, true)
+// memberFiles writes, in dataDir, the WAL and raft snapshot a new cluster
+// starts from for member name: every member added at term 1.
+func memberFiles(dataDir, name, token, initialCluster string) error {
+	lg := zap.NewNop()
+	cl, err := newCluster(lg, token, initialCluster)
+	if err != nil {
+		return err
 	}
+	snapDir := filepath.Join(dataDir, "member", "snap")
+	walDir := filepath.Join(dataDir, "member", "wal")
 	self := cl.MemberByName(name)
 	if self == nil {
-		return 0, 0, fmt.Errorf("member %s is not in the initial cluster", name)
+		return fmt.Errorf("member %s is not in the initial cluster", name)
 	}
 	md, err := (&pb.Metadata{NodeID: uint64(self.ID), ClusterID: uint64(cl.ID())}).Marshal()
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	if err := os.MkdirAll(walDir, 0o700); err != nil {
-		return 0, 0, err
+		return err
 	}
 	w, err := wal.Create(lg, walDir, md)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	defer w.Close()
 
@@ -432,20 +494,20 @@ func startCluster(lg *zap.Logger, cl *membership.RaftCluster, be backend.Backend
 	for i, id := range ids {
 		ctx, err := json.Marshal(cl.Member(id))
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
 		peers[i] = raft.Peer{ID: uint64(id), Context: ctx}
 		cc := raftpb.ConfChange{Type: raftpb.ConfChangeAddNode, NodeID: uint64(id), Context: ctx}
 		d, err := cc.Marshal()
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
 		ents[i] = raftpb.Entry{Type: raftpb.EntryConfChange, Term: 1, Index: uint64(i + 1), Data: d}
 		voters[i] = uint64(id)
 	}
-	commit, term = uint64(len(ents)), 1
+	commit, term := startEntries(cl)
 	if err := w.Save(raftpb.HardState{Term: term, Vote: peers[0].ID, Commit: commit}, ents); err != nil {
-		return 0, 0, err
+		return err
 	}
 	cs := raftpb.ConfState{Voters: voters}
 	err = snap.New(lg, snapDir).SaveSnap(raftpb.Snapshot{
@@ -453,7 +515,7 @@ func startCluster(lg *zap.Logger, cl *membership.RaftCluster, be backend.Backend
 		Metadata: raftpb.SnapshotMetadata{Index: commit, Term: term, ConfState: cs},
 	})
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	return commit, term, w.SaveSnapshot(walpb.Snapshot{Index: commit, Term: term, ConfState: &cs})
+	return w.SaveSnapshot(walpb.Snapshot{Index: commit, Term: term, ConfState: &cs})
 }
