@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,14 +103,18 @@ func newFolder(m RestoredMember) (*folder, error) {
 
 // restoreAll builds every member's data folder from the snapshot file in
 // one read of it: the data is hashed as it is read and written to the
-// first member's database, the digest must match, then bbolt's check of
-// every page runs on those bytes before anything else is done with them.
-// The database is the same for every member (the membership it holds is
-// the whole new cluster), so it is finished once, as etcdutl's restore
-// finishes one, and then cloned into the other members' folders; each
-// member gets its own WAL and raft snapshot, as many at once as there are
-// cores, and its folder is put in place. Any failure, or the context's
-// end at any point, removes everything this run wrote.
+// members' databases, the digest must match, then bbolt's check of every
+// page runs on the first copy (the same bytes) before anything else is
+// done with them. The database is the same for every member (the
+// membership it holds is the whole new cluster), so it is finished once,
+// as etcdutl's restore finishes one, and the other members' databases are
+// made equal to it: where the filesystem shares blocks between files, they
+// are clones of it and only the first is written as the data arrives;
+// elsewhere every copy is written as the data arrives, so that the disk is
+// busy from the start, and only the pages the finishing changed are
+// copied into the others. Each member gets its own WAL and raft snapshot,
+// all at once, and its folder is put in place. Any failure, or the
+// context's end at any point, removes everything this run wrote.
 func restoreAll(o RestoreOptions, res *RestoreResult) error {
 	bad := func(err error) error { return &badinput.Error{What: "snapshot file", Value: o.Snapshot, Err: err} }
 	// A named pipe must not hang the open.
@@ -143,7 +147,15 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 	}
 	ctx := o.Context
 	first := folders[0]
-	tr, err := copyToAll(ctx, src, fi.Size(), []*os.File{first.db})
+	shared := len(folders) > 1 && canClone(folders[1].db, first.db)
+	dsts := []*os.File{first.db}
+	if !shared {
+		dsts = dsts[:0]
+		for _, f := range folders {
+			dsts = append(dsts, f.db)
+		}
+	}
+	tr, flushed, err := copyToAll(ctx, src, fi.Size(), dsts)
 	if err := interrupted(ctx); err != nil {
 		discard()
 		return err
@@ -152,7 +164,6 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		discard()
 		return fmt.Errorf("restore from %s: %w", o.Snapshot, err)
 	}
-	first.db = nil // closed by copyToAll
 	if err := tr.check(); err != nil {
 		discard()
 		return bad(err)
@@ -169,6 +180,16 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		return inputErr("--bump-revision", strconv.FormatUint(o.RevisionBump, 10), "added to the snapshot's revision %d it exceeds etcd's largest revision %d", res.Snapshot.Revision, int64(math.MaxInt64))
 	}
 
+	// The first copy is finished in place: its own handle is no longer
+	// needed once its disk writes are under way.
+	flushed[0].Wait()
+	err = first.db.Close()
+	first.db = nil
+	if err != nil {
+		discard()
+		return fmt.Errorf("restore %s: %w", first.m.Name, err)
+	}
+
 	if o.WriteDelay > 0 {
 		t := time.NewTimer(o.WriteDelay)
 		select {
@@ -183,33 +204,41 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 			err = fmt.Errorf("restore %s into %s: %w", first.m.Name, first.m.Written, oneLine(err))
 		}
 	}
-	// Each clone reads the finished database through a handle of its own,
-	// opened before the first member's folder is renamed.
-	clones := make([]*os.File, len(folders))
-	for i := 1; i < len(folders) && err == nil; i++ {
-		clones[i], err = os.Open(first.dbPath())
+	// The others read the finished database through a handle of their
+	// own, opened before the first member's folder is renamed.
+	var built *os.File
+	if err == nil {
+		built, err = os.Open(first.dbPath())
 	}
-	defer func() {
-		for _, c := range clones {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
+	if err == nil {
+		defer built.Close()
+	}
+	var changed []span
+	if err == nil && !shared && len(folders) > 1 {
+		changed, err = changedPages(built, folders[1].dbPath())
+	}
 	if err != nil {
 		discard()
 		return err
 	}
 
+	// The members' steps wait on the disk more than on the processor: all
+	// at once.
 	errs := make([]error, len(folders))
-	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	for i, f := range folders {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			errs[i] = finish(ctx, res, f, clones[i])
-		})
+		var same func() error
+		switch {
+		case i == 0:
+		case shared:
+			same = func() error { return cloneInto(f.db, built) }
+		default:
+			same = func() error {
+				flushed[i].Wait()
+				return patch(f.db, built, changed)
+			}
+		}
+		wg.Go(func() { errs[i] = finish(ctx, res, f, same) })
 	}
 	wg.Wait()
 	// Called off at any point, even once every folder is in place: the
@@ -236,8 +265,12 @@ func interrupted(ctx context.Context) error {
 
 // copyToAll reads size bytes from src, hashing them, and writes all but
 // the digest at their end to every file in dsts, each from a goroutine of
-// its own, starting the disk writes as it goes.
-func copyToAll(ctx context.Context, src io.Reader, size int64, dsts []*os.File) (*trailerCheck, error) {
+// its own. The disk writes are started as it goes by a goroutine per file
+// that may wait on the disk without holding up the copy, and that goes on
+// after copyToAll returns: the page checks and the finishing that follow
+// run while the disk takes the data. The files are left open; wait for
+// file i's flusher (flushed[i].Wait) before closing it.
+func copyToAll(ctx context.Context, src io.Reader, size int64, dsts []*os.File) (tr *trailerCheck, flushed []*sync.WaitGroup, err error) {
 	type part struct {
 		data []byte
 		done *sync.WaitGroup
@@ -249,29 +282,42 @@ func copyToAll(ctx context.Context, src io.Reader, size int64, dsts []*os.File) 
 	}
 	parts := make([]chan part, len(dsts))
 	errs := make([]error, len(dsts))
+	flushed = make([]*sync.WaitGroup, len(dsts))
 	var writers sync.WaitGroup
 	for i, d := range dsts {
 		parts[i] = make(chan part, buffers)
+		// Never full: a range for every writebackSize of the file.
+		ranges := make(chan [2]int64, size/writebackSize+2)
+		flushed[i] = &sync.WaitGroup{}
+		startWriteback := writeback(d)
+		flushed[i].Go(func() {
+			for r := range ranges {
+				startWriteback(r[0], r[1])
+			}
+		})
 		writers.Go(func() {
-			var written, flushed int64
-			startWriteback := writeback(d)
+			defer close(ranges)
+			var written, queued int64
 			for p := range parts[i] {
 				if errs[i] == nil {
 					n, err := d.Write(p.data)
 					written += int64(n)
 					errs[i] = err
-					if written-flushed >= writebackSize {
-						startWriteback(flushed, written-flushed)
-						flushed = written
+					if written-queued >= writebackSize {
+						ranges <- [2]int64{queued, written - queued}
+						queued = written
 					}
 				}
 				p.done.Done()
+			}
+			if written > queued {
+				ranges <- [2]int64{queued, written - queued}
 			}
 		})
 	}
 	// The digest is computed in a goroutine of its own too, so that
 	// reading waits for neither.
-	tr := newTrailerCheck()
+	tr = newTrailerCheck()
 	hashed := make(chan part, buffers)
 	var hasher sync.WaitGroup
 	hasher.Go(func() {
@@ -320,29 +366,22 @@ func copyToAll(ctx context.Context, src io.Reader, size int64, dsts []*os.File) 
 	hasher.Wait()
 	writers.Wait()
 	if readErr != nil {
-		return nil, fmt.Errorf("read: %w", readErr)
+		return nil, flushed, fmt.Errorf("read: %w", readErr)
 	}
 	if tr.n != size {
-		return nil, fmt.Errorf("the file changed while it was read: %d bytes, then %d", size, tr.n)
+		return nil, flushed, fmt.Errorf("the file changed while it was read: %d bytes, then %d", size, tr.n)
 	}
-	for i, d := range dsts {
-		if errs[i] == nil {
-			errs[i] = d.Close()
-		} else {
-			_ = d.Close()
-		}
-	}
-	return tr, errors.Join(errs...)
+	return tr, flushed, errors.Join(errs...)
 }
 
-// finish completes a member's folder: the finished database cloned from
-// src into it (nil for the folder that holds it already), the member's own
-// WAL and raft snapshot; then the folder is made private and renamed into
-// place.
-func finish(ctx context.Context, res *RestoreResult, f *folder, src *os.File) error {
+// finish completes a member's folder: its database made the same as the
+// finished one by same (nil for the folder that holds it), the member's
+// own WAL and raft snapshot; then the folder is made private and renamed
+// into place.
+func finish(ctx context.Context, res *RestoreResult, f *folder, same func() error) error {
 	err := interrupted(ctx)
-	if err == nil && src != nil {
-		err = cloneInto(f.db, src)
+	if err == nil && same != nil {
+		err = same()
 		f.db = nil
 	}
 	if err == nil {
@@ -365,15 +404,97 @@ func finish(ctx context.Context, res *RestoreResult, f *folder, src *os.File) er
 	return nil
 }
 
-// cloneInto fills dst, an empty file, with src's content and syncs it,
-// then closes dst. Where the filesystem shares blocks between files
-// (FICLONE: Btrfs, XFS with reflink) the clone costs no data written;
-// elsewhere the kernel copies (copy_file_range, which io.Copy uses between
-// files), without the data passing through this process.
+// canClone reports whether the filesystem lets dst share src's blocks
+// (FICLONE: Btrfs, XFS with reflink), tried on the two empty files.
+func canClone(dst, src *os.File) bool {
+	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
+}
+
+// cloneInto makes dst, an empty file, a clone of src sharing its blocks,
+// syncs it and closes it: no data is written.
 func cloneInto(dst, src *os.File) error {
 	err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
+	if err == nil {
+		err = unix.Fdatasync(int(dst.Fd()))
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		_, err = io.Copy(dst, src)
+		return fmt.Errorf("clone the database: %w", err)
+	}
+	return nil
+}
+
+// span is a byte range of a file.
+type span struct{ off, n int64 }
+
+// pageSize is the unit compared: bbolt's page, the system's page size.
+const pageSize = 4096
+
+// changedPages lists the ranges, in whole pages, where the finished
+// database built differs from the raw copy at raw, and past raw's end:
+// what finishing changed. Both are read from the page cache, just written.
+func changedPages(built *os.File, raw string) ([]span, error) {
+	r, err := os.Open(raw)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	fi, err := built.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	a, b := make([]byte, chunkSize), make([]byte, chunkSize)
+	var spans []span
+	add := func(off, n int64) {
+		if k := len(spans) - 1; k >= 0 && spans[k].off+spans[k].n == off {
+			spans[k].n += n
+			return
+		}
+		spans = append(spans, span{off, n})
+	}
+	for off := int64(0); off < size; off += chunkSize {
+		n := min(chunkSize, size-off)
+		if _, err := built.ReadAt(a[:n], off); err != nil {
+			return nil, fmt.Errorf("compare the databases: %w", err)
+		}
+		m, err := r.ReadAt(b[:n], off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("compare the databases: %w", err)
+		}
+		for p := int64(0); p < n; p += pageSize {
+			q := min(p+pageSize, n)
+			if q > int64(m) || !bytes.Equal(a[p:q], b[p:q]) {
+				add(off+p, q-p)
+			}
+		}
+	}
+	return spans, nil
+}
+
+// patch makes dst, the raw copy, equal to the finished database src: the
+// changed ranges copied by the kernel (copy_file_range), the size set,
+// then synced; dst is closed.
+func patch(dst, src *os.File, changed []span) error {
+	fi, err := src.Stat()
+	for _, s := range changed {
+		if err != nil {
+			break
+		}
+		for off, left := s.off, s.n; left > 0 && err == nil; {
+			in, out := off, off
+			var n int
+			n, err = unix.CopyFileRange(int(src.Fd()), &in, int(dst.Fd()), &out, int(left), 0)
+			if err == nil && n == 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			off, left = off+int64(n), left-int64(n)
+		}
+	}
+	if err == nil {
+		err = dst.Truncate(fi.Size())
 	}
 	if err == nil {
 		err = unix.Fdatasync(int(dst.Fd()))
@@ -382,7 +503,7 @@ func cloneInto(dst, src *os.File) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("copy the database: %w", err)
+		return fmt.Errorf("copy the finished database's changes: %w", err)
 	}
 	return nil
 }

@@ -477,6 +477,15 @@ func TestSaveAndRestore(t *testing.T) {
 			}
 		}
 
+		// The members' databases are the one finished database, byte for
+		// byte: the first finished in place, the others made equal to it.
+		firstDB := fileSHA256(t, filepath.Join(doc.Members[0].Written, "member/snap/db"))
+		for _, rm := range doc.Members[1:] {
+			if got := fileSHA256(t, filepath.Join(rm.Written, "member/snap/db")); got != firstDB {
+				t.Errorf("%s's database differs from %s's", rm.Name, doc.Members[0].Name)
+			}
+		}
+
 		// The folders are what etcd's own restore makes, byte for byte.
 		if util := etcdutl(t); util != "" {
 			rm := doc.Members[1]
