@@ -379,6 +379,14 @@ step_renew() {
 		log "$h serves its renewed certificate (serial $got); etcd-staticpod health --bundle $work/bundles/$h:"
 		health "$h" 2>&1 | sed 's/^/    /' >&2
 	done
+	# As renew prints: etcd01's renewal refreshed control-plane/ (the
+	# apiserver-etcd-client pair). kube-apiserver reads it when it starts
+	# again, which the --etcd-servers change of step 3 makes it do; the old
+	# pair stays valid until then.
+	in_host "$cp" tar --no-overwrite-dir -C / -xzf "$work/bundles/control-plane.tar.gz"
+	cmp -s "$(state_of "$cp")/root/etc/kubernetes/pki/apiserver-etcd-client.crt" \
+		"$work/bundles/control-plane/etc/kubernetes/pki/apiserver-etcd-client.crt" || fail "$cp did not get the renewed apiserver-etcd-client"
+	log "$cp: unpacked the renewed control-plane.tar.gz at / (apiserver-etcd-client serial $(openssl x509 -noout -serial -in "$(state_of "$cp")/root/etc/kubernetes/pki/apiserver-etcd-client.crt" | sed 's/^serial=//'))"
 	passed=$((passed + 1))
 }
 
@@ -454,7 +462,6 @@ step_member_add() {
 	tail -n +"$((shown + 1))" "$work/member-add.log" | sed 's/^/    /' >&2
 	members+=("$new")
 	wait_healthy 120 || fail "the cluster was not healthy after adding $new"
-	etcd_cli members --bundle "$work/bundles/etcd01" 2>&1 | sed 's/^/    /' >&2
 	set_etcd_servers "$work/member-add.log"
 	passed=$((passed + 1))
 }
@@ -482,7 +489,6 @@ step_member_remove() {
 	done
 	members=("${members[@]}")
 	wait_healthy 120 || fail "the cluster was not healthy after removing $gone"
-	etcd_cli members --bundle "$work/bundles/etcd01" 2>&1 | sed 's/^/    /' >&2
 	set_etcd_servers "$work/member-remove.log"
 	passed=$((passed + 1))
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +32,10 @@ import (
 )
 
 const label = "e2e-cluster/writer"
+
+// gapReport is the shortest stretch without an acknowledged write that is
+// logged as it ends.
+const gapReport = time.Second
 
 type stats struct {
 	mu            sync.Mutex
@@ -83,6 +88,7 @@ func run(kubeconfig, namespace string, interval, timeout, report time.Duration) 
 	progress := time.NewTicker(report)
 	defer progress.Stop()
 	fmt.Fprintf(os.Stderr, "writer: a ConfigMap every %s through %s\n", interval, cs.server)
+	lastAck, failedAtAck := start, 0
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -102,9 +108,17 @@ func run(kubeconfig, namespace string, interval, timeout, report time.Duration) 
 		}
 		cm.APIVersion, cm.Kind = "v1", "ConfigMap"
 		err := cs.do(context.Background(), http.MethodPost, "/api/v1/namespaces/"+namespace+"/configmaps", cm, http.StatusCreated, nil)
+		at := time.Now()
 		st.mu.Lock()
 		if err == nil {
-			st.acked[name] = time.Now()
+			st.acked[name] = at
+			// Each stretch without an acknowledged write, when it ends, so
+			// that the log shows which step it fell in.
+			if d := at.Sub(lastAck); d >= gapReport {
+				fmt.Fprintf(os.Stderr, "writer: no acknowledged write for %s (%s to %s), %d failed or unanswered meanwhile\n",
+					d.Round(time.Millisecond), lastAck.UTC().Format("15:04:05.0"), at.UTC().Format("15:04:05.0"), st.failed-failedAtAck)
+			}
+			lastAck, failedAtAck = at, st.failed
 		} else {
 			st.failed++
 		}
@@ -132,15 +146,36 @@ func probeReadyz(ctx context.Context, cs *client, st *stats) {
 		st.readyzAsked++
 		if err != nil {
 			st.readyzFailed++
-			if msg := err.Error(); msg != st.lastReadyzErr {
+			// One line per kind of failure; the body lists every check.
+			if msg := readyzSummary(err.Error()); msg != st.lastReadyzErr {
 				st.lastReadyzErr = msg
-				fmt.Fprintf(os.Stderr, "writer: /readyz failed: %.200s\n", msg)
+				fmt.Fprintf(os.Stderr, "writer: /readyz failed: %.160s\n", msg)
 			}
 		} else {
 			st.lastReadyzErr = ""
 		}
 		st.mu.Unlock()
 	}
+}
+
+// readyzSummary is a /readyz error on one line: the status, and of the
+// body's list of checks only the failing ones ("[-]etcd failed: ...").
+func readyzSummary(msg string) string {
+	lines := strings.Split(msg, "\n")
+	first := lines[0]
+	if i := strings.Index(first, "[+]"); i > 0 {
+		first = first[:i]
+	}
+	var failed []string
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "[-]") {
+			failed = append(failed, strings.Fields(l)[0])
+		}
+	}
+	if len(failed) > 0 {
+		first += " failing: " + strings.Join(failed, " ")
+	}
+	return strings.Join(strings.Fields(first), " ")
 }
 
 // verify lists the run's ConfigMaps, retrying while the apiserver does not
@@ -272,7 +307,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, want int
 		return err
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %s: %.300s", method, path, resp.Status, b)
+		return fmt.Errorf("%s %s: %s: %.4000s", method, path, resp.Status, b)
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
