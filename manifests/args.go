@@ -155,3 +155,15 @@ func metricsProbe(h spec.Host, extra []spec.Arg) (probeEndpoint, error) {
 	}
 	return ep, nil
 }
+
+// EtcdArgs returns the flags the static Pod gives etcd on host h, in the
+// Pod's order: kubeadm's defaults merged with the guide's per-host
+// arguments and the user's extraArgs. Other runtimes start etcd with the
+// same settings from this list, so that both make the same cluster.
+func EtcdArgs(c *spec.Cluster, h spec.Host) ([]spec.Arg, error) {
+	extra := HostExtraArgs(c, h)
+	if _, err := metricsProbe(h, extra); err != nil {
+		return nil, fmt.Errorf("etcd settings for host %q: %w", h.Name, err)
+	}
+	return mergeArgs(defaultArgs(c, h), extra), nil
+}
