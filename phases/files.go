@@ -34,14 +34,21 @@ func kubeletPhase() Phase {
 		Short: "Write the standalone kubelet's drop-in and KubeletConfiguration for every host",
 		Long: "Writes " + kubeletconf.ConfigPath + " (a KubeletConfiguration: no anonymous or webhook authentication, AlwaysAllow, " +
 			"address 127.0.0.1, static Pods from " + kubeletconf.StaticPodPath + ") and " + kubeletconf.DropInPath +
-			", which makes kubelet run with that file alone, as the kubeadm HA etcd guide does. --kubelet-config-patch merges any further field.",
+			", which makes kubelet run with that file alone, as the kubeadm HA etcd guide does. --kubelet-config-patch merges any further field. " +
+			"With runtime systemd there is no kubelet and it does nothing.",
 		Example: "etcd-staticpod init phase kubelet --config cluster.yaml --cgroup-driver cgroupfs --kubelet-config-patch kubelet-patch.yaml",
 		Flags:   []FlagGroup{FlagsKubelet},
 		Check: func(r *Runner) error {
+			if r.Cluster().Systemd() {
+				return nil
+			}
 			_, err := r.kubeletConfig()
 			return err
 		},
 		Run: func(r *Runner) error {
+			if r.Cluster().Systemd() {
+				return nil
+			}
 			conf, err := r.kubeletConfig()
 			if err != nil {
 				return err
@@ -90,14 +97,20 @@ func EtcdLocal() Phase {
 		Name:  "local",
 		Short: "Write the etcd static Pod manifest for every host",
 		Long: "Writes " + manifestPath + " (0600, in a 0700 folder) exactly as `kubeadm init phase etcd local` does with the guide's per-host extraArgs, " +
-			"and creates the data folder (0700).",
+			"and creates the data folder (0700). With runtime systemd it does nothing (see the systemd phase).",
 		Example: "etcd-staticpod init phase etcd local --config cluster.yaml --node etcd02 --root /",
 		Flags:   []FlagGroup{FlagsEtcd},
 		Check: func(r *Runner) error {
+			if r.Cluster().Systemd() {
+				return nil
+			}
 			_, err := r.perHost("etcd manifest", etcdManifest)
 			return err
 		},
 		Run: func(r *Runner) error {
+			if r.Cluster().Systemd() {
+				return nil
+			}
 			docs, err := r.perHost("etcd manifest", etcdManifest)
 			if err != nil {
 				return err

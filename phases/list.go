@@ -7,6 +7,9 @@ func List() Tree {
 		certsPhase(),
 		kubeletPhase(),
 		etcdPhase(),
+		// Runtime systemd's phase: it does nothing with static Pods, as
+		// kubelet and etcd local do nothing with systemd.
+		Systemd(),
 		KubeadmConfig(),
 		monitoringPhase(),
 		backupPhase(),

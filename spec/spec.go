@@ -31,9 +31,22 @@ const (
 	DefaultKubeletPath              = "/usr/bin/kubelet"
 	DefaultKubeadmAPIVersion        = "v1beta4"
 	DefaultControlPlaneCertDir      = "/etc/kubernetes/pki"
+	DefaultRuntime                  = RuntimeStaticPod
 	ClientPort                      = 2379
 	PeerPort                        = 2380
 )
+
+// How etcd runs on the hosts.
+const (
+	// RuntimeStaticPod is a kubelet static Pod, as the kubeadm guide does.
+	RuntimeStaticPod = "static-pod"
+	// RuntimeSystemd is a systemd service running etcd from its own
+	// configuration file, without kubelet.
+	RuntimeSystemd = "systemd"
+)
+
+// Runtimes returns the accepted runtime values.
+func Runtimes() []string { return []string{RuntimeStaticPod, RuntimeSystemd} }
 
 // EncryptionAlgorithms lists the key types accepted, by kubeadm v1beta4's names.
 var encryptionAlgorithms = []string{"RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384"}
@@ -47,6 +60,12 @@ type Cluster struct {
 	Kind       string `yaml:"kind" json:"kind"`
 
 	Hosts []Host `yaml:"hosts" json:"hosts"`
+
+	// Runtime is how etcd runs on the hosts: static-pod (default) or systemd.
+	Runtime string `yaml:"runtime,omitempty" json:"runtime,omitempty"`
+	// EtcdBinary, with runtime systemd, is an etcd binary on the machine
+	// that runs init, put into every host's bundle where the unit runs it.
+	EtcdBinary string `yaml:"etcdBinary,omitempty" json:"etcdBinary,omitempty"`
 
 	// EncryptionAlgorithm is the key type of every key made: RSA-2048 (default),
 	// RSA-3072, RSA-4096, ECDSA-P256 or ECDSA-P384.
@@ -188,6 +207,7 @@ func (c *Cluster) SetDefaults() {
 	if c.Kind == "" {
 		c.Kind = Kind
 	}
+	setString(&c.Runtime, DefaultRuntime)
 	setString(&c.EncryptionAlgorithm, DefaultEncryptionAlgorithm)
 	if c.CertificateValidity.Duration == 0 {
 		c.CertificateValidity.Duration = DefaultCertificateValidity
@@ -215,6 +235,9 @@ func setString(p *string, v string) {
 		*p = v
 	}
 }
+
+// Systemd reports whether etcd runs as a systemd service.
+func (c *Cluster) Systemd() bool { return c.Runtime == RuntimeSystemd }
 
 // EtcdImage is the image the static Pod runs.
 func (c *Cluster) EtcdImage() string {

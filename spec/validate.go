@@ -96,6 +96,7 @@ func CheckValidity(field, text string, d time.Duration) error {
 // name or a printed command, with the name an error gives it.
 func (c *Cluster) textFields() [][2]string {
 	f := [][2]string{
+		{"runtime", c.Runtime}, {"etcdBinary", c.EtcdBinary},
 		{"encryptionAlgorithm", c.EncryptionAlgorithm}, {"certDir", c.CertDir},
 		{"etcd.image", c.Etcd.Image}, {"etcd.imageRepository", c.Etcd.ImageRepository}, {"etcd.version", c.Etcd.Version},
 		{"etcd.dataDir", c.Etcd.DataDir}, {"etcd.initialClusterState", c.Etcd.ClusterState},
@@ -179,6 +180,17 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 	}
 	if len(c.Hosts)%2 == 0 {
 		warnings = append(warnings, fmt.Sprintf("%d hosts: an even number of members tolerates no more failures than %d; an odd number is recommended", len(c.Hosts), len(c.Hosts)-1))
+	}
+	if !slices.Contains(Runtimes(), c.Runtime) {
+		return nil, fmt.Errorf("runtime %q: want one of %s", c.Runtime, strings.Join(Runtimes(), ", "))
+	}
+	if c.EtcdBinary != "" {
+		if !c.Systemd() {
+			return nil, fmt.Errorf("etcdBinary %q: only with runtime %s (a static Pod runs the image's etcd)", c.EtcdBinary, RuntimeSystemd)
+		}
+		if !path.IsAbs(c.EtcdBinary) {
+			return nil, fmt.Errorf("etcdBinary %q: must be an absolute path", c.EtcdBinary)
+		}
 	}
 	if !slices.Contains(encryptionAlgorithms, c.EncryptionAlgorithm) {
 		return nil, fmt.Errorf("encryptionAlgorithm %q: want one of %s", c.EncryptionAlgorithm, strings.Join(encryptionAlgorithms, ", "))

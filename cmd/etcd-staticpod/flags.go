@@ -12,6 +12,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
 
 // clusterFlags are read by every generating command. Flags are made fresh
@@ -22,6 +23,7 @@ func clusterFlags() []cli.Flag {
 		&cli.StringFlag{Name: "hosts", Usage: "every etcd host as `NAME=ADDRESS,...` (replaces the spec's host list)"},
 		&cli.StringSliceFlag{Name: "host", Usage: "one etcd host as `NAME=ADDRESS`; repeatable"},
 		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR`: the CA store and one folder per host"},
+		&cli.StringFlag{Name: "runtime", Usage: "how etcd runs on the hosts: " + strings.Join(spec.Runtimes(), " or ") + " (a hardened etcd.service and etcd's config file, no kubelet) (default " + spec.DefaultRuntime + ")"},
 		&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the etcd hosts (default " + spec.DefaultCertDir + ")"},
 		&cli.StringFlag{Name: "node", Usage: "write only this host's files (run on the node itself with --root /)"},
 		&cli.StringFlag{Name: "root", Usage: "with --node: write the host's files under `DIR` instead of OUT/NAME"},
@@ -52,6 +54,7 @@ func groupFlags(g phases.FlagGroup) []cli.Flag {
 			&cli.StringSliceFlag{Name: "extra-arg", Usage: "extra etcd flag `NAME=VALUE`, like kubeadm's etcd.local.extraArgs (replaces a default of that name); repeatable"},
 			&cli.StringSliceFlag{Name: "extra-env", Usage: "environment variable `NAME=VALUE` for etcd; repeatable"},
 			&cli.StringFlag{Name: "initial-cluster-state", Usage: "new or existing (default new)"},
+			&cli.StringFlag{Name: "etcd-binary", Usage: "with --runtime systemd: put this etcd binary `FILE` into every host's bundle at the unit's " + systemdunit.BinaryPath},
 		}
 	case phases.FlagsKubelet:
 		return []cli.Flag{
@@ -135,6 +138,7 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		cl.Hosts = hosts
 	}
 	strs := map[string]*string{
+		"runtime":                    &cl.Runtime,
 		"cert-dir":                   &cl.CertDir,
 		"encryption-algorithm":       &cl.EncryptionAlgorithm,
 		"image":                      &cl.Etcd.Image,
@@ -188,6 +192,23 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 			args = append(args, a)
 		}
 		*field = args
+	}
+	if c.IsSet("runtime") && c.String("runtime") == "" {
+		// Empty would read as the default: say so rather than guess.
+		return nil, badArgs(fmt.Errorf("--runtime %q: want one of %s", "", strings.Join(spec.Runtimes(), ", ")))
+	}
+	if c.IsSet("etcd-binary") {
+		// Recorded in the spec, so a relative path must not depend on
+		// where a later run starts.
+		p := c.String("etcd-binary")
+		if p == "" {
+			return nil, badArgs(fmt.Errorf("--etcd-binary %q: want the path of an etcd binary", p))
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, badArgs(fmt.Errorf("--etcd-binary %q: %w", p, err))
+		}
+		cl.EtcdBinary = abs
 	}
 	if c.IsSet("apiserver-cert-sans") {
 		var sans []string

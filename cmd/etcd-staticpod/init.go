@@ -11,6 +11,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
 
 const guideHosts = "etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17"
@@ -37,6 +38,8 @@ func initCommand() *cli.Command {
 			"  # every night at 03:15 on etcd01, the 14 newest kept (this binary goes into the bundles)\n" +
 			"  etcd-staticpod init --hosts " + guideHosts + " --monitoring \\\n" +
 			"    --backup-host etcd01 --backup-schedule '*-*-* 03:15:00' --backup-keep 14\n" +
+			"  # etcd as a hardened systemd service instead of a static Pod, its binary in the bundles\n" +
+			"  etcd-staticpod init --hosts " + guideHosts + " --runtime systemd --etcd-binary ./etcd-v3.6.8-linux-amd64/etcd\n" +
 			"  # on the node etcd02 itself, beside kubelet (the CA key is not needed when the certificates exist)\n" +
 			"  etcd-staticpod init --config cluster.yaml --node etcd02 --root / --skip-phases certs\n" +
 			"  # another run is writing into ./etcd-bundles: wait up to 2 minutes for it instead of refusing\n" +
@@ -160,14 +163,27 @@ func runPhases(ps []phases.Phase) cli.ActionFunc {
 // printCopyCommands tells the user how each bundle reaches its host.
 func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
 	fmt.Fprintf(w, "\nBundles are ready in %s. The CA key stays in %s/pki/etcd: keep it on this machine.\n", out, out)
+	if cl.Systemd() && cl.EtcdBinary == "" {
+		fmt.Fprintf(w, "Install etcd v%s (github.com/etcd-io/etcd/releases) at %s on every host, or give --etcd-binary to ship it in the bundles.\n",
+			strings.TrimSuffix(cl.Etcd.Version, "-0"), systemdunit.BinaryPath)
+	}
 	fmt.Fprintln(w, "Copy each host's bundle and unpack it at /:")
+	start := "systemctl restart kubelet"
+	if cl.Systemd() {
+		// --no-block: etcd reports ready once a quorum runs, so a blocking
+		// start on the first host would wait for hosts not started yet.
+		start = "systemctl enable --now --no-block " + systemdunit.Name
+	}
 	for _, h := range cl.Hosts {
 		archive := "/tmp/" + h.Name + ".tar.gz"
 		// --no-overwrite-dir keeps the modes and times of /etc and the like.
-		unpack := "tar --no-overwrite-dir -C / -xzf " + archive + " && rm " + archive + " && systemctl daemon-reload && systemctl restart kubelet"
+		unpack := "tar --no-overwrite-dir -C / -xzf " + archive + " && rm " + archive + " && systemctl daemon-reload && " + start
 		fmt.Fprintf(w, "  scp %s %s && ssh %s %s\n",
 			shellcmd.Quote(filepath.Join(out, h.Name+".tar.gz")), shellcmd.Quote(shellcmd.SCPTarget("root", h.Address, "/tmp/")),
 			shellcmd.Quote(shellcmd.SSHTarget("root", h.Address)), shellcmd.Quote(unpack))
+	}
+	if cl.Systemd() && len(cl.Hosts) > 0 {
+		fmt.Fprintf(w, "Then check the cluster: etcd-staticpod health --bundle %s\n", shellcmd.Quote(filepath.Join(out, cl.Hosts[0].Name)))
 	}
 	printAddonCommands(w, out, cl)
 	fmt.Fprintln(w, "Then, on the first control-plane node:")

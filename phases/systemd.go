@@ -1,0 +1,126 @@
+package phases
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
+)
+
+// Systemd is what runtime systemd puts on a host instead of the kubelet
+// settings and the static Pod.
+func Systemd() Phase {
+	return Phase{
+		Name:  "systemd",
+		Short: "With --runtime systemd: write etcd's config file and its hardened systemd unit for every host",
+		Long: "Writes " + etcdconf.Path + " (etcd's --config-file format, the settings the static Pod would give etcd as flags, the private keys read from systemd's credentials) and " +
+			systemdunit.UnitPath + " (Type=notify, a dynamic user, the keys handed over with LoadCredential=, sandboxed to an exposure of about 1.2 by systemd-analyze security). " +
+			"--etcd-binary puts that etcd binary at " + systemdunit.BinaryPath + ". With runtime static-pod it does nothing.",
+		Example: "etcd-staticpod init phase systemd --config cluster.yaml --runtime systemd --etcd-binary ./etcd",
+		Flags:   []FlagGroup{FlagsEtcd},
+		Check: func(r *Runner) error {
+			if !r.Cluster().Systemd() {
+				return nil
+			}
+			if _, err := r.perHost("etcd config file", etcdConfigFile); err != nil {
+				return err
+			}
+			if _, err := r.perHost("etcd unit", etcdUnit); err != nil {
+				return err
+			}
+			_, err := r.etcdBinary()
+			return err
+		},
+		Run: func(r *Runner) error {
+			if !r.Cluster().Systemd() {
+				return nil
+			}
+			confs, err := r.perHost("etcd config file", etcdConfigFile)
+			if err != nil {
+				return err
+			}
+			units, err := r.perHost("etcd unit", etcdUnit)
+			if err != nil {
+				return err
+			}
+			bin, err := r.etcdBinary()
+			if err != nil {
+				return err
+			}
+			for i, h := range r.Hosts() {
+				if err := r.WriteFile(r.HostPath(h, etcdconf.Path), confs[i], modeFile, modeDir); err != nil {
+					return err
+				}
+				if err := r.WriteFile(r.HostPath(h, systemdunit.UnitPath), units[i], modeFile, modeDir); err != nil {
+					return err
+				}
+				if bin != nil {
+					if err := r.WriteFile(r.HostPath(h, systemdunit.BinaryPath), bin, 0o755, modeDir); err != nil {
+						return err
+					}
+				}
+				r.Logf("[systemd] Wrote %s and %s for %s", etcdconf.Path, systemdunit.UnitPath, h.Name)
+			}
+			if bin != nil {
+				r.Logf("[systemd] Put %s (%d MB) at %s in the bundle of %s", r.Cluster().EtcdBinary, len(bin)>>20, systemdunit.BinaryPath, hostNames(r.Hosts()))
+			}
+			return nil
+		},
+	}
+}
+
+func etcdConfigFile(c *spec.Cluster, h spec.Host) ([]byte, error) {
+	m, err := etcdconf.For(c, h)
+	if err != nil {
+		return nil, err
+	}
+	return etcdconf.Marshal(m)
+}
+
+func etcdUnit(c *spec.Cluster, h spec.Host) ([]byte, error) {
+	m, err := etcdconf.For(c, h)
+	if err != nil {
+		return nil, err
+	}
+	u, err := systemdunit.Unit(c, m)
+	if err != nil {
+		return nil, fmt.Errorf("host %q: etcd unit: %w", h.Name, err)
+	}
+	return u, nil
+}
+
+// etcdBinary reads the etcd binary the bundles carry, nil when none is
+// given. It must be a regular executable file: a bundle whose unit runs a
+// directory, a pipe or a text file fails only on the host.
+func (r *Runner) etcdBinary() ([]byte, error) {
+	p := r.Cluster().EtcdBinary
+	if p == "" {
+		return nil, nil
+	}
+	if b, ok := r.rendered["etcd binary"]; ok {
+		return b[0], nil
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("etcdBinary %q: %w", p, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("etcdBinary %q: not a regular file", p)
+	}
+	bin, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("etcdBinary %q: %w", p, err)
+	}
+	if !bytes.HasPrefix(bin, []byte("\x7fELF")) {
+		return nil, fmt.Errorf("etcdBinary %q: not an ELF executable (want the etcd binary of a release, such as etcd-v3.6.8-linux-amd64/etcd)", filepath.Clean(p))
+	}
+	if r.rendered == nil {
+		r.rendered = map[string][][]byte{}
+	}
+	r.rendered["etcd binary"] = [][]byte{bin}
+	return bin, nil
+}
