@@ -147,15 +147,28 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 	}
 	ctx := o.Context
 	first := folders[0]
-	shared := len(folders) > 1 && canClone(folders[1].db, first.db)
-	dsts := []*os.File{first.db}
-	if !shared {
-		dsts = dsts[:0]
-		for _, f := range folders {
-			dsts = append(dsts, f.db)
+	var tr *trailerCheck
+	var flushed []*sync.WaitGroup
+	// On the snapshot's own filesystem, where files can share blocks, the
+	// first database is a clone of the snapshot file: read once, to hash
+	// it, and not written at all.
+	shared := unix.IoctlFileClone(int(first.db.Fd()), int(src.Fd())) == nil
+	if shared {
+		tr, err = hashClone(ctx, first.dbPath(), fi.Size())
+		if err == nil {
+			err = first.db.Truncate(fi.Size() - trailerSize)
 		}
+	} else {
+		shared = len(folders) > 1 && canClone(folders[1].db, first.db)
+		dsts := []*os.File{first.db}
+		if !shared {
+			dsts = dsts[:0]
+			for _, f := range folders {
+				dsts = append(dsts, f.db)
+			}
+		}
+		tr, flushed, err = copyToAll(ctx, src, fi.Size(), dsts)
 	}
-	tr, flushed, err := copyToAll(ctx, src, fi.Size(), dsts)
 	if err := interrupted(ctx); err != nil {
 		discard()
 		return err
@@ -182,7 +195,9 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 
 	// The first copy is finished in place: its own handle is no longer
 	// needed once its disk writes are under way.
-	flushed[0].Wait()
+	if flushed != nil {
+		flushed[0].Wait()
+	}
 	err = first.db.Close()
 	first.db = nil
 	if err != nil {
@@ -402,6 +417,35 @@ func finish(ctx context.Context, res *RestoreResult, f *folder, same func() erro
 	}
 	f.tmp, f.committed = "", true
 	return nil
+}
+
+// hashClone reads the clone of the snapshot file at path, size bytes,
+// into the digest check.
+func hashClone(ctx context.Context, path string, size int64) (*trailerCheck, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := newTrailerCheck()
+	buf := make([]byte, chunkSize)
+	for {
+		if err := interrupted(ctx); err != nil {
+			return nil, err
+		}
+		n, err := f.Read(buf)
+		tr.Write(buf[:n])
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+	}
+	if tr.n != size {
+		return nil, fmt.Errorf("the file changed while it was read: %d bytes, then %d", size, tr.n)
+	}
+	return tr, nil
 }
 
 // canClone reports whether the filesystem lets dst share src's blocks
