@@ -7,6 +7,9 @@
 # array), cgroups_before, passed and keep (1 keeps the work folder).
 
 kubelet_version=v1.36.3
+# The namespace prefixes of both kinds of run (e2e-kubelet, e2e-cluster).
+all_prefixes='e2ekl-|e2ecl-'
+
 # Kernel settings kubelet changes at start; put back afterwards.
 kubelet_sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
@@ -60,11 +63,28 @@ sweep_stale() {
 		[[ -d $dir ]] || continue
 		owner=${dir##*.}
 		if [[ ! $owner =~ ^[0-9]+$ ]] || owner_alive "$owner"; then continue; fi
+		sweep_cgroups "$dir/cgroups.before"
 		log "removing work folder $dir of dead run $owner"
 		# A dead run's host may have left mounts below its folder.
 		grep -F " $dir/" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 		rm -rf "$dir"
 	done
+}
+
+# sweep_cgroups BEFORE: the empty cgroups a dead run's containers left under
+# containerd's /k8s.io, those not listed in BEFORE (the run's list from its
+# start, see save_host_state). Only while no run of either kind is alive, whose
+# containers' cgroups could be empty for a moment; rmdir never removes a cgroup
+# that holds a process.
+sweep_cgroups() {
+	local before=$1 d n=0
+	[[ -f $before ]] || return 0
+	ip netns list | awk '{print $1}' | grep -qE "^($all_prefixes)" && return 0
+	while IFS= read -r d; do
+		grep -qxF "$d" "$before" && continue
+		rmdir "$d" 2>/dev/null && n=$((n + 1))
+	done < <(find /sys/fs/cgroup -mindepth 2 -maxdepth 3 -type d -path '*/k8s.io*' | sort -r)
+	((n == 0)) || log "removed $n empty cgroups a dead run's containers left"
 }
 
 # --- teardown -------------------------------------------------------------
@@ -170,6 +190,8 @@ save_host_state() {
 		saved_sysctl[$s]=$(sysctl -n "$s")
 	done
 	cgroups_before=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 3 -type d)
+	# For the run after this one, should this one be killed.
+	echo "$cgroups_before" >"$work/cgroups.before"
 }
 
 # --- preparation ----------------------------------------------------------
