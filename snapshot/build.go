@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,6 +246,7 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		var same func() error
 		switch {
 		case i == 0:
+			same = func() error { return syncData(built) }
 		case shared:
 			same = func() error { return cloneInto(f.db, built) }
 		default:
@@ -390,9 +392,9 @@ func copyToAll(ctx context.Context, src io.Reader, size int64, dsts []*os.File) 
 }
 
 // finish completes a member's folder: its database made the same as the
-// finished one by same (nil for the folder that holds it), the member's
-// own WAL and raft snapshot; then the folder is made private and renamed
-// into place.
+// finished one and synced by same (the folder that holds it: synced), the
+// member's own WAL and raft snapshot; then the folder is made private and
+// renamed into place.
 func finish(ctx context.Context, res *RestoreResult, f *folder, same func() error) error {
 	err := interrupted(ctx)
 	if err == nil && same != nil {
@@ -448,6 +450,15 @@ func hashClone(ctx context.Context, path string, size int64) (*trailerCheck, err
 	return tr, nil
 }
 
+// syncData makes the finished database durable before its folder is put
+// in place.
+func syncData(f *os.File) error {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync the database: %w", err)
+	}
+	return nil
+}
+
 // canClone reports whether the filesystem lets dst share src's blocks
 // (FICLONE: Btrfs, XFS with reflink), tried on the two empty files.
 func canClone(dst, src *os.File) bool {
@@ -478,44 +489,72 @@ const pageSize = 4096
 
 // changedPages lists the ranges, in whole pages, where the finished
 // database built differs from the raw copy at raw, and past raw's end:
-// what finishing changed. Both are read from the page cache, just written.
+// what finishing changed. Both are mapped from the page cache, where they
+// were just written, and compared in place on every core.
 func changedPages(built *os.File, raw string) ([]span, error) {
 	r, err := os.Open(raw)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	fi, err := built.Stat()
+	a, err := mapFile(built)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("compare the databases: %w", err)
 	}
-	size := fi.Size()
-	a, b := make([]byte, chunkSize), make([]byte, chunkSize)
+	defer unmap(a)
+	b, err := mapFile(r)
+	if err != nil {
+		return nil, fmt.Errorf("compare the databases: %w", err)
+	}
+	defer unmap(b)
+	size := int64(len(a))
+	pages := (size + pageSize - 1) / pageSize
+	workers := int64(runtime.GOMAXPROCS(0))
+	found := make([][]span, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for pg := pages * w / workers; pg < pages*(w+1)/workers; pg++ {
+				p, q := pg*pageSize, min((pg+1)*pageSize, size)
+				if q <= int64(len(b)) && bytes.Equal(a[p:q], b[p:q]) {
+					continue
+				}
+				if k := len(found[w]) - 1; k >= 0 && found[w][k].off+found[w][k].n == p {
+					found[w][k].n += q - p
+				} else {
+					found[w] = append(found[w], span{p, q - p})
+				}
+			}
+		})
+	}
+	wg.Wait()
 	var spans []span
-	add := func(off, n int64) {
-		if k := len(spans) - 1; k >= 0 && spans[k].off+spans[k].n == off {
-			spans[k].n += n
-			return
-		}
-		spans = append(spans, span{off, n})
-	}
-	for off := int64(0); off < size; off += chunkSize {
-		n := min(chunkSize, size-off)
-		if _, err := built.ReadAt(a[:n], off); err != nil {
-			return nil, fmt.Errorf("compare the databases: %w", err)
-		}
-		m, err := r.ReadAt(b[:n], off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("compare the databases: %w", err)
-		}
-		for p := int64(0); p < n; p += pageSize {
-			q := min(p+pageSize, n)
-			if q > int64(m) || !bytes.Equal(a[p:q], b[p:q]) {
-				add(off+p, q-p)
+	for _, f := range found {
+		for _, s := range f {
+			if k := len(spans) - 1; k >= 0 && spans[k].off+spans[k].n == s.off {
+				spans[k].n += s.n
+			} else {
+				spans = append(spans, s)
 			}
 		}
 	}
 	return spans, nil
+}
+
+// mapFile maps the whole of f read-only, its pages mapped at once; an
+// empty file is an empty slice.
+func mapFile(f *os.File) ([]byte, error) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return nil, err
+	}
+	return unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+}
+
+func unmap(b []byte) {
+	if b != nil {
+		_ = unix.Munmap(b)
+	}
 }
 
 // patch makes dst, the raw copy, equal to the finished database src: the
@@ -564,8 +603,12 @@ func buildDB(path, token, initialCluster string, bump uint64) error {
 		return err
 	}
 	// One backend for every step where etcdutl opens one for each: opening
-	// one rebuilds bbolt's free list by walking the whole database.
-	be := backend.NewDefaultBackend(lg, path, backend.WithMmapSize(0))
+	// one rebuilds bbolt's free list by walking the whole database. Its
+	// commits are not synced: the folder is put in place only after the
+	// whole file is (see syncData), so nothing waits on the disk here
+	// while the other copies are still being written.
+	noSync := func(c *backend.BackendConfig) { c.UnsafeNoFsync = true }
+	be := backend.NewDefaultBackend(lg, path, backend.WithMmapSize(0), noSync)
 	err = schema.NewMembershipBackend(lg, be).TrimMembershipFromBackend()
 	if err == nil && bump > 0 {
 		err = bumpRevision(be, bump)
@@ -578,7 +621,7 @@ func buildDB(path, token, initialCluster string, bump uint64) error {
 		commit, term := startEntries(cl)
 		cindex.UpdateConsistentIndexForce(be.BatchTx(), commit, term)
 	}
-	// Closing commits, and bbolt syncs the file with its commit.
+	// Closing commits.
 	if cerr := be.Close(); err == nil {
 		err = cerr
 	}
