@@ -320,3 +320,33 @@ func TestRefusesWhatTheFileCannotSay(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsReadBack: the file read back gives the static Pod's flags,
+// except the keys, which come from the credentials.
+func TestFlagsReadBack(t *testing.T) {
+	c := guideCluster(t, spec.Arg{Name: "quota-backend-bytes", Value: "8589934592"}, spec.Arg{Name: "peer-cert-allowed-cn", Value: "a,b"})
+	h := c.Hosts[1]
+	_, out := render(t, c, h)
+	got, err := Flags(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := manifests.EtcdArgs(c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, a := range args {
+		want["--"+a.Name] = a.Value
+	}
+	want["--key-file"] = CredentialsDir + "/server.key"
+	want["--peer-key-file"] = CredentialsDir + "/peer.key"
+	gotMap := map[string]string{}
+	for _, f := range got {
+		name, value, _ := strings.Cut(f, "=")
+		gotMap[name] = value
+	}
+	if d := cmp.Diff(want, gotMap); d != "" {
+		t.Errorf("flags read back differ (-want +got):\n%s", d)
+	}
+}

@@ -3,11 +3,14 @@ package etcdops
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -53,6 +56,36 @@ type pod struct {
 	} `yaml:"spec"`
 }
 
+// ConfigFilePath is where runtime systemd's etcd config file lives,
+// relative to a node's filesystem root.
+const ConfigFilePath = "etc/etcd/etcd.conf.yml" // etcdconf.Path without its leading slash
+
+// ReadHost reads what runs etcd on the host whose filesystem root (or host
+// folder) is root: its static Pod manifest, or, when there is none, the
+// config file a systemd unit runs etcd from, read back as the flags it
+// stands for. An error wrapping os.ErrNotExist means neither is there.
+func ReadHost(root string) (*Manifest, error) {
+	m, err := ReadManifest(filepath.Join(root, filepath.FromSlash(ManifestPath)))
+	if !errors.Is(err, os.ErrNotExist) {
+		return m, err
+	}
+	file := filepath.Join(root, filepath.FromSlash(ConfigFilePath))
+	data, cerr := safefile.Read(file)
+	if errors.Is(cerr, os.ErrNotExist) {
+		return nil, fmt.Errorf("neither %s nor %s: %w", ManifestPath, ConfigFilePath, os.ErrNotExist)
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("read etcd config file: %w", cerr)
+	}
+	flags, cerr := etcdconf.Flags(data)
+	if cerr != nil {
+		return nil, fmt.Errorf("%s: %w", file, cerr)
+	}
+	m = fromCommand(append([]string{"etcd"}, flags...), nil)
+	m.Path = file
+	return m, nil
+}
+
 // ReadManifest parses an etcd static Pod manifest.
 func ReadManifest(file string) (*Manifest, error) {
 	data, err := safefile.Read(file)
@@ -87,9 +120,15 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, errors.New("no etcd container")
 	}
 	c := p.Spec.Containers[found]
-	m := &Manifest{Command: append(append([]string{}, c.Command...), c.Args...)}
+	return fromCommand(append(append([]string{}, c.Command...), c.Args...), p.Metadata.Annotations), nil
+}
+
+// fromCommand reads the member from etcd's command line (and the Pod's
+// annotations, if any).
+func fromCommand(command []string, annotations map[string]string) *Manifest {
+	m := &Manifest{Command: command}
 	m.Name, _ = m.Flag("name")
-	if v := p.Metadata.Annotations[AdvertiseClientURLsAnnotation]; v != "" {
+	if v := annotations[AdvertiseClientURLsAnnotation]; v != "" {
 		m.ClientURLs = splitList(v)
 	} else if v, ok := m.Flag("advertise-client-urls"); ok {
 		m.ClientURLs = splitList(v)
@@ -101,7 +140,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if ca, ok := m.Flag("trusted-ca-file"); ok && path.Base(path.Dir(ca)) == "etcd" {
 		m.CertDir = path.Dir(path.Dir(ca))
 	}
-	return m, nil
+	return m
 }
 
 // Flag returns the value of --name=value in the command; etcd uses the

@@ -192,8 +192,8 @@ func Resolve(ctx context.Context, o Options) (*Target, error) {
 	useLocalTLS := o.Bundle != "" || !explicitTLS
 	var m *Manifest
 	if needManifest || useLocalTLS {
-		mf := filepath.Join(local, filepath.FromSlash(ManifestPath))
-		m, err = ReadManifest(mf)
+		// A static Pod's manifest, or a systemd member's etcd.conf.yml.
+		m, err = ReadHost(local)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrNotExist) && !needManifest && o.Bundle == "":
@@ -201,7 +201,7 @@ func Resolve(ctx context.Context, o Options) (*Target, error) {
 			// certificates may still be in the default place.
 			m = nil
 		case errors.Is(err, os.ErrNotExist):
-			return nil, optionErr(localFlag, local, "no %s; give --bundle DIR/NAME, --root, or --endpoints with --cacert, --cert and --key", ManifestPath)
+			return nil, optionErr(localFlag, local, "no %s nor %s; give --bundle DIR/NAME, --root, or --endpoints with --cacert, --cert and --key", ManifestPath, ConfigFilePath)
 		default:
 			return nil, optionErr(localFlag, local, "%w", err)
 		}
@@ -385,7 +385,7 @@ func (t *Target) siblings(bundle string) []seed {
 		if !e.IsDir() || dir == self {
 			continue
 		}
-		m, err := ReadManifest(filepath.Join(dir, filepath.FromSlash(ManifestPath)))
+		m, err := ReadHost(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
