@@ -270,7 +270,7 @@ kubeadm_init() {
 	log "on $cp: ${cmd[*]}"
 	t=$(now)
 	rc=0
-	in_host "$cp" "${cmd[@]}" > >(tee "$work/kubeadm-init.log" | sed "s/^/    [$cp] /" >&2) 2>&1 || rc=$?
+	in_host "$cp" "${cmd[@]}" > >(tee "$work/kubeadm-init.log" | sed -u "s/^/    [$cp] /" >&2) 2>&1 || rc=$?
 	sleep 0.2
 	((rc == 0)) || fail "kubeadm init exited $rc"
 	cmp -s "$work/bundles/kubeadm-config.yaml" "$st/kubeadm-config.yaml" || fail "kubeadm-config.yaml changed"
@@ -311,7 +311,7 @@ etcd_cli() {
 start_writer() {
 	nsenter --net="/run/netns/$(ns_of "$cp")" "$out/writer" \
 		-kubeconfig "$(state_of "$cp")/root/etc/kubernetes/admin.conf" -interval 100ms \
-		>"$work/writer.out" 2> >(tee "$work/writer.log" | sed 's/^/    /' >&2) &
+		>"$work/writer.out" 2> >(tee "$work/writer.log" | sed -u 's/^/    /' >&2) &
 	writer_pid=$!
 	sleep 3
 	kill -0 "$writer_pid" 2>/dev/null || fail "the writer exited at once"
