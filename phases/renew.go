@@ -153,14 +153,14 @@ func (r *Runner) checkAddresses() error {
 				return addressChanged(h, old.Address, recordedPath)
 			}
 		}
-		path := r.HostPath(h, etcdops.ManifestPath)
-		m, err := etcdops.ReadManifest(path)
+		// The static Pod's manifest, or a systemd member's etcd.conf.yml.
+		m, err := etcdops.ReadHost(r.HostRoot(h))
 		if err != nil {
-			continue // no manifest, or not ours to read: the certificates say the rest
+			continue // neither, or not ours to read: the certificates say the rest
 		}
 		for _, u := range m.PeerURLs {
 			if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" && !sameAddress(pu.Hostname(), h.Address) {
-				return addressChanged(h, pu.Hostname(), path)
+				return addressChanged(h, pu.Hostname(), m.Path)
 			}
 		}
 	}

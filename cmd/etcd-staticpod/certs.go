@@ -239,14 +239,15 @@ func loadChecked(path string) (*spec.Cluster, error) {
 }
 
 // nodeItems lists a node's certificates; the host's name and certificate
-// folder come from its etcd manifest when there is one.
+// folder come from its etcd manifest (or a systemd member's etcd.conf.yml)
+// when there is one.
 func nodeItems(c *cli.Context) ([]expiry.Item, error) {
 	root := c.String("root")
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("--root %q: no such folder", root)
 	}
 	certDir, host := spec.DefaultCertDir, ""
-	if m, err := etcdops.ReadManifest(filepath.Join(root, etcdops.ManifestPath)); err == nil {
+	if m, err := etcdops.ReadHost(root); err == nil {
 		certDir, host = m.CertDir, m.Name
 	}
 	if path := c.String("config"); path != "" {

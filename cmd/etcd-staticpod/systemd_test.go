@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,5 +151,67 @@ func TestRuntimeRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCertsSystemdLayout: check-expiration and renew read the systemd
+// layout: the host's name and certificate folder from etcd.conf.yml on a
+// node, a moved address found in it, and a renewal that keeps the unit
+// and the config file in the archives.
+func TestCertsSystemdLayout(t *testing.T) {
+	bin := binary(t)
+	out := filepath.Join(t.TempDir(), "bundles")
+	if stdout, stderr, code := etcdtest.Exec(t, bin, "init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--runtime", "systemd", "--cert-dir", "/srv/pki", "--out", out); code != 0 {
+		t.Fatalf("init: exit %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code := etcdtest.Exec(t, bin, "certs", "check-expiration", "--root", filepath.Join(out, "etcd02"), "-o", "json")
+	if code != 0 {
+		t.Fatalf("check-expiration --root: exit %d\n%s", code, stderr)
+	}
+	var report struct {
+		Certificates []struct {
+			Host, Path string
+			Missing    bool
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+		t.Fatal(err)
+	}
+	if len(report.Certificates) == 0 {
+		t.Fatalf("no certificates listed:\n%s", stdout)
+	}
+	for _, c := range report.Certificates {
+		if c.Host != "etcd02" || c.Missing || !strings.Contains(c.Path, "/srv/pki/") {
+			t.Errorf("listed %+v, want etcd02's certificates under /srv/pki, found through etcd.conf.yml", c)
+		}
+	}
+	before, _ := os.ReadFile(filepath.Join(out, "etcd01", "srv/pki/etcd/server.crt"))
+	if stdout, stderr, code := etcdtest.Exec(t, bin, "certs", "renew", "all", "--out", out); code != 0 {
+		t.Fatalf("renew: exit %d\n%s%s", code, stdout, stderr)
+	}
+	after, _ := os.ReadFile(filepath.Join(out, "etcd01", "srv/pki/etcd/server.crt"))
+	if len(after) == 0 || string(after) == string(before) {
+		t.Error("renew did not replace etcd01's server certificate")
+	}
+	list, err := exec.Command("tar", "-tzf", filepath.Join(out, "etcd01.tar.gz")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"etc/etcd/etcd.conf.yml", "etc/systemd/system/etcd.service", "srv/pki/etcd/server.key"} {
+		if !strings.Contains(string(list), want+"\n") {
+			t.Errorf("the renewed archive lacks %s", want)
+		}
+	}
+	// A spec that moves etcd02 is refused by what its etcd.conf.yml says.
+	if err := os.Remove(filepath.Join(out, "cluster.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	moved := writeFile(t, filepath.Join(t.TempDir(), "moved.yaml"), "apiVersion: etcd-staticpod.io/v1alpha1\nkind: EtcdCluster\nruntime: systemd\ncertDir: /srv/pki\nencryptionAlgorithm: ECDSA-P256\nhosts:\n- name: etcd01\n  address: 10.107.88.15\n- name: etcd02\n  address: 10.107.88.26\n- name: etcd03\n  address: 10.107.88.17\n")
+	treeBefore := treeHash(t, out)
+	args := []string{"certs", "renew", "all", "--out", out, "--config", moved}
+	stdout, stderr, code = etcdtest.Exec(t, bin, args...)
+	assertOneLine(t, args, stdout, stderr, code, `host "etcd02": address 10.107.88.26 in the spec is not 10.107.88.16 recorded in `+filepath.Join(out, "etcd02", "etc/etcd/etcd.conf.yml"))
+	if treeHash(t, out) != treeBefore {
+		t.Error("the refused renewal changed the bundles")
 	}
 }
