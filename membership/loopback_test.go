@@ -27,10 +27,10 @@ import (
 
 // New hosts join on port 2380 of their own loopback address, since the
 // member list is told that URL before the member runs; these addresses
-// are outside the range etcdtest gives the first hosts.
-const (
-	addr4 = "127.0.0.94"
-	addr5 = "127.0.0.95"
+// are in this package's range, above the first hosts'.
+var (
+	addr4 = etcdtest.Addr(94)
+	addr5 = etcdtest.Addr(95)
 )
 
 // requestTimeout keeps a check of a stopped member short.
@@ -205,7 +205,7 @@ func TestScaleOutAndIn(t *testing.T) {
 
 	t.Run("refusals", func(t *testing.T) {
 		wantRefusal(t, bin, dir, 2, `host "etcd02" is already in the spec`, args("add", "etcd02=127.0.0.50")...)
-		wantRefusal(t, bin, dir, 2, `address 127.0.0.12 is already host "etcd02"'s`, args("add", "etcd09=127.0.0.12")...)
+		wantRefusal(t, bin, dir, 2, `address `+etcdtest.Addr(12)+` is already host "etcd02"'s`, args("add", "etcd09="+etcdtest.Addr(12))...)
 		wantRefusal(t, bin, dir, 2, `is not a DNS-1123 label`, args("add", "Etcd09=127.0.0.59")...)
 		wantRefusal(t, bin, dir, 2, `is not an IPv4 or IPv6 address`, args("add", "etcd09=not-an-ip")...)
 		wantRefusal(t, bin, dir, 2, `--timeout "soon"`, args("add", "--timeout", "soon", "etcd09=127.0.0.59")...)

@@ -168,7 +168,7 @@ func TestPreflight(t *testing.T) {
 
 	o = opts
 	more := *current
-	more.Hosts = append(append([]spec.Host(nil), current.Hosts...), spec.Host{Name: "etcd04", Address: "127.0.0.14"})
+	more.Hosts = append(append([]spec.Host(nil), current.Hosts...), spec.Host{Name: "etcd04", Address: etcdtest.Addr(14)})
 	o.Current, o.Next = &more, withImage(&more, "3.6.16-0")
 	if _, err := Run(ctx, o); err == nil || !strings.Contains(err.Error(), "host etcd04 of the cluster spec is not a member of the cluster") {
 		t.Errorf("a spec host that is no member: %v", err)

@@ -1,9 +1,10 @@
 // Package etcdtest runs real etcd clusters from the bundles that
 // `etcd-staticpod init` writes, for tests of the day-2 commands. Each
 // member runs the command line of its own static Pod manifest, with the
-// bundle's certificates, on its own loopback address (127.0.0.11, .12, ...)
-// and free ports; the manifests in the bundle folder are rewritten to those
-// ports so that resolving from a bundle finds the running cluster.
+// bundle's certificates, on its own loopback address (Addr(11), Addr(12),
+// ... in the test package's own range) and free ports; the manifests in the
+// bundle folder are rewritten to those ports so that resolving from a
+// bundle finds the running cluster.
 package etcdtest
 
 import (
@@ -14,6 +15,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"net"
 	"net/http"
@@ -195,11 +197,32 @@ func ExecInit(bin string) Initializer {
 	}
 }
 
-// Hosts names n hosts etcd01... on 127.0.0.11...; loopback only.
+// Addr is loopback address i (1 to 254) of this test package's own range,
+// 127.A.B.i, with A and B drawn from the package's folder: packages that
+// `make test` runs at once, and one package run from two checkouts, serve
+// on addresses apart, so that neither takes a port the other has just
+// picked, nor a fixed port (2379, 2380) the other listens on.
+func Addr(i int) string {
+	dir, err := os.Getwd() // go test runs a package's tests in its folder
+	if err != nil {
+		dir = os.Args[0]
+	}
+	return addrIn(dir, i)
+}
+
+// addrIn is address i of the range of the package in dir.
+func addrIn(dir string, i int) string {
+	h := fnv.New32a()
+	h.Write([]byte(dir))
+	sum := h.Sum32()
+	return fmt.Sprintf("127.%d.%d.%d", 1+sum%254, 1+(sum>>8)%254, i)
+}
+
+// Hosts names n hosts etcd01... on Addr(11)...; loopback only.
 func Hosts(n int) string {
 	var hosts []string
 	for i := 1; i <= n; i++ {
-		hosts = append(hosts, fmt.Sprintf("etcd%02d=127.0.0.%d", i, 10+i))
+		hosts = append(hosts, fmt.Sprintf("etcd%02d=%s", i, Addr(10+i)))
 	}
 	return strings.Join(hosts, ",")
 }
@@ -301,6 +324,45 @@ func Run(tb testing.TB, dir string) *Cluster {
 		tb.Fatalf("no host folder with %s in %s", etcdops.ManifestPath, dir)
 	}
 
+	originals := make([][]byte, len(manifests))
+	for i, m := range manifests {
+		if originals[i], err = os.ReadFile(m.Path); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	tb.Cleanup(func() {
+		for _, m := range c.Members {
+			m.stop()
+		}
+		if tb.Failed() {
+			for _, m := range c.Members {
+				tb.Logf("last lines of %s's log:\n%s", m.Name, tail(m.LogFile, 25))
+			}
+		}
+	})
+	// The ports are free when picked, but released before etcd binds
+	// them: another process may take one in between. Such a start is
+	// tried again on other ports, from fresh data folders.
+	for attempt := 1; ; attempt++ {
+		err := c.launch(tb, manifests, originals)
+		if err == nil {
+			return c
+		}
+		for _, m := range c.Members {
+			m.stop()
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			tb.Fatal(err)
+		}
+		tb.Logf("a port was taken before etcd bound it (%v); starting again on other ports", firstLine(err))
+	}
+}
+
+// launch gives every member free ports, rewrites the manifests (from
+// their original text) to them, starts every member and waits until all
+// are ready.
+func (c *Cluster) launch(tb testing.TB, manifests []*etcdops.Manifest, originals [][]byte) error {
+	tb.Helper()
 	// Every member address keeps its address and gets free ports.
 	ports := newPorts(tb)
 	shared := map[string]string{}
@@ -341,6 +403,7 @@ func Run(tb testing.TB, dir string) *Cluster {
 		}
 		mem.DataDir = filepath.Join(tb.TempDir(), "data")
 		mem.LogFile = filepath.Join(tb.TempDir(), m.Name+".log")
+		mem.args = nil
 		for _, a := range m.Command[1:] {
 			name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 			switch {
@@ -368,11 +431,7 @@ func Run(tb testing.TB, dir string) *Cluster {
 			mem.args = append(mem.args, "--listen-metrics-urls="+mem.MetricsURL)
 		}
 		// The manifest now names the ports the member really serves on.
-		data, err := os.ReadFile(m.Path)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		data = urlHost.ReplaceAllFunc(data, func(s []byte) []byte {
+		data := urlHost.ReplaceAllFunc(originals[i], func(s []byte) []byte {
 			sub := urlHost.FindSubmatch(s)
 			if to, ok := shared[string(sub[2])]; ok {
 				return append(append([]byte{}, sub[1]...), to...)
@@ -385,27 +444,22 @@ func Run(tb testing.TB, dir string) *Cluster {
 	}
 	ports.release()
 
-	tb.Cleanup(func() {
-		for _, m := range c.Members {
-			m.stop()
-		}
-		if tb.Failed() {
-			for _, m := range c.Members {
-				tb.Logf("last lines of %s's log:\n%s", m.Name, tail(m.LogFile, 25))
-			}
-		}
-	})
 	for _, m := range c.Members {
 		if err := m.start(); err != nil {
-			tb.Fatal(err)
+			return err
 		}
 	}
 	for _, m := range c.Members {
-		if err := m.waitReady(StartTimeout); err != nil {
-			tb.Fatal(err)
+		if err := m.waitReady(StartTimeout, c.Members); err != nil {
+			return err
 		}
 	}
-	return c
+	return nil
+}
+
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
 }
 
 // Stop stops a member (SIGTERM, then SIGKILL) and waits for it to exit.
@@ -428,7 +482,7 @@ func (c *Cluster) Start(tb testing.TB, name string) {
 	if err := m.start(); err != nil {
 		tb.Fatal(err)
 	}
-	if err := m.waitReady(StartTimeout); err != nil {
+	if err := m.waitReady(StartTimeout, []*Member{m}); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -456,14 +510,15 @@ func (m *Member) stop() {
 }
 
 // waitReady polls /readyz, which needs a leader and a linearizable read.
-func (m *Member) waitReady(timeout time.Duration) error {
+// It gives up at once when one of the members started with it exits.
+func (m *Member) waitReady(timeout time.Duration, started []*Member) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		select {
-		case <-m.proc.Done():
-			return fmt.Errorf("etcd %s exited: %v\n%s", m.Name, m.proc.Err(), tail(m.LogFile, 25))
-		default:
+		for _, o := range started {
+			if o.proc.Exited() {
+				return fmt.Errorf("etcd %s exited: %v\n%s", o.Name, o.proc.Err(), tail(o.LogFile, 25))
+			}
 		}
 		resp, err := client.Get(m.MetricsURL + "/readyz")
 		if err == nil {
