@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -356,4 +357,56 @@ func hostSteps(c *spec.Cluster, m RestoredMember) (stop, swap, start []string) {
 // keeping its modes.
 func copyCommand(h spec.Host, m RestoredMember) string {
 	return shellcmd.Join("scp", "-rp", m.Written, shellcmd.SCPTarget("root", h.Address, path.Dir(m.RestoreDir)+"/"))
+}
+
+// WriteRunbook writes what the operator does with a restore: stop every
+// member, swap each restored folder in, start them, check, clean up. out
+// is the bundle folder; local says the commands run on the node itself
+// (--root), not through ssh from the machine that restored.
+func (r *RestoreResult) WriteRunbook(w io.Writer, out string, local bool) error {
+	fmt.Fprintln(w, "\nEvery member must be restored from this same snapshot with this same token, and no")
+	fmt.Fprintln(w, "member may run on its old data once one runs on restored data.")
+	on := func(m RestoredMember, cmds []string) string {
+		line := strings.Join(cmds, " && ")
+		if local {
+			return "  " + line
+		}
+		return "  " + shellcmd.Join("ssh", shellcmd.SSHTarget("root", m.Address), line)
+	}
+	if len(r.Members) < r.AllHosts {
+		fmt.Fprintf(w, "Restore every other host the same way, with --token %s and this snapshot (SHA-256 %s):\n", r.Token, r.Snapshot.SHA256)
+		fmt.Fprintf(w, "  etcd-staticpod snapshot restore SNAPSHOT --config %s --node NAME --root / --token %s\n", spec.FileName, r.Token)
+	}
+	fmt.Fprintln(w, "\n1. Stop etcd on EVERY host before any data is swapped: kubelet stops the static Pod once its")
+	fmt.Fprintln(w, "   manifest leaves /etc/kubernetes/manifests; wait until the container is gone.")
+	for _, m := range r.Members {
+		fmt.Fprintln(w, on(m, m.Stop))
+	}
+	if local {
+		fmt.Fprintln(w, "2. Once etcd is stopped on every host, move the old data folder aside and the restored one in:")
+	} else {
+		fmt.Fprintln(w, "2. Once etcd is stopped on every host, copy each restored folder to its host, move the old")
+		fmt.Fprintln(w, "   data folder aside and the restored one in:")
+	}
+	for _, m := range r.Members {
+		if m.Copy != "" {
+			fmt.Fprintln(w, "  "+m.Copy)
+		}
+		fmt.Fprintln(w, on(m, m.Swap))
+	}
+	fmt.Fprintln(w, "3. Start etcd on every host: move the manifests back.")
+	for _, m := range r.Members {
+		fmt.Fprintln(w, on(m, m.Start))
+	}
+	fmt.Fprintln(w, "4. Check the new cluster; once it is healthy the old data folders can go:")
+	if local {
+		fmt.Fprintln(w, "  etcd-staticpod health && etcd-staticpod members")
+	} else {
+		fmt.Fprintf(w, "  etcd-staticpod health --bundle %s && etcd-staticpod members --bundle %s\n",
+			filepath.Join(out, r.Members[0].Name), filepath.Join(out, r.Members[0].Name))
+	}
+	for _, m := range r.Members {
+		fmt.Fprintln(w, on(m, []string{"rm -rf " + shellcmd.Quote(m.AsideDir)}))
+	}
+	return nil
 }

@@ -123,6 +123,50 @@ type Result struct {
 	SpecRecorded bool
 }
 
+// NewImage is the image an upgrade moves to as the flags give it; an
+// empty field was not given.
+type NewImage struct {
+	// Image is a whole reference (--image); it overrides the others.
+	Image string
+	// Version is the tag (--etcd-version), Repository the registry
+	// (--image-repository).
+	Version, Repository string
+}
+
+// NextSpec is current with the new image, checked: the image must name an
+// etcd version, and a spec that sets etcd.image is only moved by a new
+// image, never by a version or a repository it would override.
+func NextSpec(current *spec.Cluster, img NewImage) (*spec.Cluster, error) {
+	n := *current
+	if current.Etcd.Image != "" && img.Image == "" {
+		flag, value := "etcd-version", img.Version
+		if img.Version == "" {
+			flag, value = "image-repository", img.Repository
+		}
+		return nil, fmt.Errorf("--%s %q: the spec sets etcd.image %q, which overrides it; give --image", flag, value, current.Etcd.Image)
+	}
+	if img.Image != "" {
+		n.Etcd.Image = img.Image
+	}
+	if img.Version != "" {
+		n.Etcd.Version = img.Version
+	}
+	if img.Repository != "" {
+		n.Etcd.ImageRepository = img.Repository
+	}
+	if _, err := ImageVersion(n.EtcdImage()); err != nil {
+		flag, value := "etcd-version", img.Version
+		if img.Image != "" {
+			flag, value = "image", img.Image
+		}
+		return nil, fmt.Errorf("--%s %q: %w", flag, value, err)
+	}
+	if _, err := n.Validate(); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
 // upgrader is one run.
 type upgrader struct {
 	o      Options

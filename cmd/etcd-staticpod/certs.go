@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,11 +11,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
-	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
@@ -105,9 +101,9 @@ func checkExpiration(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badArgs(fmt.Errorf("unexpected argument %q: check-expiration takes flags only", c.Args().First()))
 	}
-	format := c.String("output")
-	if format != "table" && format != "json" && format != "yaml" && format != "prometheus" {
-		return badArgs(fmt.Errorf("--output %q: want table, json, yaml or prometheus", format))
+	format, err := outputFormat(c, "prometheus")
+	if err != nil {
+		return err
 	}
 	within := time.Duration(-1)
 	if c.IsSet("within") {
@@ -128,13 +124,13 @@ func checkExpiration(c *cli.Context) error {
 	if d := c.String("cert-dir"); c.IsSet("cert-dir") && !filepath.IsAbs(d) {
 		return badArgs(fmt.Errorf("--cert-dir %q: must be an absolute path on the hosts", d))
 	}
-	var items []expiry.Item
-	var err error
+	src := expiry.Source{Config: c.String("config"), CertDir: c.String("cert-dir")}
 	if c.IsSet("root") {
-		items, err = nodeItems(c)
+		src.Root = c.String("root")
 	} else {
-		items, err = bundleItems(c)
+		src.Out = c.String("out")
 	}
+	items, err := expiry.Items(src)
 	if err != nil {
 		return badArgs(err)
 	}
@@ -179,105 +175,12 @@ func dueLabel(e expiry.Entry) string {
 	return e.Label() + " (" + expiry.ResidualTime(e.Residual) + " left)"
 }
 
-// bundleItems lists a bundle folder's certificates: the hosts of the spec,
-// else the folders that hold certificates.
-func bundleItems(c *cli.Context) ([]expiry.Item, error) {
-	out := c.String("out")
-	if fi, err := os.Stat(out); err != nil {
-		return nil, fmt.Errorf("--out %q: no such folder; give the bundle folder init wrote, or --root / on a node", out)
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("--out %q: not a folder; give the bundle folder init wrote, or --root / on a node", out)
-	}
-	certDir, cpCertDir := spec.DefaultCertDir, spec.DefaultControlPlaneCertDir
-	var hosts []string
-	path := c.String("config")
-	if recorded := filepath.Join(out, spec.FileName); path == "" && fileExists(recorded) {
-		path = recorded
-	}
-	if path != "" {
-		cl, err := loadChecked(path)
-		if err != nil {
-			return nil, err
-		}
-		for _, h := range cl.Hosts {
-			hosts = append(hosts, h.Name)
-		}
-		certDir, cpCertDir = cl.CertDir, cl.ControlPlane.CertDir
-	}
-	if c.IsSet("cert-dir") {
-		certDir = c.String("cert-dir")
-	}
-	if path == "" {
-		dirs, err := os.ReadDir(out)
-		if err != nil {
-			return nil, fmt.Errorf("--out %q: %w", out, err)
-		}
-		for _, d := range dirs {
-			if d.IsDir() && d.Name() != "pki" && d.Name() != expiry.ControlPlaneHost && fileExists(filepath.Join(out, d.Name(), certDir, "etcd")) {
-				hosts = append(hosts, d.Name())
-			}
-		}
-		if len(hosts) == 0 && !fileExists(filepath.Join(out, "pki", "etcd")) {
-			return nil, fmt.Errorf("--out %q: no bundles here (no %s, no pki/etcd, no host folder with %s); give the bundle folder init wrote, or --root / on a node", out, spec.FileName, certDir)
-		}
-	}
-	return expiry.Bundle(out, hosts, certDir, cpCertDir), nil
-}
-
-// loadChecked reads a spec for reading certificates: defaulted and
-// validated, so that a host name in it cannot lead outside the folder.
-func loadChecked(path string) (*spec.Cluster, error) {
-	cl, err := spec.Load(path)
-	if err != nil {
-		return nil, badArgs(err)
-	}
-	cl.SetDefaults()
-	if _, err := cl.Validate(); err != nil {
-		return nil, badArgs(fmt.Errorf("cluster spec %s: %w", path, err))
-	}
-	return cl, nil
-}
-
-// nodeItems lists a node's certificates; the host's name and certificate
-// folder come from its etcd manifest (or a systemd member's etcd.conf.yml)
-// when there is one.
-func nodeItems(c *cli.Context) ([]expiry.Item, error) {
-	root := c.String("root")
-	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("--root %q: no such folder", root)
-	}
-	certDir, host := spec.DefaultCertDir, ""
-	if m, err := etcdops.ReadHost(root); err == nil {
-		certDir, host = m.CertDir, m.Name
-	}
-	if path := c.String("config"); path != "" {
-		cl, err := loadChecked(path)
-		if err != nil {
-			return nil, err
-		}
-		certDir = cl.CertDir
-	}
-	if c.IsSet("cert-dir") {
-		certDir = c.String("cert-dir")
-	}
-	return expiry.Node(root, host, certDir), nil
-}
-
 func printExpiration(w io.Writer, format string, entries []expiry.Entry, within time.Duration) error {
 	switch format {
 	case "prometheus":
 		return printExpiryMetrics(w, expiry.Expiries(entries))
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(expiry.Rows(entries, within))
-	case "yaml":
-		b, err := yaml.Marshal(expiry.Rows(entries, within))
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
+	case "json", "yaml":
+		return writeDoc(w, format, expiry.Rows(entries, within))
 	}
 	yesNo := func(b bool) string {
 		if b {
@@ -400,9 +303,9 @@ func renewFlags() []cli.Flag {
 }
 
 func renew(c *cli.Context, profiles []certs.Profile) error {
-	format := c.String("output")
-	if format != "table" && format != "json" && format != "yaml" {
-		return badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
 	}
 	for _, name := range []string{"out", "root", "node", "config", "ca-cert", "ca-key"} {
 		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
@@ -481,18 +384,8 @@ func renewalRows(done []phases.Renewal) []renewalRow {
 
 func printRenewals(w io.Writer, format string, done []phases.Renewal) error {
 	rows := renewalRows(done)
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	case "yaml":
-		b, err := yaml.Marshal(rows)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
+	if format != "table" {
+		return writeDoc(w, format, rows)
 	}
 	if len(rows) == 0 {
 		return errors.New("nothing was renewed")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
@@ -76,10 +74,11 @@ func connect(c *cli.Context) (*session, error) {
 	if c.NArg() > 0 {
 		return nil, badArgs(fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), c.Command.Name))
 	}
-	p, err := newPrinter(c.String("output"), c.App.Writer)
+	format, err := outputFormat(c)
 	if err != nil {
-		return nil, badArgs(err)
+		return nil, err
 	}
+	p := newPrinter(format, c.App.Writer)
 	ctx, cancel, err := commandDeadline(c)
 	if err != nil {
 		return nil, err
@@ -300,16 +299,12 @@ type printer interface {
 	Members([]etcdops.Member) error
 }
 
-func newPrinter(format string, w io.Writer) (printer, error) {
-	switch format {
-	case "table":
-		return tablePrinter{w}, nil
-	case "json":
-		return jsonPrinter{w}, nil
-	case "yaml":
-		return yamlPrinter{w}, nil
+// newPrinter prints in a format outputFormat has checked.
+func newPrinter(format string, w io.Writer) printer {
+	if format == "table" {
+		return tablePrinter{w}
 	}
-	return nil, fmt.Errorf("--output %q: want table, json or yaml", format)
+	return docPrinter{w, format}
 }
 
 // The rows below are the JSON and YAML documents; their field names are
@@ -400,32 +395,21 @@ func formatTook(d time.Duration) string {
 	return d.Round(time.Microsecond).String()
 }
 
-type jsonPrinter struct{ w io.Writer }
-
-func (p jsonPrinter) write(v any) error {
-	enc := json.NewEncoder(p.w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// docPrinter writes the JSON or YAML documents.
+type docPrinter struct {
+	w      io.Writer
+	format string
 }
 
-func (p jsonPrinter) Health(in []etcdops.EndpointHealth) error { return p.write(healthRows(in)) }
-func (p jsonPrinter) Status(in []etcdops.EndpointStatus) error { return p.write(statusRows(in)) }
-func (p jsonPrinter) Members(in []etcdops.Member) error        { return p.write(memberRows(in)) }
-
-type yamlPrinter struct{ w io.Writer }
-
-func (p yamlPrinter) write(v any) error {
-	b, err := yaml.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = p.w.Write(b)
-	return err
+func (p docPrinter) Health(in []etcdops.EndpointHealth) error {
+	return writeDoc(p.w, p.format, healthRows(in))
 }
-
-func (p yamlPrinter) Health(in []etcdops.EndpointHealth) error { return p.write(healthRows(in)) }
-func (p yamlPrinter) Status(in []etcdops.EndpointStatus) error { return p.write(statusRows(in)) }
-func (p yamlPrinter) Members(in []etcdops.Member) error        { return p.write(memberRows(in)) }
+func (p docPrinter) Status(in []etcdops.EndpointStatus) error {
+	return writeDoc(p.w, p.format, statusRows(in))
+}
+func (p docPrinter) Members(in []etcdops.Member) error {
+	return writeDoc(p.w, p.format, memberRows(in))
+}
 
 type tablePrinter struct{ w io.Writer }
 

@@ -258,10 +258,7 @@ func TestPrinters(t *testing.T) {
 	}
 	// Empty results are empty lists, never null.
 	var buf bytes.Buffer
-	p, err := newPrinter("json", &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPrinter("json", &buf)
 	if err := p.Members(nil); err != nil || strings.TrimSpace(buf.String()) != "[]" {
 		t.Errorf("%q %v", buf.String(), err)
 	}

@@ -312,9 +312,9 @@ type memberRun struct {
 }
 
 func newMemberRun(c *cli.Context) (*memberRun, error) {
-	format := c.String("output")
-	if format != "table" && format != "json" && format != "yaml" {
-		return nil, badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	format, err := outputFormat(c)
+	if err != nil {
+		return nil, err
 	}
 	for _, name := range []string{"out", "config", "bundle", "cacert", "cert", "key", "identity", "ca-cert", "ca-key"} {
 		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
@@ -381,14 +381,11 @@ func parseWait(c *cli.Context) (time.Duration, error) {
 // YAML.
 func (r *memberRun) print(doc any, members []etcdops.Member) error {
 	var err error
-	switch r.format {
-	case "json":
-		err = jsonPrinter{r.out}.write(doc)
-	case "yaml":
-		err = yamlPrinter{r.out}.write(doc)
-	default:
+	if r.format == "table" {
 		fmt.Fprintln(r.out)
 		err = tablePrinter{r.out}.Members(members)
+	} else {
+		err = writeDoc(r.out, r.format, doc)
 	}
 	if err != nil {
 		return fmt.Errorf("print result: %w", err)

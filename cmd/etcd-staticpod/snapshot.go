@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,11 +12,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
-	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -321,13 +318,6 @@ Examples:
 	}
 }
 
-func outputFormat(c *cli.Context) (string, error) {
-	if _, err := newPrinter(c.String("output"), io.Discard); err != nil {
-		return "", badArgs(err)
-	}
-	return c.String("output"), nil
-}
-
 // loadRestoreSpec reads --config, else OUT/cluster.yaml, defaulted and
 // validated.
 func loadRestoreSpec(c *cli.Context) (*spec.Cluster, error) {
@@ -421,20 +411,6 @@ func printSaved(w io.Writer, format string, r *snapshot.SaveResult, inDir *snaps
 	return tw.Flush()
 }
 
-func writeDoc(w io.Writer, format string, v any) error {
-	if format == "yaml" {
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 // restoredDoc is the JSON and YAML document of snapshot restore.
 type restoredDoc struct {
 	Token          string              `json:"token"`
@@ -468,52 +444,7 @@ func printRestored(w io.Writer, format string, r *snapshot.RestoreResult, out, r
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nEvery member must be restored from this same snapshot with this same token, and no")
-	fmt.Fprintln(w, "member may run on its old data once one runs on restored data.")
-	local := root != ""
-	on := func(m snapshot.RestoredMember, cmds []string) string {
-		line := strings.Join(cmds, " && ")
-		if local {
-			return "  " + line
-		}
-		return "  " + shellcmd.Join("ssh", shellcmd.SSHTarget("root", m.Address), line)
-	}
-	if len(r.Members) < r.AllHosts {
-		fmt.Fprintf(w, "Restore every other host the same way, with --token %s and this snapshot (SHA-256 %s):\n", r.Token, r.Snapshot.SHA256)
-		fmt.Fprintf(w, "  etcd-staticpod snapshot restore SNAPSHOT --config %s --node NAME --root / --token %s\n", spec.FileName, r.Token)
-	}
-	fmt.Fprintln(w, "\n1. Stop etcd on EVERY host before any data is swapped: kubelet stops the static Pod once its")
-	fmt.Fprintln(w, "   manifest leaves /etc/kubernetes/manifests; wait until the container is gone.")
-	for _, m := range r.Members {
-		fmt.Fprintln(w, on(m, m.Stop))
-	}
-	if local {
-		fmt.Fprintln(w, "2. Once etcd is stopped on every host, move the old data folder aside and the restored one in:")
-	} else {
-		fmt.Fprintln(w, "2. Once etcd is stopped on every host, copy each restored folder to its host, move the old")
-		fmt.Fprintln(w, "   data folder aside and the restored one in:")
-	}
-	for _, m := range r.Members {
-		if m.Copy != "" {
-			fmt.Fprintln(w, "  "+m.Copy)
-		}
-		fmt.Fprintln(w, on(m, m.Swap))
-	}
-	fmt.Fprintln(w, "3. Start etcd on every host: move the manifests back.")
-	for _, m := range r.Members {
-		fmt.Fprintln(w, on(m, m.Start))
-	}
-	fmt.Fprintln(w, "4. Check the new cluster; once it is healthy the old data folders can go:")
-	if local {
-		fmt.Fprintln(w, "  etcd-staticpod health && etcd-staticpod members")
-	} else {
-		fmt.Fprintf(w, "  etcd-staticpod health --bundle %s && etcd-staticpod members --bundle %s\n",
-			filepath.Join(out, r.Members[0].Name), filepath.Join(out, r.Members[0].Name))
-	}
-	for _, m := range r.Members {
-		fmt.Fprintln(w, on(m, []string{"rm -rf " + shellcmd.Quote(m.AsideDir)}))
-	}
-	return nil
+	return r.WriteRunbook(w, out, root != "")
 }
 
 // progressBar draws the transfer on a terminal, at most ten times a

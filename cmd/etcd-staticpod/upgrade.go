@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
@@ -107,9 +105,9 @@ func runUpgrade(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badArgs(fmt.Errorf("unexpected argument %q: upgrade takes flags only", c.Args().First()))
 	}
-	format := c.String("output")
-	if format != "table" && format != "json" && format != "yaml" {
-		return badArgs(fmt.Errorf("--output %q: want table, json or yaml", format))
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
 	}
 	durations := map[string]time.Duration{}
 	for _, name := range []string{"timeout", "request-timeout"} {
@@ -187,34 +185,11 @@ func upgradeSpecs(c *cli.Context) (current, next *spec.Cluster, err error) {
 	if _, err := current.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("cluster spec %s: %w", path, err)
 	}
-	n := *current
-	if current.Etcd.Image != "" && !c.IsSet("image") {
-		flag := "etcd-version"
-		if !c.IsSet("etcd-version") {
-			flag = "image-repository"
-		}
-		return nil, nil, fmt.Errorf("--%s %q: the spec sets etcd.image %q, which overrides it; give --image", flag, c.String(flag), current.Etcd.Image)
-	}
-	if c.IsSet("image") {
-		n.Etcd.Image = c.String("image")
-	}
-	if c.IsSet("etcd-version") {
-		n.Etcd.Version = c.String("etcd-version")
-	}
-	if c.IsSet("image-repository") {
-		n.Etcd.ImageRepository = c.String("image-repository")
-	}
-	if _, err := upgrade.ImageVersion(n.EtcdImage()); err != nil {
-		flag := "etcd-version"
-		if c.IsSet("image") {
-			flag = "image"
-		}
-		return nil, nil, fmt.Errorf("--%s %q: %w", flag, c.String(flag), err)
-	}
-	if _, err := n.Validate(); err != nil {
+	next, err = upgrade.NextSpec(current, upgrade.NewImage{Image: c.String("image"), Version: c.String("etcd-version"), Repository: c.String("image-repository")})
+	if err != nil {
 		return nil, nil, err
 	}
-	return current, &n, nil
+	return current, next, nil
 }
 
 // upgradeRow is one host in the JSON and YAML summary; its field names are
@@ -245,18 +220,8 @@ func printUpgrade(w io.Writer, format string, res *upgrade.Result) error {
 			Leader: h.Leader, Took: formatTook(h.Took), Error: h.Error,
 		})
 	}
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
-	case "yaml":
-		b, err := yaml.Marshal(sum)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
+	if format != "table" {
+		return writeDoc(w, format, sum)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tADDRESS\tFROM\tTO\tSTATE\tLEADER\tTOOK\tERROR")
