@@ -96,23 +96,6 @@ type clusterConfigurationV1beta4 struct {
 	Etcd                        etcdV1beta4 `json:"etcd"`
 }
 
-// v1beta3 has no encryptionAlgorithm or validity periods and keeps
-// extraArgs as maps; only its external-etcd form is written.
-type etcdV1beta3 struct {
-	External *externalEtcd `json:"external,omitempty"`
-}
-
-type clusterConfigurationV1beta3 struct {
-	APIVersion           string      `json:"apiVersion"`
-	Kind                 string      `json:"kind"`
-	KubernetesVersion    string      `json:"kubernetesVersion,omitempty"`
-	ControlPlaneEndpoint string      `json:"controlPlaneEndpoint,omitempty"`
-	CertificatesDir      string      `json:"certificatesDir,omitempty"`
-	Networking           *networking `json:"networking,omitempty"`
-	APIServer            *apiServer  `json:"apiServer,omitempty"`
-	Etcd                 etcdV1beta3 `json:"etcd"`
-}
-
 // HostKubeadmConfig returns h's kubeadmcfg.yaml as the HA etcd guide writes
 // it (an InitConfiguration and a ClusterConfiguration, kubeadm v1beta4),
 // plus every setting of c that differs from kubeadm's defaults, so that
@@ -199,32 +182,23 @@ func ExternalEtcdConfig(c *spec.Cluster) ([]byte, error) {
 		certDir = cp.CertDir
 	}
 
-	var doc any
-	switch v := cp.KubeadmAPIVersion; v {
-	case "v1beta4":
-		doc = clusterConfigurationV1beta4{
-			APIVersion:           kubeadmGroup + v,
-			Kind:                 "ClusterConfiguration",
-			KubernetesVersion:    cp.KubernetesVersion,
-			ControlPlaneEndpoint: cp.ControlPlaneEndpoint,
-			CertificatesDir:      certDir,
-			Networking:           nw,
-			APIServer:            api,
-			Etcd:                 etcdV1beta4{External: ext},
-		}
-	case "v1beta3":
-		doc = clusterConfigurationV1beta3{
-			APIVersion:           kubeadmGroup + v,
-			Kind:                 "ClusterConfiguration",
-			KubernetesVersion:    cp.KubernetesVersion,
-			ControlPlaneEndpoint: cp.ControlPlaneEndpoint,
-			CertificatesDir:      certDir,
-			Networking:           nw,
-			APIServer:            api,
-			Etcd:                 etcdV1beta3{External: ext},
-		}
-	default:
+	v := cp.KubeadmAPIVersion
+	if v != "v1beta4" && v != "v1beta3" {
 		return nil, fmt.Errorf("external etcd config: kubeadm API version %q: want v1beta4 or v1beta3", v)
+	}
+	// The external-etcd form is the same in both versions: what v1beta4
+	// adds (encryptionAlgorithm, the validity periods, local etcd) is not
+	// written here, and v1beta3 keeps extraArgs as maps, which only local
+	// etcd has.
+	doc := clusterConfigurationV1beta4{
+		APIVersion:           kubeadmGroup + v,
+		Kind:                 "ClusterConfiguration",
+		KubernetesVersion:    cp.KubernetesVersion,
+		ControlPlaneEndpoint: cp.ControlPlaneEndpoint,
+		CertificatesDir:      certDir,
+		Networking:           nw,
+		APIServer:            api,
+		Etcd:                 etcdV1beta4{External: ext},
 	}
 	out, err := yaml.Marshal(doc)
 	if err != nil {
