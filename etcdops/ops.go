@@ -155,16 +155,14 @@ func Health(ctx context.Context, t *Target) []EndpointHealth {
 // CheckHealth checks one endpoint.
 func CheckHealth(ctx context.Context, t *Target, endpoint string) EndpointHealth {
 	h := EndpointHealth{Endpoint: endpoint}
-	cli, err := t.Client(endpoint)
+	req, err := t.request(ctx, endpoint)
 	if err != nil {
 		h.Error = err.Error()
 		return h
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
-	defer cancel()
-	ex := t.explainer(ctx, endpoint)
-	defer ex.stop()
+	defer req.close()
+	cli, ex := req.cli, req.ex
+	ctx = req.ctx
 	start := time.Now()
 	// A member without a leader says so at once instead of timing out.
 	_, err = cli.Get(clientv3.WithRequireLeader(ctx), "health")
@@ -206,16 +204,14 @@ func Status(ctx context.Context, t *Target) []EndpointStatus {
 // EndpointStatusOf reads one endpoint's status.
 func EndpointStatusOf(ctx context.Context, t *Target, endpoint string) EndpointStatus {
 	s := EndpointStatus{Endpoint: endpoint}
-	cli, err := t.Client(endpoint)
+	req, err := t.request(ctx, endpoint)
 	if err != nil {
 		s.Error = err.Error()
 		return s
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
-	defer cancel()
-	ex := t.explainer(ctx, endpoint)
-	defer ex.stop()
+	defer req.close()
+	cli, ex := req.cli, req.ex
+	ctx = req.ctx
 	r, err := cli.Status(ctx, endpoint)
 	if err != nil {
 		s.Error = ex.explain(err).Error()

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Explaining a request that gets no answer. The client only reports that
@@ -58,6 +60,33 @@ func (t *Target) explainer(ctx context.Context, endpoint string) *explainer {
 		e.err = t.probe(ctx, endpoint)
 	}()
 	return e
+}
+
+// endpointRequest is one request to one endpoint: its client, the context
+// that bounds it by the target's timeout, and the probe that explains a
+// silence.
+type endpointRequest struct {
+	cli    *clientv3.Client
+	ctx    context.Context
+	ex     *explainer
+	cancel context.CancelFunc
+}
+
+// request opens a client on endpoint for one request within t.Timeout.
+func (t *Target) request(ctx context.Context, endpoint string) (*endpointRequest, error) {
+	cli, err := t.Client(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	return &endpointRequest{cli: cli, ctx: ctx, ex: t.explainer(ctx, endpoint), cancel: cancel}, nil
+}
+
+// close ends the probe, the deadline and the client, in that order.
+func (r *endpointRequest) close() {
+	r.ex.stop()
+	r.cancel()
+	r.cli.Close()
 }
 
 // stop ends the probe; the request no longer needs it.
