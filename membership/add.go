@@ -64,17 +64,11 @@ type AddResult struct {
 // "existing" and the longer --initial-cluster changes nothing for them.
 func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	o.defaults()
-	if o.Wait == 0 {
-		o.Wait = DefaultWait
-	}
-	if o.Wait < 0 {
-		return nil, refuse("--timeout %q: must be positive", o.Wait)
-	}
-	old, path, err := loadSpec(o.Options)
+	s, err := waitingSession(o.Options, &o.Wait)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{opts: o.Options, spec: old, specPath: path}
+	old, path := s.spec, s.specPath
 	h := o.Host
 	arg := h.Name + "=" + h.Address
 	if e, ok := old.Host(h.Name); ok {
@@ -360,17 +354,11 @@ type PromoteResult struct {
 // promotes it. A member that votes already is success.
 func Promote(ctx context.Context, o PromoteOptions) (*PromoteResult, error) {
 	o.defaults()
-	if o.Wait == 0 {
-		o.Wait = DefaultWait
-	}
-	if o.Wait < 0 {
-		return nil, refuse("--timeout %q: must be positive", o.Wait)
-	}
-	c, path, err := loadSpec(o.Options)
+	s, err := waitingSession(o.Options, &o.Wait)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{opts: o.Options, spec: c, specPath: path}
+	c, path := s.spec, s.specPath
 	h, inSpec := c.Host(o.Name)
 	checkCtx, cancel := o.checkDeadline(ctx)
 	defer cancel()

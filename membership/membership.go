@@ -84,6 +84,22 @@ type session struct {
 	members  []etcdops.Member
 }
 
+// waitingSession starts the session of a command that waits for a member:
+// the wait checked (0 means DefaultWait), the spec loaded.
+func waitingSession(o Options, wait *time.Duration) (*session, error) {
+	if *wait == 0 {
+		*wait = DefaultWait
+	}
+	if *wait < 0 {
+		return nil, refuse("--timeout %q: must be positive", *wait)
+	}
+	c, path, err := loadSpec(o)
+	if err != nil {
+		return nil, err
+	}
+	return &session{opts: o, spec: c, specPath: path}, nil
+}
+
 func (o *Options) defaults() {
 	if o.ChecksBy.IsZero() {
 		o.ChecksBy = time.Now().Add(o.Connect.RequestTimeout())
