@@ -11,9 +11,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 )
 
-// compactCommands drop old revisions from the key space.
-func compactCommands() []*cli.Command { return []*cli.Command{compactCommand()} }
-
 func compactCommand() *cli.Command {
 	cmd := clusterCommand(&cli.Command{
 		Name:      "compact",

@@ -12,9 +12,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 )
 
-// defragCommands are the commands that give a member's free space back.
-func defragCommands() []*cli.Command { return []*cli.Command{defragCommand()} }
-
 func defragCommand() *cli.Command {
 	cmd := clusterCommand(&cli.Command{
 		Name:      "defrag",

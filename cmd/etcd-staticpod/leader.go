@@ -9,9 +9,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 )
 
-// leaderCommands hand leadership to another member.
-func leaderCommands() []*cli.Command { return []*cli.Command{moveLeaderCommand()} }
-
 func moveLeaderCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "move-leader",

@@ -109,11 +109,9 @@ func newApp(start time.Time) *cli.App {
 	cmds = append(cmds, memberCommands()...)
 	cmds = append(cmds, snapshotCommands()...)
 	cmds = append(cmds, certsCommands()...)
-	cmds = append(cmds, upgradeCommands()...)
-	cmds = append(cmds, defragCommands()...)
+	cmds = append(cmds, upgradeCommand(), defragCommand())
 	cmds = append(cmds, alarmCommands()...)
-	cmds = append(cmds, compactCommands()...)
-	cmds = append(cmds, leaderCommands()...)
+	cmds = append(cmds, compactCommand(), moveLeaderCommand())
 	for _, cmd := range cmds {
 		oneLineErrors(cmd)
 	}

@@ -18,9 +18,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/upgrade"
 )
 
-// upgradeCommands are the commands that upgrade etcd one member at a time.
-func upgradeCommands() []*cli.Command { return []*cli.Command{upgradeCommand()} }
-
 func upgradeCommand() *cli.Command {
 	return &cli.Command{
 		Name:     "upgrade",
