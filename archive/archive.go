@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
-	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -35,12 +35,7 @@ const modTimeUnix = 946684800
 const MaxFile = 256 << 20
 
 // Modes of what this package writes.
-const (
-	// ArchiveMode: the archives hold private keys.
-	ArchiveMode fs.FileMode = 0o600
-	SumsMode    fs.FileMode = 0o644
-	SumsFile                = "SHA256SUMS"
-)
+const ()
 
 // WriteTarGz writes dst, a gzip'd tar of every folder and regular file under
 // srcDir, named relative to srcDir ("etc/kubernetes/pki/etcd/ca.crt"), so that
@@ -81,7 +76,7 @@ func (p *Packer) WriteTarGz(srcDir, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(dst, data, ArchiveMode); err != nil {
+	if err := atomicfile.WriteFile(dst, data, layout.ModeArchive); err != nil {
 		return fmt.Errorf("archive %s: %w", srcDir, err)
 	}
 	return nil
@@ -150,7 +145,7 @@ func (p *Packer) Pack(fsys fs.FS, dir string) ([]byte, error) {
 		if name == "." {
 			return nil
 		}
-		if atomicfile.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name()) {
+		if atomicfile.IsTemp(d.Name()) || d.Name() == layout.LockFile {
 			// Not part of the host's files: a temp file is a write under
 			// way or one a killed run left (part of a key, maybe), and
 			// the lock file is the run's own.
@@ -261,21 +256,21 @@ func WriteSHA256Sums(dir string, files []string) error {
 	sums := make([]Sum, 0, len(files))
 	for _, name := range files {
 		if err := checkSumName(name); err != nil {
-			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
+			return fmt.Errorf("%s in %s: %w", layout.SumsFile, dir, err)
 		}
 		data, err := safefile.ReadFile(filepath.Join(dir, filepath.FromSlash(name)), MaxFile)
 		if err != nil {
-			return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
+			return fmt.Errorf("%s in %s: %w", layout.SumsFile, dir, err)
 		}
 		sums = append(sums, Sum{Name: name, Data: data})
 	}
 	b, err := SHA256Sums(sums)
 	if err != nil {
-		return fmt.Errorf("%s in %s: %w", SumsFile, dir, err)
+		return fmt.Errorf("%s in %s: %w", layout.SumsFile, dir, err)
 	}
-	path := filepath.Join(dir, SumsFile)
-	if err := atomicfile.WriteFile(path, b, SumsMode); err != nil {
-		return fmt.Errorf("%s: %w", SumsFile, err)
+	path := filepath.Join(dir, layout.SumsFile)
+	if err := atomicfile.WriteFile(path, b, layout.ModeSums); err != nil {
+		return fmt.Errorf("%s: %w", layout.SumsFile, err)
 	}
 	return nil
 }

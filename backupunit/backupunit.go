@@ -8,16 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
-)
-
-// Where the units and the command live on the host.
-const (
-	UnitDir     = "/etc/systemd/system"
-	ServiceName = "etcd-backup.service"
-	TimerName   = "etcd-backup.timer"
-	// CLIPath is where the bundles put this command.
-	CLIPath = "/usr/local/bin/etcd-staticpod"
 )
 
 // Command is the service's ExecStart as a list of words. Run on an etcd
@@ -25,7 +17,7 @@ const (
 // day-2 command does there: the healthcheck-client certificate and the
 // members from /etc/kubernetes and the etcd static Pod manifest.
 func Command(b spec.Backup) []string {
-	return []string{CLIPath, "snapshot", "save", "--dir", b.Dir, "--keep", strconv.Itoa(b.Keep)}
+	return []string{layout.CLI, "snapshot", "save", "--dir", b.Dir, "--keep", strconv.Itoa(b.Keep)}
 }
 
 // Service is etcd-backup.service. Its folder is made by the bundle and
@@ -48,7 +40,7 @@ IOSchedulingClass=best-effort
 IOSchedulingPriority=7
 ExecStartPre=/bin/mkdir -p -m 0700 %[1]s
 ExecStart=%[5]s
-`, b.Dir, b.Keep, TimerName, ServiceName, strings.Join(Command(b), " ")))
+`, b.Dir, b.Keep, layout.BackupTimerName, layout.BackupServiceName, strings.Join(Command(b), " ")))
 }
 
 // Timer is etcd-backup.timer. Persistent catches up on a run missed while
@@ -65,5 +57,5 @@ Persistent=true
 
 [Install]
 WantedBy=timers.target
-`, ServiceName, b.Schedule, TimerName))
+`, layout.BackupServiceName, b.Schedule, layout.BackupTimerName))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -32,7 +33,7 @@ func verify(t *testing.T, service, timer []byte) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{ServiceName: service, TimerName: timer} {
+	for name, data := range map[string][]byte{layout.BackupServiceName: service, layout.BackupTimerName: timer} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +49,7 @@ mount -t tmpfs -o mode=0755 backupunit-test /usr/local/bin
 ln -s "$1" /usr/local/bin/etcd-staticpod
 exec "$2" verify "$3" "$4"`
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-		self, analyze, filepath.Join(dir, ServiceName), filepath.Join(dir, TimerName))
+		self, analyze, filepath.Join(dir, layout.BackupServiceName), filepath.Join(dir, layout.BackupTimerName))
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -10,6 +10,7 @@ import (
 
 	certutil "k8s.io/client-go/util/cert"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -18,8 +19,8 @@ import (
 type Profile struct {
 	// Name is the phase and renewal name, as kubeadm spells it.
 	Name string
-	// BaseName is the path below the cert dir, without .crt/.key.
-	BaseName string
+	// Files are the pair's files below the cert dir.
+	Files layout.CertFiles
 	// Short is a one-line description for help text.
 	Short string
 	// CommonName is the subject CN for a host.
@@ -34,7 +35,7 @@ type Profile struct {
 func CA() Profile {
 	return Profile{
 		Name:       "etcd-ca",
-		BaseName:   "etcd/ca",
+		Files:      layout.CA,
 		Short:      "the self-signed CA that signs every etcd certificate",
 		CommonName: func(spec.Host) string { return "etcd-ca" },
 	}
@@ -45,7 +46,7 @@ func Leaves() []Profile {
 	return []Profile{
 		{
 			Name:       "etcd-server",
-			BaseName:   "etcd/server",
+			Files:      layout.Server,
 			Short:      "the certificate etcd serves clients with",
 			CommonName: hostName,
 			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -53,7 +54,7 @@ func Leaves() []Profile {
 		},
 		{
 			Name:       "etcd-peer",
-			BaseName:   "etcd/peer",
+			Files:      layout.Peer,
 			Short:      "the certificate etcd members talk to each other with",
 			CommonName: hostName,
 			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -61,14 +62,14 @@ func Leaves() []Profile {
 		},
 		{
 			Name:       "etcd-healthcheck-client",
-			BaseName:   "etcd/healthcheck-client",
+			Files:      layout.HealthcheckClient,
 			Short:      "the client certificate for health checks",
 			CommonName: func(spec.Host) string { return "kube-etcd-healthcheck-client" },
 			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		},
 		{
 			Name:       "apiserver-etcd-client",
-			BaseName:   "apiserver-etcd-client",
+			Files:      layout.APIServerEtcdClient,
 			Short:      "the client certificate kube-apiserver uses to reach etcd",
 			CommonName: func(spec.Host) string { return "kube-apiserver-etcd-client" },
 			Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -82,7 +83,7 @@ func Leaves() []Profile {
 func MonitoringClient() Profile {
 	return Profile{
 		Name:       "etcd-monitoring-client",
-		BaseName:   "etcd-monitoring-client",
+		Files:      layout.MonitoringClient,
 		Short:      "the client certificate Prometheus scrapes the members' /metrics with",
 		CommonName: func(spec.Host) string { return "etcd-monitoring-client" },
 		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -97,6 +98,13 @@ func Leaf(name string) (Profile, bool) {
 		}
 	}
 	return Profile{}, false
+}
+
+// APIServerClient is kube-apiserver's client certificate, the one the
+// control-plane node gets a copy of.
+func APIServerClient() Profile {
+	p, _ := Leaf("apiserver-etcd-client")
+	return p
 }
 
 func hostName(h spec.Host) string { return h.Name }

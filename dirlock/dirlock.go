@@ -18,15 +18,9 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"golang.org/x/sys/unix"
 )
-
-// FileName is the lock file in a locked folder. It is not a temp file and
-// never belongs in an archive.
-const FileName = ".etcd-staticpod.lock"
-
-// IsLockFile reports whether a file name is the lock file's.
-func IsLockFile(name string) bool { return name == FileName }
 
 // Options say how to lock.
 type Options struct {
@@ -87,7 +81,7 @@ func Acquire(ctx context.Context, dir string, o Options) (*Lock, error) {
 	if o.Poll <= 0 {
 		o.Poll = 20 * time.Millisecond
 	}
-	path := filepath.Join(dir, FileName)
+	path := filepath.Join(dir, layout.LockFile)
 	start := time.Now()
 	l := &Lock{path: path, shared: o.Shared}
 	for {
@@ -160,7 +154,7 @@ func (l *Lock) open(dir string) (*os.File, error) {
 		}
 		return f, nil
 	}
-	created, err := atomicfile.MkdirAll(dir, 0o755)
+	created, err := atomicfile.MkdirAll(dir, layout.ModeDir)
 	for _, d := range created {
 		if !slices.Contains(l.created, d) {
 			l.created = append(l.created, d)

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 func acquire(t *testing.T, dir string, o Options) *Lock {
@@ -27,17 +29,17 @@ func acquire(t *testing.T, dir string, o Options) *Lock {
 func TestSecondHolderRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "out")
 	l := acquire(t, dir, Options{})
-	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	b, err := os.ReadFile(filepath.Join(dir, layout.LockFile))
 	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
 		t.Fatalf("lock file holds %q, %v; want our PID", b, err)
 	}
 	start := time.Now()
 	_, err = Acquire(context.Background(), dir, Options{})
 	var busy *BusyError
-	if !errors.As(err, &busy) || busy.PID != os.Getpid() || busy.Path != filepath.Join(dir, FileName) {
+	if !errors.As(err, &busy) || busy.PID != os.Getpid() || busy.Path != filepath.Join(dir, layout.LockFile) {
 		t.Fatalf("got %v", err)
 	}
-	want := filepath.Join(dir, FileName) + " is held by PID " + strconv.Itoa(os.Getpid())
+	want := filepath.Join(dir, layout.LockFile) + " is held by PID " + strconv.Itoa(os.Getpid())
 	if !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("message %q does not start with %q", err, want)
 	}
@@ -106,14 +108,14 @@ func TestWaitForHolder(t *testing.T) {
 // not stop the next run.
 func TestStaleLockFile(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, FileName), []byte("999999\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, layout.LockFile), []byte("999999\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := acquire(t, dir, Options{})
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, FileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, layout.LockFile)); !os.IsNotExist(err) {
 		t.Errorf("lock file left: %v", err)
 	}
 }
@@ -124,7 +126,7 @@ func TestSharedReaders(t *testing.T) {
 	if l := acquire(t, dir, Options{Shared: true}); l != nil {
 		t.Fatal("a reader locked a folder with no lock file")
 	}
-	if _, err := os.Stat(filepath.Join(dir, FileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, layout.LockFile)); !os.IsNotExist(err) {
 		t.Fatal("a reader created the lock file")
 	}
 	if l := acquire(t, filepath.Join(dir, "missing"), Options{Shared: true}); l != nil {
@@ -134,7 +136,7 @@ func TestSharedReaders(t *testing.T) {
 		t.Fatal("a reader created the folder")
 	}
 	// A lock file a killed writer left: readers lock it together.
-	if err := os.WriteFile(filepath.Join(dir, FileName), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, layout.LockFile), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r1 := acquire(t, dir, Options{Shared: true})
@@ -145,7 +147,7 @@ func TestSharedReaders(t *testing.T) {
 	}
 	_ = r1.Release()
 	_ = r2.Release()
-	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, layout.LockFile)); err != nil {
 		t.Errorf("a reader removed the lock file: %v", err)
 	}
 }

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-staticpod/etcd-staticpod/backupunit"
 	"github.com/etcd-staticpod/etcd-staticpod/e2e/harness"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // unitCommands are a unit's ExecStartPre= and ExecStart= lines, split into
@@ -57,12 +57,12 @@ func TestBackupServiceSavesSnapshots(t *testing.T) {
 	r := startCluster(t, 3, harness.IPv4, "--backup-host", "etcd01", "--backup-keep", "2", "--encryption-algorithm", "ECDSA-P256")
 	host := r.bundle.Hosts[0].Name
 	root := r.bundle.HostRoot(host)
-	unit, err := os.ReadFile(filepath.Join(root, backupunit.UnitDir, backupunit.ServiceName))
+	unit, err := os.ReadFile(filepath.Join(root, layout.SystemdUnitDir, layout.BackupServiceName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pre, start := unitCommands(t, unit)
-	if want := []string{backupunit.CLIPath, "snapshot", "save", "--dir", "/var/backups/etcd", "--keep", "2"}; !slices.Equal(start[0], want) {
+	if want := []string{layout.CLI, "snapshot", "save", "--dir", "/var/backups/etcd", "--keep", "2"}; !slices.Equal(start[0], want) {
 		t.Fatalf("ExecStart=%q, want %q", start[0], want)
 	}
 
@@ -81,7 +81,7 @@ func TestBackupServiceSavesSnapshots(t *testing.T) {
 mount -t overlay node-etc -o "lowerdir=$ROOT/etc:/etc" /etc
 mount -t overlay node-bin -o "lowerdir=$ROOT/usr/local/bin:/usr/local/bin" /usr/local/bin
 mount -t overlay node-var -o "lowerdir=$ROOT/var:/var,upperdir=$UPPER,workdir=$WORK" /var
-"$ANALYZE" verify /etc/systemd/system/` + backupunit.ServiceName + ` /etc/systemd/system/` + backupunit.TimerName + `
+"$ANALYZE" verify /etc/systemd/system/` + layout.BackupServiceName + ` /etc/systemd/system/` + layout.BackupTimerName + `
 `
 	for _, p := range pre {
 		script += strings.Join(p, " ") + "\n"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/e2e/harness"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
 )
 
@@ -97,7 +98,7 @@ type promAlert struct {
 func startPrometheus(t *testing.T, r *run) promAPI {
 	t.Helper()
 	bin := requirePrometheus(t)
-	src := filepath.Join(r.bundle.Dir, monitoring.Dir)
+	src := filepath.Join(r.bundle.Dir, layout.MonitoringDir)
 	dir := filepath.Join(t.TempDir(), "prometheus")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func startPrometheus(t *testing.T, r *run) promAPI {
 		}
 	}
 	var cfg map[string]any
-	b, _ := os.ReadFile(filepath.Join(dir, monitoring.ConfigFile))
+	b, _ := os.ReadFile(filepath.Join(dir, layout.MonitoringConfig))
 	if err := yaml.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func startPrometheus(t *testing.T, r *run) promAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	config := filepath.Join(dir, "test-"+monitoring.ConfigFile)
+	config := filepath.Join(dir, "test-"+layout.MonitoringConfig)
 	if err := os.WriteFile(config, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func startPrometheus(t *testing.T, r *run) promAPI {
 		}
 	})
 	t.Logf("Prometheus on %s in the hub with %s: init's scrape job and rules unchanged, global scrape_interval %s, evaluation_interval %s",
-		addr, monitoring.ConfigFile, testScrapeInterval, testEvalInterval)
+		addr, layout.MonitoringConfig, testScrapeInterval, testEvalInterval)
 	return promAPI{base: "http://" + addr, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: r.lab.DialContext}}}
 }
 
@@ -236,7 +237,7 @@ func TestPrometheusAlertsOnMemberDown(t *testing.T) {
 		t.Errorf("etcd_server_has_leader == 1 for %d members, want %d: %v", len(leaders), len(r.cluster.Members), leaders)
 	}
 	t.Logf("Prometheus targets up over verified TLS (CA %s, client certificate etcd-monitoring-client) %s after start: %s",
-		monitoring.CAFile, time.Since(begin).Round(time.Millisecond), strings.Join(members, ", "))
+		layout.MonitoringCA, time.Since(begin).Round(time.Millisecond), strings.Join(members, ", "))
 
 	// SIGKILL one member; its alert must fire, and no other member's.
 	victim := r.cluster.Members[len(r.cluster.Members)-1]

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/e2e/harness"
-	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
 
@@ -71,7 +71,7 @@ func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 	t.Helper()
 	ctx := stepContext(t, time.Minute)
 	h := r.hosts[name]
-	pid, err := h.MainPID(ctx, systemdunit.Name)
+	pid, err := h.MainPID(ctx, layout.EtcdUnitName)
 	if err != nil || pid == 0 {
 		t.Fatalf("%s: no main process of etcd.service (%v)", name, err)
 	}
@@ -99,7 +99,7 @@ func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 		t.Errorf("%s: etcd's working directory %q (%v), want the state folder", name, cwd, err)
 	}
 	for _, key := range []string{"server.key", "peer.key"} {
-		p := fmt.Sprintf("/proc/%d/root%s/%s", pid, etcdconf.CredentialsDir, key)
+		p := fmt.Sprintf("/proc/%d/root%s/%s", pid, layout.EtcdCredentialsDir, key)
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s: %s: %v", name, key, err)
 		}
@@ -108,7 +108,7 @@ func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 	t.Logf("%s: %s", name, strings.Join(strings.Fields(string(out)), " "))
 }
 
-func etcdUnitName() string { return systemdunit.Name }
+func etcdUnitName() string { return layout.EtcdUnitName }
 
 // TestSystemdRuntime: init --runtime systemd on three hosts, each booted
 // with a real systemd as PID 1 in its own namespaces, the archive unpacked

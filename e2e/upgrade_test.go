@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/e2e/harness"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -140,12 +141,12 @@ func TestUpgradeRolling(t *testing.T) {
 		}
 		checkUpgradedArchive(t, r, m.Name)
 	}
-	cl, err := spec.Load(filepath.Join(r.bundle.Dir, spec.FileName))
+	cl, err := spec.Load(filepath.Join(r.bundle.Dir, layout.SpecFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cl.Etcd.Version != nextTag {
-		t.Errorf("%s records version %s, want %s", spec.FileName, cl.Etcd.Version, nextTag)
+		t.Errorf("%s records version %s, want %s", layout.SpecFile, cl.Etcd.Version, nextTag)
 	}
 
 	if err := w.Verify(stepContext(t, time.Minute), cli); err != nil {
@@ -299,7 +300,7 @@ func TestUpgradeStopsAtAMemberThatDoesNotReturn(t *testing.T) {
 	r.start(t, 3, harness.IPv4)
 	ctx := stepContext(t, 3*time.Minute)
 	kubelet := r.cluster.Kubelet(ctx)
-	specBefore, err := os.ReadFile(filepath.Join(r.bundle.Dir, spec.FileName))
+	specBefore, err := os.ReadFile(filepath.Join(r.bundle.Dir, layout.SpecFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,8 +335,8 @@ func TestUpgradeStopsAtAMemberThatDoesNotReturn(t *testing.T) {
 	if sum.SpecRecorded {
 		t.Error("the summary says the spec was recorded")
 	}
-	if specAfter, _ := os.ReadFile(filepath.Join(r.bundle.Dir, spec.FileName)); !bytes.Equal(specAfter, specBefore) {
-		t.Errorf("%s changed after a failed upgrade", spec.FileName)
+	if specAfter, _ := os.ReadFile(filepath.Join(r.bundle.Dir, layout.SpecFile)); !bytes.Equal(specAfter, specBefore) {
+		t.Errorf("%s changed after a failed upgrade", layout.SpecFile)
 	}
 	for _, h := range sum.Hosts[1:] {
 		if img := r.cluster.Member(h.Name).Image(); !strings.HasSuffix(img, ":3.6.8-0") {
@@ -385,7 +386,7 @@ func TestUpgradeOneNodeThenTheRest(t *testing.T) {
 			break
 		}
 	}
-	specFile := filepath.Join(r.bundle.Dir, spec.FileName)
+	specFile := filepath.Join(r.bundle.Dir, layout.SpecFile)
 	specBefore, err := os.ReadFile(specFile)
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +409,7 @@ func TestUpgradeOneNodeThenTheRest(t *testing.T) {
 		}
 	}
 	if after, _ := os.ReadFile(specFile); !bytes.Equal(after, specBefore) {
-		t.Errorf("upgrade --root changed %s", spec.FileName)
+		t.Errorf("upgrade --root changed %s", layout.SpecFile)
 	}
 
 	stdout, stderr, code = upgradeCLI(t, r, 3*time.Minute, "upgrade", "--etcd-version", nextTag, "--out", r.bundle.Dir, "--timeout", "2m", "-o", "json")

@@ -16,12 +16,10 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
-
-// Path is where the file lives on a host.
-const Path = "/etc/etcd/etcd.conf.yml"
 
 // Config is etcd's configuration file. The settings every member gets have
 // fields; any other extra argument lands in Extra under its file key, typed
@@ -71,11 +69,6 @@ type Credential struct {
 	Target string
 }
 
-// CredentialsDir is where systemd puts the credentials of etcd.service
-// ($CREDENTIALS_DIRECTORY). etcd's file cannot read the variable, so the
-// path is written out; it follows from the unit's name.
-const CredentialsDir = "/run/credentials/etcd.service"
-
 // credentialNames names the credential of each key flag.
 var credentialNames = map[string]string{
 	"key-file":             "server.key",
@@ -118,7 +111,7 @@ func For(c *spec.Cluster, h spec.Host) (*Member, error) {
 		if !path.IsAbs(src) {
 			return nil, fmt.Errorf("etcd config for host %q: extra argument %s=%s: want an absolute path", h.Name, flag, src)
 		}
-		cred := Credential{Name: credentialNames[flag], Source: src, Target: CredentialsDir + "/" + credentialNames[flag]}
+		cred := Credential{Name: credentialNames[flag], Source: src, Target: layout.EtcdCredentialsDir + "/" + credentialNames[flag]}
 		m.Credentials = append(m.Credentials, cred)
 		if err := m.Config.set(spec.Arg{Name: flag, Value: cred.Target}); err != nil {
 			return nil, err

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/pkg/v3/flags"
 	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -158,8 +159,8 @@ func TestLoaderAgreesWithFlags(t *testing.T) {
 				}
 				want := flagConfig(t, args)
 				// The file reads the keys from systemd's credentials.
-				want.ClientTLSInfo.KeyFile = CredentialsDir + "/server.key"
-				want.PeerTLSInfo.KeyFile = CredentialsDir + "/peer.key"
+				want.ClientTLSInfo.KeyFile = layout.EtcdCredentialsDir + "/server.key"
+				want.PeerTLSInfo.KeyFile = layout.EtcdCredentialsDir + "/peer.key"
 				compareConfigs(t, h.Name, want, got)
 				if len(m.Credentials) != 2 {
 					t.Errorf("%s: credentials %+v, want server.key and peer.key", h.Name, m.Credentials)
@@ -339,8 +340,8 @@ func TestFlagsReadBack(t *testing.T) {
 	for _, a := range args {
 		want["--"+a.Name] = a.Value
 	}
-	want["--key-file"] = CredentialsDir + "/server.key"
-	want["--peer-key-file"] = CredentialsDir + "/peer.key"
+	want["--key-file"] = layout.EtcdCredentialsDir + "/server.key"
+	want["--peer-key-file"] = layout.EtcdCredentialsDir + "/peer.key"
 	gotMap := map[string]string{}
 	for _, f := range got {
 		name, value, _ := strings.Cut(f, "=")

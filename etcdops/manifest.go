@@ -5,19 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
-	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
-
-// ManifestPath is where kubeadm's etcd static Pod lives, relative to a
-// node's filesystem root (or to a host folder in the bundles).
-const ManifestPath = "etc/kubernetes/manifests/etcd.yaml"
 
 // AdvertiseClientURLsAnnotation is the annotation kubeadm puts the member's
 // client URLs in.
@@ -56,23 +51,19 @@ type pod struct {
 	} `yaml:"spec"`
 }
 
-// ConfigFilePath is where runtime systemd's etcd config file lives,
-// relative to a node's filesystem root.
-const ConfigFilePath = "etc/etcd/etcd.conf.yml" // etcdconf.Path without its leading slash
-
 // ReadHost reads what runs etcd on the host whose filesystem root (or host
 // folder) is root: its static Pod manifest, or, when there is none, the
 // config file a systemd unit runs etcd from, read back as the flags it
 // stands for. An error wrapping os.ErrNotExist means neither is there.
 func ReadHost(root string) (*Manifest, error) {
-	m, err := ReadManifest(filepath.Join(root, filepath.FromSlash(ManifestPath)))
+	m, err := ReadManifest(layout.OnHost(root, layout.EtcdManifest))
 	if !errors.Is(err, os.ErrNotExist) {
 		return m, err
 	}
-	file := filepath.Join(root, filepath.FromSlash(ConfigFilePath))
+	file := layout.OnHost(root, layout.EtcdConfig)
 	data, cerr := safefile.Read(file)
 	if errors.Is(cerr, os.ErrNotExist) {
-		return nil, fmt.Errorf("neither %s nor %s: %w", ManifestPath, ConfigFilePath, os.ErrNotExist)
+		return nil, fmt.Errorf("neither %s nor %s: %w", layout.Rel(layout.EtcdManifest), layout.Rel(layout.EtcdConfig), os.ErrNotExist)
 	}
 	if cerr != nil {
 		return nil, fmt.Errorf("read etcd config file: %w", cerr)
@@ -136,9 +127,11 @@ func fromCommand(command []string, annotations map[string]string) *Manifest {
 	if v, ok := m.Flag("initial-advertise-peer-urls"); ok {
 		m.PeerURLs = splitList(v)
 	}
-	m.CertDir = spec.DefaultCertDir
-	if ca, ok := m.Flag("trusted-ca-file"); ok && path.Base(path.Dir(ca)) == "etcd" {
-		m.CertDir = path.Dir(path.Dir(ca))
+	m.CertDir = layout.DefaultCertDir
+	if ca, ok := m.Flag("trusted-ca-file"); ok {
+		if dir, ok := layout.CA.DirOf(ca); ok {
+			m.CertDir = dir
+		}
 	}
 	return m
 }

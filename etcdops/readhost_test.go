@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -14,9 +15,6 @@ import (
 // its etcd.conf.yml gives the member's name, URLs and certificate folder
 // as the manifest would.
 func TestReadHostSystemd(t *testing.T) {
-	if ConfigFilePath != etcdconf.Path[1:] {
-		t.Fatalf("ConfigFilePath %q is not etcdconf.Path %q", ConfigFilePath, etcdconf.Path)
-	}
 	c := &spec.Cluster{Runtime: spec.RuntimeSystemd, CertDir: "/srv/pki", Hosts: []spec.Host{{Name: "etcd01", Address: "10.107.88.15"}, {Name: "etcd02", Address: "2001:db8::16"}}}
 	c.SetDefaults()
 	if _, err := c.Validate(); err != nil {
@@ -32,7 +30,7 @@ func TestReadHostSystemd(t *testing.T) {
 			t.Fatal(err)
 		}
 		data, _ := etcdconf.Marshal(m)
-		file := filepath.Join(root, ConfigFilePath)
+		file := layout.OnHost(root, layout.EtcdConfig)
 		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -19,8 +19,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
-	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
 // DefaultTimeout bounds each request and each endpoint's check.
@@ -201,7 +201,7 @@ func Resolve(ctx context.Context, o Options) (*Target, error) {
 			// certificates may still be in the default place.
 			m = nil
 		case errors.Is(err, os.ErrNotExist):
-			return nil, optionErr(localFlag, local, "no %s nor %s; give --bundle DIR/NAME, --root, or --endpoints with --cacert, --cert and --key", ManifestPath, ConfigFilePath)
+			return nil, optionErr(localFlag, local, "no %s nor %s; give --bundle DIR/NAME, --root, or --endpoints with --cacert, --cert and --key", layout.Rel(layout.EtcdManifest), layout.Rel(layout.EtcdConfig))
 		default:
 			return nil, optionErr(localFlag, local, "%w", err)
 		}
@@ -237,17 +237,17 @@ func (t *Target) loadTLS(o Options, identity, localFlag, local string, m *Manife
 	type file struct{ flag, path string }
 	var ca, cert, key file
 	if useLocal {
-		certDir := spec.DefaultCertDir
+		certDir := layout.DefaultCertDir
 		if m != nil {
 			certDir = m.CertDir
 		}
 		base := filepath.Join(local, filepath.FromSlash(certDir))
-		ca = file{localFlag, filepath.Join(base, "etcd", "ca.crt")}
-		pair := filepath.Join(base, "etcd", "healthcheck-client")
+		ca = file{localFlag, layout.CA.Cert(base)}
+		pair := layout.HealthcheckClient
 		if identity == IdentityAPIServer {
-			pair = filepath.Join(base, "apiserver-etcd-client")
+			pair = layout.APIServerEtcdClient
 		}
-		cert, key = file{localFlag, pair + ".crt"}, file{localFlag, pair + ".key"}
+		cert, key = file{localFlag, pair.Cert(base)}, file{localFlag, pair.Key(base)}
 		if o.Bundle == "" && len(endpoints) > 0 && plainOnly(endpoints) {
 			if _, err := os.Stat(ca.path); errors.Is(err, os.ErrNotExist) {
 				// http:// endpoints from a machine without certificates.

@@ -18,17 +18,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
-	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // ControlPlaneHost is the host name given to the bundle's control-plane
 // folder, which holds the first host's apiserver-etcd-client pair.
-const ControlPlaneHost = "control-plane"
+const ControlPlaneHost = layout.ControlPlaneDir
 
 // MonitoringHost is the host name given to the bundle's monitoring folder,
 // which `init --monitoring` fills with Prometheus' client certificate.
-const MonitoringHost = "monitoring"
+const MonitoringHost = layout.MonitoringDir
 
 // Item is one place a certificate should be.
 type Item struct {
@@ -51,25 +51,26 @@ type Item struct {
 // Bundle lists where a bundle folder keeps certificates: the CA store, each
 // host's folder and, when it exists, the control-plane folder.
 func Bundle(out string, hosts []string, certDir, controlPlaneCertDir string) []Item {
-	caKey := filepath.Join(out, "pki", "etcd", "ca.key")
-	items := []Item{{Name: certs.CA().Name, Path: filepath.Join(out, "pki", "etcd", "ca.crt"), CA: true, CAKey: caKey}}
+	b := layout.Bundle(out)
+	caKey := b.CAKey()
+	items := []Item{{Name: certs.CA().Name, Path: b.CACert(), CA: true, CAKey: caKey}}
 	for _, h := range hosts {
-		items = append(items, hostItems(filepath.Join(out, h), h, certDir, caKey)...)
+		items = append(items, hostItems(b.Host(h), h, certDir, caKey)...)
 	}
-	cp := filepath.Join(out, ControlPlaneHost)
+	cp := b.ControlPlane()
 	if fi, err := os.Stat(cp); err == nil && fi.IsDir() {
-		client, _ := certs.Leaf("apiserver-etcd-client")
+		client := certs.APIServerClient()
 		items = append(items,
 			Item{Name: certs.CA().Name, Host: ControlPlaneHost, Path: certFile(cp, controlPlaneCertDir, certs.CA()), CA: true, CAKey: caKey},
 			Item{Name: client.Name, Host: ControlPlaneHost, Path: certFile(cp, controlPlaneCertDir, client), CAKey: caKey},
 		)
 	}
-	mon := filepath.Join(out, monitoring.Dir)
+	mon := b.Monitoring()
 	if fi, err := os.Stat(mon); err == nil && fi.IsDir() {
 		client := certs.MonitoringClient()
 		items = append(items,
-			Item{Name: certs.CA().Name, Host: MonitoringHost, Path: filepath.Join(mon, monitoring.CAFile), CA: true, CAKey: caKey},
-			Item{Name: client.Name, Host: MonitoringHost, Path: filepath.Join(mon, client.BaseName+".crt"), CAKey: caKey},
+			Item{Name: certs.CA().Name, Host: MonitoringHost, Path: filepath.Join(mon, layout.MonitoringCA), CA: true, CAKey: caKey},
+			Item{Name: client.Name, Host: MonitoringHost, Path: client.Files.Cert(mon), CAKey: caKey},
 		)
 	}
 	return items
@@ -79,7 +80,7 @@ func Bundle(out string, hosts []string, certDir, controlPlaneCertDir string) []I
 // root. The CA key is normally not on a node, so they are usually
 // externally managed there.
 func Node(root, host, certDir string) []Item {
-	return hostItems(root, host, certDir, filepath.Join(root, certDir, certs.CA().BaseName+".key"))
+	return hostItems(root, host, certDir, certs.CA().Files.Key(filepath.Join(root, certDir)))
 }
 
 func hostItems(root, host, certDir, caKey string) []Item {
@@ -91,7 +92,7 @@ func hostItems(root, host, certDir, caKey string) []Item {
 }
 
 func certFile(root, certDir string, p certs.Profile) string {
-	return filepath.Join(root, certDir, p.BaseName+".crt")
+	return p.Files.Cert(filepath.Join(root, certDir))
 }
 
 // Entry is what was found for one item, judged at one instant.

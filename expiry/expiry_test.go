@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -111,7 +112,7 @@ func bundle(t *testing.T) (string, *certs.Authority) {
 	}
 	write(t, filepath.Join(out, "pki/etcd/ca.crt"), certs.EncodeCert(ca.Cert))
 	write(t, filepath.Join(out, "pki/etcd/ca.key"), key)
-	pki := filepath.Join(out, "etcd01", spec.DefaultCertDir)
+	pki := filepath.Join(out, "etcd01", layout.DefaultCertDir)
 	write(t, filepath.Join(pki, "etcd/ca.crt"), certs.EncodeCert(ca.Cert))
 	write(t, filepath.Join(pki, "etcd/server.crt"), certs.EncodeCert(issue(t, ca, "etcd-server", now.Add(-24*time.Hour))))
 	write(t, filepath.Join(pki, "etcd/peer.crt"), certs.EncodeCert(issue(t, ca, "etcd-peer", now.Add(23*time.Hour+30*time.Minute))))
@@ -130,7 +131,7 @@ func byLabel(t *testing.T, entries []Entry) map[string]Entry {
 
 func TestReadBundle(t *testing.T) {
 	out, ca := bundle(t)
-	items := Bundle(out, []string{"etcd01", "etcd02"}, spec.DefaultCertDir, spec.DefaultControlPlaneCertDir)
+	items := Bundle(out, []string{"etcd01", "etcd02"}, layout.DefaultCertDir, layout.DefaultCertDir)
 	if len(items) != 1+5+5 {
 		t.Fatalf("%d items, want the CA store and 5 per host (no control-plane folder): %v", len(items), items)
 	}
@@ -185,13 +186,13 @@ func TestReadBundle(t *testing.T) {
 
 func TestControlPlaneAndExternallyManaged(t *testing.T) {
 	out, ca := bundle(t)
-	cp := filepath.Join(out, ControlPlaneHost, spec.DefaultControlPlaneCertDir)
+	cp := filepath.Join(out, ControlPlaneHost, layout.DefaultCertDir)
 	write(t, filepath.Join(cp, "etcd/ca.crt"), certs.EncodeCert(ca.Cert))
 	write(t, filepath.Join(cp, "apiserver-etcd-client.crt"), certs.EncodeCert(issue(t, ca, "apiserver-etcd-client", now.Add(100*24*time.Hour))))
 	if err := os.Remove(filepath.Join(out, "pki/etcd/ca.key")); err != nil {
 		t.Fatal(err)
 	}
-	entries := Read(Bundle(out, []string{"etcd01"}, spec.DefaultCertDir, spec.DefaultControlPlaneCertDir), now)
+	entries := Read(Bundle(out, []string{"etcd01"}, layout.DefaultCertDir, layout.DefaultCertDir), now)
 	got := byLabel(t, entries)
 	e := got["control-plane/apiserver-etcd-client"]
 	if e.Cert == nil || ResidualTime(e.Residual) != "100d" || e.Path != filepath.Join(cp, "apiserver-etcd-client.crt") {
@@ -248,7 +249,7 @@ func writeKey(t *testing.T, path string, ca *certs.Authority) {
 // TestRowsJSON pins the printed document's field names and values.
 func TestRowsJSON(t *testing.T) {
 	out, _ := bundle(t)
-	entries := Read(Bundle(out, []string{"etcd01"}, spec.DefaultCertDir, spec.DefaultControlPlaneCertDir), now)
+	entries := Read(Bundle(out, []string{"etcd01"}, layout.DefaultCertDir, layout.DefaultCertDir), now)
 	b, err := json.Marshal(Rows(entries, 30*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)

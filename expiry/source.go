@@ -7,6 +7,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -40,10 +41,10 @@ func bundleItems(src Source) ([]Item, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("--out %q: not a folder; give the bundle folder init wrote, or --root / on a node", out)
 	}
-	certDir, cpCertDir := spec.DefaultCertDir, spec.DefaultControlPlaneCertDir
+	certDir, cpCertDir := layout.DefaultCertDir, layout.DefaultCertDir
 	var hosts []string
 	path := src.Config
-	if recorded := filepath.Join(out, spec.FileName); path == "" && fileExists(recorded) {
+	if recorded := filepath.Join(out, layout.SpecFile); path == "" && fileExists(recorded) {
 		path = recorded
 	}
 	if path != "" {
@@ -70,7 +71,7 @@ func bundleItems(src Source) ([]Item, error) {
 			}
 		}
 		if len(hosts) == 0 && !fileExists(filepath.Join(out, "pki", "etcd")) {
-			return nil, fmt.Errorf("--out %q: no bundles here (no %s, no pki/etcd, no host folder with %s); give the bundle folder init wrote, or --root / on a node", out, spec.FileName, certDir)
+			return nil, fmt.Errorf("--out %q: no bundles here (no %s, no pki/etcd, no host folder with %s); give the bundle folder init wrote, or --root / on a node", out, layout.SpecFile, certDir)
 		}
 	}
 	return Bundle(out, hosts, certDir, cpCertDir), nil
@@ -98,7 +99,7 @@ func nodeItems(src Source) ([]Item, error) {
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("--root %q: no such folder", root)
 	}
-	certDir, host := spec.DefaultCertDir, ""
+	certDir, host := layout.DefaultCertDir, ""
 	if m, err := etcdops.ReadHost(root); err == nil {
 		certDir, host = m.CertDir, m.Name
 	}

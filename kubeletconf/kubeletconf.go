@@ -16,18 +16,8 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
-)
-
-// Where the guide puts the two files on an etcd node. kubelet.conf sits in the
-// drop-in folder next to the drop-in itself, as in the guide.
-const (
-	DropInDir  = "/etc/systemd/system/kubelet.service.d"
-	ConfigFile = "kubelet.conf"
-	DropInFile = "20-etcd-service-manager.conf"
-
-	ConfigPath = DropInDir + "/" + ConfigFile
-	DropInPath = DropInDir + "/" + DropInFile
 )
 
 // The type the config and any patch must carry.
@@ -35,9 +25,6 @@ const (
 	APIVersion = "kubelet.config.k8s.io/v1beta1"
 	Kind       = "KubeletConfiguration"
 )
-
-// StaticPodPath is where kubeadm writes the etcd manifest and the kubelet looks.
-const StaticPodPath = "/etc/kubernetes/manifests"
 
 // Config returns kubelet.conf: the guide's KubeletConfiguration with the
 // cluster's cgroup driver and runtime endpoint, and patch (a partial
@@ -91,7 +78,7 @@ func guideConfig(c *spec.Cluster) (map[string]any, error) {
 		CgroupDriver:             c.Kubelet.CgroupDriver,
 		Address:                  "127.0.0.1",
 		ContainerRuntimeEndpoint: c.Kubelet.ContainerRuntimeEndpoint,
-		StaticPodPath:            StaticPodPath,
+		StaticPodPath:            layout.StaticPodDir,
 	}
 	cfg.APIVersion = APIVersion
 	cfg.Kind = Kind

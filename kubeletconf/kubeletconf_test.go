@@ -12,6 +12,7 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -74,7 +75,7 @@ func TestGolden(t *testing.T) {
 	}
 	golden(t, "kubelet-cgroupfs-patched.conf", patched)
 
-	golden(t, DropInFile, DropIn(cluster(t, nil), ConfigPath))
+	golden(t, filepath.Base(layout.KubeletDropIn), DropIn(cluster(t, nil), layout.KubeletConfig))
 }
 
 // decodeStrict reads kubelet.conf back the way a second, independent decoder
@@ -318,7 +319,7 @@ func TestDropIn(t *testing.T) {
 		"ExecStart=\n" +
 		"ExecStart=/usr/bin/kubelet --config=/etc/systemd/system/kubelet.service.d/kubelet.conf\n" +
 		"Restart=always\n"
-	if got := string(DropIn(c, ConfigPath)); got != want {
+	if got := string(DropIn(c, layout.KubeletConfig)); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 
@@ -331,10 +332,10 @@ func TestDropIn(t *testing.T) {
 }
 
 func TestPaths(t *testing.T) {
-	if ConfigPath != "/etc/systemd/system/kubelet.service.d/kubelet.conf" {
-		t.Errorf("ConfigPath = %s", ConfigPath)
+	if layout.KubeletConfig != "/etc/systemd/system/kubelet.service.d/kubelet.conf" {
+		t.Errorf("KubeletConfig = %s", layout.KubeletConfig)
 	}
-	if DropInPath != "/etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf" {
-		t.Errorf("DropInPath = %s", DropInPath)
+	if layout.KubeletDropIn != "/etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf" {
+		t.Errorf("KubeletDropIn = %s", layout.KubeletDropIn)
 	}
 }

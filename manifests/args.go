@@ -3,11 +3,11 @@ package manifests
 import (
 	"fmt"
 	"net"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -28,7 +28,6 @@ func localhost(h spec.Host) string {
 // (by name, then by value).
 func defaultArgs(c *spec.Cluster, h spec.Host) []spec.Arg {
 	lo := localhost(h)
-	etcdPKI := path.Join(c.CertDir, "etcd")
 	args := []spec.Arg{
 		{Name: "name", Value: h.Name},
 		{Name: "feature-gates", Value: "InitialCorruptCheck=true"},
@@ -37,13 +36,13 @@ func defaultArgs(c *spec.Cluster, h spec.Host) []spec.Arg {
 		{Name: "listen-peer-urls", Value: h.PeerURL()},
 		{Name: "initial-advertise-peer-urls", Value: h.PeerURL()},
 		{Name: "data-dir", Value: c.Etcd.DataDir},
-		{Name: "cert-file", Value: path.Join(etcdPKI, "server.crt")},
-		{Name: "key-file", Value: path.Join(etcdPKI, "server.key")},
-		{Name: "trusted-ca-file", Value: path.Join(etcdPKI, "ca.crt")},
+		{Name: "cert-file", Value: layout.Server.Cert(c.CertDir)},
+		{Name: "key-file", Value: layout.Server.Key(c.CertDir)},
+		{Name: "trusted-ca-file", Value: layout.CA.Cert(c.CertDir)},
 		{Name: "client-cert-auth", Value: "true"},
-		{Name: "peer-cert-file", Value: path.Join(etcdPKI, "peer.crt")},
-		{Name: "peer-key-file", Value: path.Join(etcdPKI, "peer.key")},
-		{Name: "peer-trusted-ca-file", Value: path.Join(etcdPKI, "ca.crt")},
+		{Name: "peer-cert-file", Value: layout.Peer.Cert(c.CertDir)},
+		{Name: "peer-key-file", Value: layout.Peer.Key(c.CertDir)},
+		{Name: "peer-trusted-ca-file", Value: layout.CA.Cert(c.CertDir)},
 		{Name: "peer-client-cert-auth", Value: "true"},
 		{Name: "snapshot-count", Value: "10000"},
 		{Name: "listen-metrics-urls", Value: "http://" + net.JoinHostPort(lo, strconv.Itoa(MetricsPort))},

@@ -3,11 +3,11 @@ package manifests
 import (
 	"bytes"
 	"fmt"
-	"path"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -113,7 +113,7 @@ func HostKubeadmConfig(c *spec.Cluster, h spec.Host) ([]byte, error) {
 		ServerCertSANs:  append([]string{h.Address}, h.ServerCertSANs...),
 		PeerCertSANs:    append([]string{h.Address}, h.PeerCertSANs...),
 	}
-	if c.Etcd.DataDir != spec.DefaultDataDir {
+	if c.Etcd.DataDir != layout.DefaultDataDir {
 		local.DataDir = c.Etcd.DataDir
 	}
 	for _, a := range HostExtraArgs(c, h) {
@@ -128,7 +128,7 @@ func HostKubeadmConfig(c *spec.Cluster, h spec.Host) ([]byte, error) {
 		Kind:       "ClusterConfiguration",
 		Etcd:       etcdV1beta4{Local: local},
 	}
-	if c.CertDir != spec.DefaultCertDir {
+	if c.CertDir != layout.DefaultCertDir {
 		cc.CertificatesDir = c.CertDir
 	}
 	if c.EncryptionAlgorithm != spec.DefaultEncryptionAlgorithm {
@@ -159,9 +159,9 @@ func HostKubeadmConfig(c *spec.Cluster, h spec.Host) ([]byte, error) {
 // kubeadm API version c.ControlPlane.KubeadmAPIVersion (v1beta4 or v1beta3).
 func ExternalEtcdConfig(c *spec.Cluster) ([]byte, error) {
 	ext := &externalEtcd{
-		CAFile:   path.Join(c.ControlPlane.CertDir, "etcd", "ca.crt"),
-		CertFile: path.Join(c.ControlPlane.CertDir, "apiserver-etcd-client.crt"),
-		KeyFile:  path.Join(c.ControlPlane.CertDir, "apiserver-etcd-client.key"),
+		CAFile:   layout.CA.Cert(c.ControlPlane.CertDir),
+		CertFile: layout.APIServerEtcdClient.Cert(c.ControlPlane.CertDir),
+		KeyFile:  layout.APIServerEtcdClient.Key(c.ControlPlane.CertDir),
 	}
 	for _, h := range c.Hosts {
 		ext.Endpoints = append(ext.Endpoints, h.ClientURL())
@@ -178,7 +178,7 @@ func ExternalEtcdConfig(c *spec.Cluster) ([]byte, error) {
 	// The client certificate and CA are read from under the control plane's
 	// cert dir, so kubeadm must be told about a non-default one.
 	certDir := ""
-	if cp.CertDir != spec.DefaultControlPlaneCertDir {
+	if cp.CertDir != layout.DefaultCertDir {
 		certDir = cp.CertDir
 	}
 

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
@@ -120,7 +120,7 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	}
 	cancel()
 
-	res := &AddResult{Host: h, Warnings: warnings, Bundle: filepath.Join(o.Out, h.Name), Archive: filepath.Join(o.Out, h.Name+".tar.gz")}
+	res := &AddResult{Host: h, Warnings: warnings, Bundle: layout.Bundle(o.Out).Host(h.Name), Archive: layout.Bundle(o.Out).Archive(h.Name)}
 	_, folderErr := os.Stat(res.Bundle)
 	newFolder := errors.Is(folderErr, os.ErrNotExist)
 	if !newFolder && pending == nil {
@@ -163,10 +163,10 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	if err := s.record(c); err != nil {
 		return res, fmt.Errorf("%s is a member of the cluster (ID %s) but %w; run the same command again to finish", h.Name, res.Member.IDString(), err)
 	}
-	if err := updateSums(o.Out, h.Name+".tar.gz"); err != nil {
+	if err := updateSums(o.Out, h.Name+layout.ArchiveExt); err != nil {
 		return res, fmt.Errorf("%s is a member of the cluster (ID %s) and recorded in the spec, but %w; run `etcd-staticpod init phase bundle --out %s` to pack the archives again", h.Name, res.Member.IDString(), err, o.Out)
 	}
-	s.logf("[member] Recorded %s in %s and its endpoint in %s", h.Name, filepath.Join(o.Out, spec.FileName), filepath.Join(o.Out, KubeadmConfigFile))
+	s.logf("[member] Recorded %s in %s and its endpoint in %s", h.Name, layout.Bundle(o.Out).Spec(), layout.Bundle(o.Out).KubeadmConfig())
 	s.logf("%s", startInstructions(o.Out, c, h))
 
 	if o.Voting || !res.Member.IsLearner || o.NoPromote {
@@ -192,7 +192,7 @@ func checkCA(o Options) error {
 	cert, key := o.CACert, o.CAKey
 	flag := "--ca-cert"
 	if cert == "" {
-		cert, key = filepath.Join(o.Out, "pki", "etcd", "ca.crt"), filepath.Join(o.Out, "pki", "etcd", "ca.key")
+		cert, key = layout.Bundle(o.Out).CACert(), layout.Bundle(o.Out).CAKey()
 		flag = "--out"
 	}
 	for _, p := range []string{cert, key} {
@@ -311,9 +311,9 @@ func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host)
 	if err := r.Run(ps); err != nil {
 		return err
 	}
-	dst := filepath.Join(s.opts.Out, h.Name+".tar.gz")
+	dst := layout.Bundle(s.opts.Out).Archive(h.Name)
 	packer := &archive.Packer{Check: r.ShippingCheck()}
-	if err := packer.WriteTarGz(filepath.Join(s.opts.Out, h.Name), dst); err != nil {
+	if err := packer.WriteTarGz(layout.Bundle(s.opts.Out).Host(h.Name), dst); err != nil {
 		return err
 	}
 	s.logf("[bundle] Wrote %s", dst)
@@ -323,15 +323,15 @@ func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host)
 // startInstructions tells the operator how to start the new member and
 // where the control plane's endpoints change.
 func startInstructions(out string, c *spec.Cluster, h spec.Host) string {
-	archive := "/tmp/" + h.Name + ".tar.gz"
-	copyCmd := shellcmd.Join("scp", filepath.Join(out, h.Name+".tar.gz"), shellcmd.SCPTarget("root", h.Address, "/tmp/")) + " && " +
+	archive := "/tmp/" + h.Name + layout.ArchiveExt
+	copyCmd := shellcmd.Join("scp", layout.Bundle(out).Archive(h.Name), shellcmd.SCPTarget("root", h.Address, "/tmp/")) + " && " +
 		shellcmd.Join("ssh", shellcmd.SSHTarget("root", h.Address), "tar --no-overwrite-dir -C / -xzf "+archive+" && rm "+archive+" && systemctl daemon-reload && systemctl restart kubelet")
 	return fmt.Sprintf(`
 Start %[1]s: copy its bundle and unpack it at / on the host, then restart kubelet:
   %[3]s
 Its manifest joins the running cluster (--initial-cluster-state=existing). Once it votes, give the
 control plane the new endpoint list: %[2]s/%[4]s, and on every control-plane node
---etcd-servers=%[5]s in /etc/kubernetes/manifests/kube-apiserver.yaml.`, h.Name, out, copyCmd, KubeadmConfigFile, etcdServers(c))
+--etcd-servers=%[5]s in /etc/kubernetes/manifests/kube-apiserver.yaml.`, h.Name, out, copyCmd, layout.KubeadmConfigFile, etcdServers(c))
 }
 
 // PromoteOptions name the learner to promote.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/membership"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -72,7 +73,7 @@ var urlHost = regexp.MustCompile(`(https?://)([^/,\s"']+)`)
 // process is killed when the test ends.
 func startJoiner(t *testing.T, c *etcdtest.Cluster, dir, name string) *exec.Cmd {
 	t.Helper()
-	m, err := etcdops.ReadManifest(filepath.Join(dir, name, filepath.FromSlash(etcdops.ManifestPath)))
+	m, err := etcdops.ReadManifest(layout.OnHost(filepath.Join(dir, name), layout.EtcdManifest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func members(t *testing.T, dir string) []etcdops.Member {
 
 func loadSpec(t *testing.T, dir string) *spec.Cluster {
 	t.Helper()
-	c, err := spec.Load(filepath.Join(dir, spec.FileName))
+	c, err := spec.Load(filepath.Join(dir, layout.SpecFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func hostNames(c *spec.Cluster) []string {
 // endpointsIn returns the client URLs that kubeadm-config.yaml lists.
 func endpointsIn(t *testing.T, dir string) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, membership.KubeadmConfigFile))
+	b, err := os.ReadFile(filepath.Join(dir, layout.KubeadmConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestScaleOutAndIn(t *testing.T) {
 		if eps := endpointsIn(t, dir); len(eps) != 4 || eps[3] != "https://"+addr4+":2379" {
 			t.Errorf("kubeadm-config.yaml endpoints %v", eps)
 		}
-		mf, err := etcdops.ReadManifest(filepath.Join(dir, "etcd04", filepath.FromSlash(etcdops.ManifestPath)))
+		mf, err := etcdops.ReadManifest(layout.OnHost(filepath.Join(dir, "etcd04"), layout.EtcdManifest))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +327,7 @@ func TestScaleOutAndIn(t *testing.T) {
 		// SHA256SUMS changed.
 		after := etcdtest.Tree(t, dir)
 		for _, p := range etcdtest.DiffTree(before, after) {
-			if !strings.HasPrefix(p, "etcd04") && !slices.Contains([]string{spec.FileName, membership.KubeadmConfigFile, "SHA256SUMS"}, p) {
+			if !strings.HasPrefix(p, "etcd04") && !slices.Contains([]string{layout.SpecFile, layout.KubeadmConfigFile, "SHA256SUMS"}, p) {
 				t.Errorf("add changed %s", p)
 			}
 		}

@@ -30,18 +30,10 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
-)
-
-// KubeadmConfigFile is the control plane's external-etcd config in OUT.
-const KubeadmConfigFile = "kubeadm-config.yaml"
-
-// Modes of the files recorded in OUT, as init writes them.
-const (
-	modeSpec          = 0o644
-	modeKubeadmConfig = 0o600
 )
 
 // Options are what every membership operation works from.
@@ -105,7 +97,7 @@ func (o *Options) defaults() {
 		o.ChecksBy = time.Now().Add(o.Connect.RequestTimeout())
 	}
 	if o.Out == "" {
-		o.Out = "etcd-bundles"
+		o.Out = layout.DefaultOut
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -123,9 +115,9 @@ func loadSpec(o Options) (*spec.Cluster, string, error) {
 		if fi, err := os.Stat(o.Out); err == nil && !fi.IsDir() {
 			return nil, "", refuse("--out %q: not a folder; give the bundle folder init wrote", o.Out)
 		}
-		path = filepath.Join(o.Out, spec.FileName)
+		path = layout.Bundle(o.Out).Spec()
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, "", refuse("--out %q: no %s there; run `etcd-staticpod init --out %s` first, or give --config FILE", o.Out, spec.FileName, o.Out)
+			return nil, "", refuse("--out %q: no %s there; run `etcd-staticpod init --out %s` first, or give --config FILE", o.Out, layout.SpecFile, o.Out)
 		}
 	}
 	c, err := spec.Load(path)
@@ -164,7 +156,7 @@ func (s *session) connect(ctx context.Context, avoid ...string) error {
 	if co.Bundle == "" {
 		co.Bundle = s.bundleFolder(avoid)
 		if co.Bundle == "" && len(co.Endpoints) == 0 {
-			return refuse("--out %q: no host folder with %s for the hosts of %s; give --endpoints with --cacert, --cert and --key", s.opts.Out, etcdops.ManifestPath, s.specPath)
+			return refuse("--out %q: no host folder with %s for the hosts of %s; give --endpoints with --cacert, --cert and --key", s.opts.Out, layout.Rel(layout.EtcdManifest), s.specPath)
 		}
 	}
 	t, err := etcdops.Resolve(ctx, co)
@@ -199,8 +191,8 @@ func (s *session) connect(ctx context.Context, avoid ...string) error {
 func (s *session) bundleFolder(avoid []string) string {
 	var fallback string
 	for _, h := range s.spec.Hosts {
-		dir := filepath.Join(s.opts.Out, h.Name)
-		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(etcdops.ManifestPath))); err != nil {
+		dir := layout.Bundle(s.opts.Out).Host(h.Name)
+		if _, err := os.Stat(layout.OnHost(dir, layout.EtcdManifest)); err != nil {
 			continue
 		}
 		if slices.Contains(avoid, h.Name) {
@@ -345,13 +337,13 @@ func (s *session) record(c *spec.Cluster) error {
 		return err
 	}
 	files := []atomicfile.File{
-		{Path: filepath.Join(s.opts.Out, spec.FileName), Data: b, Mode: modeSpec},
-		{Path: filepath.Join(s.opts.Out, KubeadmConfigFile), Data: kc, Mode: modeKubeadmConfig},
+		{Path: layout.Bundle(s.opts.Out).Spec(), Data: b, Mode: layout.ModeSpec},
+		{Path: layout.Bundle(s.opts.Out).KubeadmConfig(), Data: kc, Mode: layout.ModeKey},
 	}
 	if err := atomicfile.WriteFiles(files); err != nil {
 		return fmt.Errorf("record the spec: %w", err)
 	}
-	if want := filepath.Join(s.opts.Out, spec.FileName); !sameFile(s.specPath, want) {
+	if want := layout.Bundle(s.opts.Out).Spec(); !sameFile(s.specPath, want) {
 		s.logf("note: %s is unchanged; %s records the new host list", s.specPath, want)
 	}
 	return nil
@@ -367,7 +359,7 @@ func sameFile(a, b string) bool {
 // lists that still exist.
 func updateSums(out string, add ...string) error {
 	var names []string
-	if data, err := safefile.Read(filepath.Join(out, archive.SumsFile)); err == nil {
+	if data, err := safefile.Read(layout.Bundle(out).Sums()); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
 			if _, name, ok := strings.Cut(sc.Text(), "  "); ok {
@@ -375,7 +367,7 @@ func updateSums(out string, add ...string) error {
 			}
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", archive.SumsFile, err)
+		return fmt.Errorf("read %s: %w", layout.SumsFile, err)
 	}
 	names = appendNew(names, add...)
 	var keep []string

@@ -3,11 +3,11 @@ package membership
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -165,7 +165,7 @@ func (s *session) forget(c *spec.Cluster, h spec.Host) error {
 	if err := s.record(n); err != nil {
 		return fmt.Errorf("%s is no longer a member of the cluster but %w; run the same command again to finish", h.Name, err)
 	}
-	s.logf("[member] Removed %s from %s and its endpoint from %s", h.Name, filepath.Join(s.opts.Out, spec.FileName), filepath.Join(s.opts.Out, KubeadmConfigFile))
+	s.logf("[member] Removed %s from %s and its endpoint from %s", h.Name, layout.Bundle(s.opts.Out).Spec(), layout.Bundle(s.opts.Out).KubeadmConfig())
 	s.logf("%s", removeInstructions(s.opts.Out, n, h))
 	return nil
 }
@@ -242,10 +242,10 @@ func removeInstructions(out string, c *spec.Cluster, h spec.Host) string {
 	return fmt.Sprintf(`
 On %[1]s, remove the manifest so that kubelet stops the etcd Pod, then, once the Pod is gone
 (crictl ps --name etcd lists nothing), its data, which the cluster no longer accepts:
-  ssh %[2]s 'rm /etc/kubernetes/manifests/etcd.yaml'
+  ssh %[2]s %[7]s
   ssh %[2]s %[3]s
 Give the control plane the new endpoint list: %[4]s/%[5]s, and on every control-plane node
 --etcd-servers=%[6]s in /etc/kubernetes/manifests/kube-apiserver.yaml.
 %[4]s/%[1]s and %[4]s/%[1]s.tar.gz are left in place; delete them when the host is gone.`,
-		h.Name, t, shellcmd.Quote("rm -rf "+shellcmd.Quote(c.Etcd.DataDir)), out, KubeadmConfigFile, etcdServers(c))
+		h.Name, t, shellcmd.Quote("rm -rf "+shellcmd.Quote(c.Etcd.DataDir)), out, layout.KubeadmConfigFile, etcdServers(c), shellcmd.Quote("rm "+layout.EtcdManifest))
 }

@@ -11,18 +11,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
-)
-
-// Files of OUT/monitoring. The scrape configuration names the others by
-// relative paths, which Prometheus resolves against the configuration's
-// own folder: the folder can be copied anywhere as a whole.
-const (
-	Dir        = "monitoring"
-	ConfigFile = "prometheus.yml"
-	RulesFile  = "etcd-alerts.yml"
-	CAFile     = "ca.crt"
 )
 
 // Job is the scrape job's name; the rules select it.
@@ -43,12 +33,6 @@ var rules []byte
 
 // Rules is the alerting rules file.
 func Rules() []byte { return bytes.Clone(rules) }
-
-// ClientFiles are the client certificate's and key's file names.
-func ClientFiles() (cert, key string) {
-	p := certs.MonitoringClient()
-	return p.BaseName + ".crt", p.BaseName + ".key"
-}
 
 // Config is a Prometheus configuration file, as much of it as is written.
 type Config struct {
@@ -92,12 +76,12 @@ type StaticConfig struct {
 // listen-metrics-urls port (http://127.0.0.1:2381) answers on the host
 // itself only, for kubelet's probes.
 func ScrapeConfigFor(c *spec.Cluster) Config {
-	cert, key := ClientFiles()
+	cert, key := layout.MonitoringClient.Cert(""), layout.MonitoringClient.Key("")
 	job := ScrapeConfig{
 		JobName:     Job,
 		Scheme:      "https",
 		MetricsPath: "/metrics",
-		TLSConfig:   TLSConfig{CAFile: CAFile, CertFile: cert, KeyFile: key},
+		TLSConfig:   TLSConfig{CAFile: layout.MonitoringCA, CertFile: cert, KeyFile: key},
 	}
 	for _, h := range c.Hosts {
 		job.StaticConfigs = append(job.StaticConfigs, StaticConfig{
@@ -107,7 +91,7 @@ func ScrapeConfigFor(c *spec.Cluster) Config {
 	}
 	return Config{
 		Global:        Global{ScrapeInterval: ScrapeInterval, EvaluationInterval: EvaluationInterval},
-		RuleFiles:     []string{RulesFile},
+		RuleFiles:     []string{layout.MonitoringRules},
 		ScrapeConfigs: []ScrapeConfig{job},
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -28,7 +29,7 @@ func promtool(t *testing.T) string {
 }
 
 func TestRulesCheck(t *testing.T) {
-	file := filepath.Join(t.TempDir(), RulesFile)
+	file := filepath.Join(t.TempDir(), layout.MonitoringRules)
 	if err := os.WriteFile(file, Rules(), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestScrapeConfig(t *testing.T) {
 	if want := []string{"10.107.88.15:2379=etcd01", "[fd00::16]:2379=etcd02"}; !slices.Equal(targets, want) {
 		t.Errorf("targets %v, want %v", targets, want)
 	}
-	if job.Scheme != "https" || job.TLSConfig.CAFile != CAFile || job.TLSConfig.CertFile == "" || job.TLSConfig.KeyFile == "" {
+	if job.Scheme != "https" || job.TLSConfig.CAFile != layout.MonitoringCA || job.TLSConfig.CertFile == "" || job.TLSConfig.KeyFile == "" {
 		t.Errorf("job does not verify TLS with a client certificate: %+v", job)
 	}
 	b, err := Marshal(cfg)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/backupunit"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -23,9 +24,9 @@ func monitoringPhase() Phase {
 	return Phase{
 		Name:  "monitoring",
 		Short: "With --monitoring: write OUT/monitoring/, a Prometheus scrape configuration, alerting rules and their client certificate",
-		Long: "Writes OUT/" + monitoring.Dir + "/ (0700): " + monitoring.ConfigFile + ", which scrapes every member's https://ADDRESS:2379/metrics verifying its server certificate against the etcd CA (" +
-			monitoring.CAFile + "), with the client certificate " + p.Name + " (" + p.BaseName + ".crt and .key, made here, signed by the etcd CA, never copied to a host); and " +
-			monitoring.RulesFile + ", the alerting rules. Without --monitoring (or monitoring: true in the spec) it does nothing. " +
+		Long: "Writes OUT/" + layout.MonitoringDir + "/ (0700): " + layout.MonitoringConfig + ", which scrapes every member's https://ADDRESS:2379/metrics verifying its server certificate against the etcd CA (" +
+			layout.MonitoringCA + "), with the client certificate " + p.Name + " (" + string(p.Files) + layout.CertExt + " and " + layout.KeyExt + ",  made here, signed by the etcd CA, never copied to a host); and " +
+			layout.MonitoringRules + ", the alerting rules. Without --monitoring (or monitoring: true in the spec) it does nothing. " +
 			"An existing client certificate that still matches is kept.",
 		Example: "etcd-staticpod init phase monitoring --monitoring",
 		Flags:   []FlagGroup{FlagsAddons},
@@ -47,16 +48,16 @@ func (r *Runner) monitoringWanted() bool { return r.Cluster().Monitoring && !r.N
 
 // monitoringPath is a file of OUT/monitoring.
 func (r *Runner) monitoringPath(name string) string {
-	return filepath.Join(r.Out(), monitoring.Dir, name)
+	return filepath.Join(r.bundle().Monitoring(), name)
 }
 
 // inspectMonitoringClient judges an existing monitoring client certificate
 // as inspectLeaf judges a host's.
 func (r *Runner) inspectMonitoringClient() (leafState, error) {
 	p := certs.MonitoringClient()
-	base := r.monitoringPath(p.BaseName)
-	certPEM, certErr := r.ReadFile(base + ".crt")
-	keyPEM, keyErr := r.ReadFile(base + ".key")
+	base := p.Files.Base(r.bundle().Monitoring())
+	certPEM, certErr := r.ReadFile(base + layout.CertExt)
+	keyPEM, keyErr := r.ReadFile(base + layout.KeyExt)
 	redo := fmt.Sprintf("remove %s.crt and %s.key and run init --monitoring again for a new one", base, base)
 	switch {
 	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
@@ -95,7 +96,7 @@ func (r *Runner) runMonitoring() error {
 		return nil
 	}
 	p := certs.MonitoringClient()
-	base := r.monitoringPath(p.BaseName)
+	base := p.Files.Base(r.bundle().Monitoring())
 	state, err := r.inspectMonitoringClient()
 	if err != nil {
 		return err
@@ -105,9 +106,9 @@ func (r *Runner) runMonitoring() error {
 		return err
 	}
 	write := func(name string, data []byte, mode os.FileMode) error {
-		return r.WriteFile(r.monitoringPath(name), data, mode, modePrivDir)
+		return r.WriteFile(r.monitoringPath(name), data, mode, layout.ModePrivDir)
 	}
-	if err := write(monitoring.CAFile, certs.EncodeCert(ca.Cert), modeFile); err != nil {
+	if err := write(layout.MonitoringCA, certs.EncodeCert(ca.Cert), layout.ModeFile); err != nil {
 		return err
 	}
 	if state != leafValid {
@@ -116,7 +117,7 @@ func (r *Runner) runMonitoring() error {
 		}
 		var key crypto.Signer
 		if state == leafKeyOnly {
-			keyPEM, err := r.ReadFile(base + ".key")
+			keyPEM, err := r.ReadFile(base + layout.KeyExt)
 			if err != nil {
 				return err
 			}
@@ -132,7 +133,7 @@ func (r *Runner) runMonitoring() error {
 				return err
 			}
 			// The key first, as for the hosts' certificates.
-			if err := write(p.BaseName+".key", keyPEM, modeKey); err != nil {
+			if err := write(string(p.Files)+layout.KeyExt, keyPEM, layout.ModeKey); err != nil {
 				return err
 			}
 		}
@@ -140,7 +141,7 @@ func (r *Runner) runMonitoring() error {
 		if err != nil {
 			return fmt.Errorf("sign %s: %w", p.Name, err)
 		}
-		if err := write(p.BaseName+".crt", certs.EncodeCert(cert), modeFile); err != nil {
+		if err := write(string(p.Files)+layout.CertExt, certs.EncodeCert(cert), layout.ModeFile); err != nil {
 			return err
 		}
 		r.Logf("[monitoring] Generated %s in %s", p.Name, filepath.Dir(base))
@@ -151,13 +152,13 @@ func (r *Runner) runMonitoring() error {
 	if err != nil {
 		return err
 	}
-	if err := write(monitoring.ConfigFile, cfg, modeFile); err != nil {
+	if err := write(layout.MonitoringConfig, cfg, layout.ModeFile); err != nil {
 		return err
 	}
-	if err := write(monitoring.RulesFile, monitoring.Rules(), modeFile); err != nil {
+	if err := write(layout.MonitoringRules, monitoring.Rules(), layout.ModeFile); err != nil {
 		return err
 	}
-	r.Logf("[monitoring] Wrote %s (job %q, %d members over verified TLS) and %s", r.monitoringPath(monitoring.ConfigFile), monitoring.Job, len(r.Cluster().Hosts), r.monitoringPath(monitoring.RulesFile))
+	r.Logf("[monitoring] Wrote %s (job %q, %d members over verified TLS) and %s", r.monitoringPath(layout.MonitoringConfig), monitoring.Job, len(r.Cluster().Hosts), r.monitoringPath(layout.MonitoringRules))
 	return nil
 }
 
@@ -165,8 +166,8 @@ func backupPhase() Phase {
 	return Phase{
 		Name:  "backup",
 		Short: "With --backup-host: write the systemd units that save a snapshot on that host on a schedule",
-		Long: "Writes " + backupunit.UnitDir + "/" + backupunit.ServiceName + " and " + backupunit.TimerName + " into the backup host's bundle, and creates the snapshot folder (0700). " +
-			"The service runs `" + backupunit.CLIPath + " snapshot save --dir DIR --keep N` on that host; the timer starts it on --backup-schedule (systemd OnCalendar=). " +
+		Long: "Writes " + layout.BackupService + " and " + layout.BackupTimerName + " into the backup host's bundle, and creates the snapshot folder (0700). " +
+			"The service runs `" + layout.CLI + " snapshot save --dir DIR --keep N` on that host; the timer starts it on --backup-schedule (systemd OnCalendar=). " +
 			"Without --backup-host (or backup: in the spec) it does nothing.",
 		Example: "etcd-staticpod init phase backup --backup-host etcd01 --backup-schedule '*-*-* 03:15:00' --backup-keep 14",
 		Flags:   []FlagGroup{FlagsAddons},
@@ -179,16 +180,16 @@ func backupPhase() Phase {
 				if h.Name != b.Host {
 					continue
 				}
-				if err := r.WriteFile(r.HostPath(h, filepath.Join(backupunit.UnitDir, backupunit.ServiceName)), backupunit.Service(*b), modeFile, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.BackupService), backupunit.Service(*b), layout.ModeFile, layout.ModeDir); err != nil {
 					return err
 				}
-				if err := r.WriteFile(r.HostPath(h, filepath.Join(backupunit.UnitDir, backupunit.TimerName)), backupunit.Timer(*b), modeFile, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.BackupTimer), backupunit.Timer(*b), layout.ModeFile, layout.ModeDir); err != nil {
 					return err
 				}
-				if err := r.MkdirAll(r.HostPath(h, b.Dir), modePrivDir); err != nil {
+				if err := r.MkdirAll(r.HostPath(h, b.Dir), layout.ModePrivDir); err != nil {
 					return err
 				}
-				r.Logf("[backup] Wrote %s and %s for %s: a snapshot into %s on %q, keeping %d", backupunit.ServiceName, backupunit.TimerName, h.Name, b.Dir, b.Schedule, b.Keep)
+				r.Logf("[backup] Wrote %s and %s for %s: a snapshot into %s on %q, keeping %d", layout.BackupServiceName, layout.BackupTimerName, h.Name, b.Dir, b.Schedule, b.Keep)
 			}
 			return nil
 		},
@@ -198,8 +199,8 @@ func backupPhase() Phase {
 func cliPhase() Phase {
 	return Phase{
 		Name:  "cli",
-		Short: "With --with-cli or --backup-host: put this command into every host's bundle at " + backupunit.CLIPath,
-		Long: "Copies the running etcd-staticpod binary to " + backupunit.CLIPath + " (0755) in every host's bundle, so that the day-2 commands run on the hosts. " +
+		Short: "With --with-cli or --backup-host: put this command into every host's bundle at " + layout.CLI,
+		Long: "Copies the running etcd-staticpod binary to " + layout.CLI + " (0755) in every host's bundle, so that the day-2 commands run on the hosts. " +
 			"Without --with-cli or --backup-host (or installCLI/backup in the spec) it does nothing.",
 		Example: "etcd-staticpod init phase cli --with-cli",
 		Flags:   []FlagGroup{FlagsAddons},
@@ -219,11 +220,11 @@ func cliPhase() Phase {
 				return fmt.Errorf("read this command's binary: %w", err)
 			}
 			for _, h := range r.Hosts() {
-				if err := r.WriteFile(r.HostPath(h, backupunit.CLIPath), bin, 0o755, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.CLI), bin, layout.ModeExec, layout.ModeDir); err != nil {
 					return err
 				}
 			}
-			r.Logf("[cli] Put %s (%d MB) at %s in the bundle of %s", self, len(bin)>>20, backupunit.CLIPath, hostNames(r.Hosts()))
+			r.Logf("[cli] Put %s (%d MB) at %s in the bundle of %s", self, len(bin)>>20, layout.CLI, hostNames(r.Hosts()))
 			return nil
 		},
 	}

@@ -72,10 +72,10 @@ func (r *Runner) checkNoCAKeyCopies() error {
 	}
 	var dirs []string
 	for _, h := range r.Hosts() {
-		dirs = append(dirs, filepath.Join(r.Out(), h.Name))
+		dirs = append(dirs, r.bundle().Host(h.Name))
 	}
 	if !r.NodeMode() {
-		dirs = append(dirs, filepath.Join(r.Out(), controlPlaneDir))
+		dirs = append(dirs, r.bundle().ControlPlane())
 	}
 	for _, dir := range dirs {
 		// etcd data never ships and may be large: not read.

@@ -12,6 +12,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -36,7 +37,7 @@ func TestCAKeyCopyInQueueRefused(t *testing.T) {
 	}
 	copyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	target := filepath.Join(out, "etcd02", "etc/kubernetes/notes.pem")
-	leak := Phase{Name: "leak", Run: func(r *Runner) error { return r.WriteFile(target, copyPEM, modeKey, modeDir) }}
+	leak := Phase{Name: "leak", Run: func(r *Runner) error { return r.WriteFile(target, copyPEM, layout.ModeKey, layout.ModeDir) }}
 	before := etcdtest.Tree(t, out)
 	for name, ps := range map[string][]Phase{
 		"packed":  {leak, Bundle()},

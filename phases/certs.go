@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -36,8 +37,8 @@ func certsPhase() Phase {
 		children = append(children, Phase{
 			Name:  p.Name,
 			Short: "Generate " + p.Short + ", for every host",
-			Long: fmt.Sprintf("Writes %s.crt and %s.key under --cert-dir in each host's bundle, signed by the etcd CA. "+
-				"An existing certificate that still matches the spec is kept byte for byte; one that does not is an error that says what differs.", p.BaseName, p.BaseName),
+			Long: fmt.Sprintf("Writes %s and %s under --cert-dir in each host's bundle, signed by the etcd CA. "+
+				"An existing certificate that still matches the spec is kept byte for byte; one that does not is an error that says what differs.", p.Files.Cert(""), p.Files.Key("")),
 			Example: fmt.Sprintf("etcd-staticpod init phase certs %s --config cluster.yaml", p.Name),
 			Flags:   []FlagGroup{FlagsCerts, FlagsCA},
 			Check:   func(r *Runner) error { return r.checkLeaves(p) },
@@ -58,7 +59,7 @@ func (r *Runner) caPaths() (certPath, keyPath string) {
 	if r.opts.CACert != "" {
 		return r.opts.CACert, r.opts.CAKey
 	}
-	return filepath.Join(r.CAStore(), "ca.crt"), filepath.Join(r.CAStore(), "ca.key")
+	return r.bundle().CACert(), r.bundle().CAKey()
 }
 
 // authority returns the CA, loading it once. With needKey the key is loaded
@@ -70,7 +71,7 @@ func (r *Runner) authority(needKey bool) (*certs.Authority, error) {
 	certPath, keyPath := r.caPaths()
 	certPEM, err := r.ReadFile(certPath)
 	if errors.Is(err, os.ErrNotExist) && !needKey && r.NodeMode() {
-		certPath = r.CertPath(r.Hosts()[0], certs.CA()) + ".crt"
+		certPath = r.CertPath(r.Hosts()[0], certs.CA()) + layout.CertExt
 		certPEM, err = r.ReadFile(certPath)
 	}
 	if errors.Is(err, os.ErrNotExist) {
@@ -117,7 +118,7 @@ func (r *Runner) guardCAKey(path string) error {
 		r.Warnf("CA key %s can be read by group or others (mode %04o); a run without --dry-run makes it 0600", path, mode)
 		return nil
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(path, layout.ModeKey); err != nil {
 		return fmt.Errorf("CA key %s can be read by group or others (mode %04o) and cannot be made 0600: %w", path, mode, unwrapPath(err))
 	}
 	r.Warnf("CA key %s could be read by group or others (mode %04o); made it 0600", path, mode)
@@ -143,7 +144,7 @@ func (r *Runner) runCA() error {
 		// A node that already trusts a CA keeps it: making a new one here
 		// would split the cluster.
 		if r.NodeMode() {
-			nodeCA := r.CertPath(r.Hosts()[0], certs.CA()) + ".crt"
+			nodeCA := r.CertPath(r.Hosts()[0], certs.CA()) + layout.CertExt
 			if _, err := os.Stat(nodeCA); err == nil {
 				if _, err := r.authority(false); err != nil {
 					return err
@@ -163,7 +164,7 @@ func (r *Runner) runCA() error {
 		}
 		// The key first: a run killed between the two leaves a key alone,
 		// which the next run completes (below) without replacing it.
-		if err := r.WriteFile(keyPath, keyPEM, modeKey, modePrivDir); err != nil {
+		if err := r.WriteFile(keyPath, keyPEM, layout.ModeKey, layout.ModePrivDir); err != nil {
 			return err
 		}
 		if err := r.selfSign(key, certPath); err != nil {
@@ -206,7 +207,7 @@ func (r *Runner) selfSign(key crypto.Signer, certPath string) error {
 	if err != nil {
 		return err
 	}
-	if err := r.WriteFile(certPath, certs.EncodeCert(ca.Cert), modeFile, modePrivDir); err != nil {
+	if err := r.WriteFile(certPath, certs.EncodeCert(ca.Cert), layout.ModeFile, layout.ModePrivDir); err != nil {
 		return err
 	}
 	r.ca = ca
@@ -216,7 +217,7 @@ func (r *Runner) selfSign(key crypto.Signer, certPath string) error {
 // anyHostCA reports whether a host already holds a CA certificate.
 func (r *Runner) anyHostCA() bool {
 	for _, h := range r.opts.Cluster.Hosts {
-		if r.Exists(filepath.Join(r.opts.Out, h.Name, r.opts.Cluster.CertDir, certs.CA().BaseName+".crt")) {
+		if r.Exists(certs.CA().Files.Cert(layout.OnHost(r.bundle().Host(h.Name), r.opts.Cluster.CertDir))) {
 			return true
 		}
 	}
@@ -231,7 +232,7 @@ func (r *Runner) checkHostCAs() error {
 		return nil // a new CA: any host ca.crt would be checked by the leaves
 	}
 	for _, h := range r.Hosts() {
-		path := r.CertPath(h, certs.CA()) + ".crt"
+		path := r.CertPath(h, certs.CA()) + layout.CertExt
 		have, err := r.ReadFile(path)
 		if err == nil && !certs.SameCert(have, want) {
 			return fmt.Errorf("host %q: %s is not the CA certificate in %s; remove it if the host should move to this CA", h.Name, path, certPath)
@@ -246,7 +247,7 @@ func (r *Runner) ensureHostCA(h spec.Host) error {
 	if err != nil {
 		return err
 	}
-	path := r.CertPath(h, certs.CA()) + ".crt"
+	path := r.CertPath(h, certs.CA()) + layout.CertExt
 	have, err := r.ReadFile(path)
 	if err == nil {
 		if !certs.SameCert(have, certs.EncodeCert(ca.Cert)) {
@@ -257,7 +258,7 @@ func (r *Runner) ensureHostCA(h spec.Host) error {
 	if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("host %q: %w", h.Name, err)
 	}
-	return r.WriteFile(path, certs.EncodeCert(ca.Cert), modeFile, modeDir)
+	return r.WriteFile(path, certs.EncodeCert(ca.Cert), layout.ModeFile, layout.ModeDir)
 }
 
 // leafState is what is on disk for one certificate.
@@ -272,8 +273,8 @@ const (
 // inspectLeaf compares an existing certificate and key with the spec.
 func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	base := r.CertPath(h, p)
-	certPEM, certErr := r.ReadFile(base + ".crt")
-	keyPEM, keyErr := r.ReadFile(base + ".key")
+	certPEM, certErr := r.ReadFile(base + layout.CertExt)
+	keyPEM, keyErr := r.ReadFile(base + layout.KeyExt)
 	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
 		return leafMissing, nil
 	}
@@ -284,7 +285,7 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 		if err != nil {
 			return 0, fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
 		}
-		if err := r.notCAKey(base+".key", key); err != nil {
+		if err := r.notCAKey(base+layout.KeyExt, key); err != nil {
 			return 0, err
 		}
 		if got := certs.KeyAlgorithm(key.Public()); got != r.Cluster().EncryptionAlgorithm {
@@ -306,7 +307,7 @@ func (r *Runner) inspectLeaf(p certs.Profile, h spec.Host) (leafState, error) {
 	if err != nil {
 		return 0, fmt.Errorf("host %q: %s.key: %w", h.Name, base, err)
 	}
-	if err := r.notCAKey(base+".key", key); err != nil {
+	if err := r.notCAKey(base+layout.KeyExt, key); err != nil {
 		return 0, err
 	}
 	ca, err := r.authority(false)
@@ -341,7 +342,7 @@ func (r *Runner) caToCreate() bool {
 	if r.Exists(certPath) || r.Exists(keyPath) || r.opts.CACert != "" {
 		return false
 	}
-	return !r.NodeMode() || !r.Exists(r.CertPath(r.Hosts()[0], certs.CA())+".crt")
+	return !r.NodeMode() || !r.Exists(r.CertPath(r.Hosts()[0], certs.CA())+layout.CertExt)
 }
 
 // checkLeaves refuses an existing p certificate that does not fit, and
@@ -391,7 +392,7 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 			j.log = append(j.log, fmt.Sprintf("[certs] Using the existing %s certificate and key for %s", p.Name, h.Name))
 			continue
 		case leafKeyOnly:
-			keyPEM, err := r.ReadFile(j.base + ".key")
+			keyPEM, err := r.ReadFile(j.base + layout.KeyExt)
 			if err != nil {
 				return fmt.Errorf("host %q: %w", h.Name, err)
 			}
@@ -435,11 +436,11 @@ func (r *Runner) runLeaf(p certs.Profile) error {
 			// The key first: a run killed between the two leaves a key
 			// without a certificate, which the next run certifies.
 			if j.keyPEM != nil {
-				if err := r.WriteFile(j.base+".key", j.keyPEM, modeKey, modeDir); err != nil {
+				if err := r.WriteFile(j.base+layout.KeyExt, j.keyPEM, layout.ModeKey, layout.ModeDir); err != nil {
 					return err
 				}
 			}
-			if err := r.WriteFile(j.base+".crt", certs.EncodeCert(j.cert), modeFile, modeDir); err != nil {
+			if err := r.WriteFile(j.base+layout.CertExt, certs.EncodeCert(j.cert), layout.ModeFile, layout.ModeDir); err != nil {
 				return err
 			}
 			sans := ""

@@ -156,7 +156,7 @@ func TestCertProfiles(t *testing.T) {
 					t.Fatalf("%s holds the CA key", h.Name)
 				}
 				for _, p := range certs.Leaves() {
-					base := filepath.Join(out, h.Name, "etc/kubernetes/pki", p.BaseName)
+					base := filepath.Join(out, h.Name, "etc/kubernetes/pki", string(p.Files))
 					cert := etcdtest.ReadCert(t, base+".crt")
 					checkLeaf(t, cert, ca, p, h, alg)
 					if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: p.Usages, CurrentTime: fixedNow}); err != nil {

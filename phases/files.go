@@ -14,26 +14,19 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/kubeletconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/workflow"
 )
 
-// Node paths kubeadm uses for what the guide writes.
-const (
-	manifestPath          = kubeletconf.StaticPodPath + "/etcd.yaml"
-	hostKubeadmConfigPath = "/etc/kubernetes/kubeadmcfg.yaml"
-	kubeadmConfigFile     = "kubeadm-config.yaml"
-	controlPlaneDir       = "control-plane"
-)
-
 func kubeletPhase() Phase {
 	return Phase{
 		Name:  "kubelet",
 		Short: "Write the standalone kubelet's drop-in and KubeletConfiguration for every host",
-		Long: "Writes " + kubeletconf.ConfigPath + " (a KubeletConfiguration: no anonymous or webhook authentication, AlwaysAllow, " +
-			"address 127.0.0.1, static Pods from " + kubeletconf.StaticPodPath + ") and " + kubeletconf.DropInPath +
+		Long: "Writes " + layout.KubeletConfig + " (a KubeletConfiguration: no anonymous or webhook authentication, AlwaysAllow, " +
+			"address 127.0.0.1, static Pods from " + layout.StaticPodDir + ") and " + layout.KubeletDropIn +
 			", which makes kubelet run with that file alone, as the kubeadm HA etcd guide does. --kubelet-config-patch merges any further field. " +
 			"With runtime systemd there is no kubelet and it does nothing.",
 		Example: "etcd-staticpod init phase kubelet --config cluster.yaml --cgroup-driver cgroupfs --kubelet-config-patch kubelet-patch.yaml",
@@ -53,15 +46,15 @@ func kubeletPhase() Phase {
 			if err != nil {
 				return err
 			}
-			dropIn := kubeletconf.DropIn(r.Cluster(), kubeletconf.ConfigPath)
+			dropIn := kubeletconf.DropIn(r.Cluster(), layout.KubeletConfig)
 			for _, h := range r.Hosts() {
-				if err := r.WriteFile(r.HostPath(h, kubeletconf.ConfigPath), conf, modeFile, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.KubeletConfig), conf, layout.ModeFile, layout.ModeDir); err != nil {
 					return err
 				}
-				if err := r.WriteFile(r.HostPath(h, kubeletconf.DropInPath), dropIn, modeFile, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.KubeletDropIn), dropIn, layout.ModeFile, layout.ModeDir); err != nil {
 					return err
 				}
-				r.Logf("[kubelet] Wrote %s and %s for %s", kubeletconf.ConfigPath, kubeletconf.DropInPath, h.Name)
+				r.Logf("[kubelet] Wrote %s and %s for %s", layout.KubeletConfig, layout.KubeletDropIn, h.Name)
 			}
 			return nil
 		},
@@ -96,7 +89,7 @@ func EtcdLocal() Phase {
 	return Phase{
 		Name:  "local",
 		Short: "Write the etcd static Pod manifest for every host",
-		Long: "Writes " + manifestPath + " (0600, in a 0700 folder) exactly as `kubeadm init phase etcd local` does with the guide's per-host extraArgs, " +
+		Long: "Writes " + layout.EtcdManifest + " (0600, in a 0700 folder) exactly as `kubeadm init phase etcd local` does with the guide's per-host extraArgs, " +
 			"and creates the data folder (0700). With runtime systemd it does nothing (see the systemd phase).",
 		Example: "etcd-staticpod init phase etcd local --config cluster.yaml --node etcd02 --root /",
 		Flags:   []FlagGroup{FlagsEtcd},
@@ -116,13 +109,13 @@ func EtcdLocal() Phase {
 				return err
 			}
 			for i, h := range r.Hosts() {
-				if err := r.WriteFile(r.HostPath(h, manifestPath), docs[i], modeKey, modePrivDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.EtcdManifest), docs[i], layout.ModeKey, layout.ModePrivDir); err != nil {
 					return err
 				}
-				if err := r.MkdirAll(r.HostPath(h, r.Cluster().Etcd.DataDir), modePrivDir); err != nil {
+				if err := r.MkdirAll(r.HostPath(h, r.Cluster().Etcd.DataDir), layout.ModePrivDir); err != nil {
 					return err
 				}
-				r.Logf("[etcd] Wrote the static Pod manifest %s for %s", manifestPath, h.Name)
+				r.Logf("[etcd] Wrote the static Pod manifest %s for %s", layout.EtcdManifest, h.Name)
 			}
 			return nil
 		},
@@ -178,9 +171,9 @@ func KubeadmConfig() Phase {
 	return Phase{
 		Name:  "kubeadm-config",
 		Short: "Write the per-host kubeadm configs and the external-etcd kubeadm-config.yaml",
-		Long: "Writes " + hostKubeadmConfigPath + " on every host (the guide's InitConfiguration and ClusterConfiguration, so kubeadm's own phases still work), " +
-			"OUT/" + kubeadmConfigFile + " (the external-etcd ClusterConfiguration for `kubeadm init --config` on the first control-plane node) and " +
-			"OUT/" + controlPlaneDir + "/ with the etcd CA certificate and the apiserver-etcd-client certificate and key that node needs.",
+		Long: "Writes " + layout.HostKubeadmConfig + " on every host (the guide's InitConfiguration and ClusterConfiguration, so kubeadm's own phases still work), " +
+			"OUT/" + layout.KubeadmConfigFile + " (the external-etcd ClusterConfiguration for `kubeadm init --config` on the first control-plane node) and " +
+			"OUT/" + layout.ControlPlaneDir + "/ with the etcd CA certificate and the apiserver-etcd-client certificate and key that node needs.",
 		Example: "etcd-staticpod init phase kubeadm-config --config cluster.yaml --control-plane-endpoint 10.107.88.9:6443 --pod-subnet 10.244.0.0/16",
 		Flags:   []FlagGroup{FlagsControlPlane, FlagsEtcd},
 		Check: func(r *Runner) error {
@@ -197,10 +190,10 @@ func KubeadmConfig() Phase {
 				return err
 			}
 			for i, h := range r.Hosts() {
-				if err := r.WriteFile(r.HostPath(h, hostKubeadmConfigPath), docs[i], modeKey, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.HostKubeadmConfig), docs[i], layout.ModeKey, layout.ModeDir); err != nil {
 					return err
 				}
-				r.Logf("[kubeadm-config] Wrote %s for %s", hostKubeadmConfigPath, h.Name)
+				r.Logf("[kubeadm-config] Wrote %s for %s", layout.HostKubeadmConfig, h.Name)
 			}
 			if r.NodeMode() {
 				return nil
@@ -209,13 +202,13 @@ func KubeadmConfig() Phase {
 			if err != nil {
 				return err
 			}
-			if err := r.WriteFile(filepath.Join(r.Out(), kubeadmConfigFile), b, modeKey, modeDir); err != nil {
+			if err := r.WriteFile(r.bundle().KubeadmConfig(), b, layout.ModeKey, layout.ModeDir); err != nil {
 				return err
 			}
 			if err := r.writeControlPlane(); err != nil {
 				return err
 			}
-			r.Logf("[kubeadm-config] Wrote %s and %s/ for the first control-plane node", filepath.Join(r.Out(), kubeadmConfigFile), filepath.Join(r.Out(), controlPlaneDir))
+			r.Logf("[kubeadm-config] Wrote %s and %s/ for the first control-plane node", r.bundle().KubeadmConfig(), r.bundle().ControlPlane())
 			return nil
 		},
 	}
@@ -226,10 +219,10 @@ func KubeadmConfig() Phase {
 // every host, since it names no host).
 func (r *Runner) writeControlPlane() error {
 	client, _ := certs.Leaf("apiserver-etcd-client")
-	root := filepath.Join(r.Out(), controlPlaneDir)
+	root := r.bundle().ControlPlane()
 	cpDir := r.Cluster().ControlPlane.CertDir
-	dst := filepath.Join(root, cpDir, client.BaseName)
-	caDst := filepath.Join(root, cpDir, certs.CA().BaseName+".crt")
+	dst := client.Files.Base(layout.OnHost(root, cpDir))
+	caDst := certs.CA().Files.Cert(layout.OnHost(root, cpDir))
 	if r.opts.DryRun {
 		// The certificates to copy may exist only in this dry run's imagination.
 		for _, p := range []string{caDst + " (0644)", dst + ".key (0600)", dst + ".crt (0644)"} {
@@ -242,8 +235,8 @@ func (r *Runner) writeControlPlane() error {
 		return err
 	}
 	src := r.CertPath(r.Hosts()[0], client)
-	crt, errCrt := r.ReadFile(src + ".crt")
-	key, errKey := r.ReadFile(src + ".key")
+	crt, errCrt := r.ReadFile(src + layout.CertExt)
+	key, errKey := r.ReadFile(src + layout.KeyExt)
 	if err := errors.Join(errCrt, errKey); err != nil {
 		return fmt.Errorf("the control plane's client certificate: run `etcd-staticpod init phase certs apiserver-etcd-client` first: %w", err)
 	}
@@ -252,11 +245,11 @@ func (r *Runner) writeControlPlane() error {
 		data []byte
 		mode os.FileMode
 	}{
-		{caDst, certs.EncodeCert(ca.Cert), modeFile},
-		{dst + ".key", key, modeKey},
-		{dst + ".crt", crt, modeFile},
+		{caDst, certs.EncodeCert(ca.Cert), layout.ModeFile},
+		{dst + layout.KeyExt, key, layout.ModeKey},
+		{dst + layout.CertExt, crt, layout.ModeFile},
 	} {
-		if err := r.WriteFile(f.path, f.data, f.mode, modeDir); err != nil {
+		if err := r.WriteFile(f.path, f.data, f.mode, layout.ModeDir); err != nil {
 			return err
 		}
 	}
@@ -295,15 +288,15 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	for _, h := range hosts {
 		names = append(names, h.Name)
 	}
-	if _, err := fs.Stat(view.Dir(r.Out()), controlPlaneDir); err == nil || r.opts.DryRun {
-		names = append(names, controlPlaneDir)
+	if _, err := fs.Stat(view.Dir(r.Out()), layout.ControlPlaneDir); err == nil || r.opts.DryRun {
+		names = append(names, layout.ControlPlaneDir)
 	}
 	trees := make([]fs.FS, len(names))
 	for i, name := range names {
-		dir := filepath.Join(r.Out(), name)
+		dir := r.bundle().Host(name)
 		staged := view.Dir(dir)
 		tree := staged
-		if name != controlPlaneDir {
+		if name != layout.ControlPlaneDir {
 			var hidden func(string) bool
 			tree, hidden = r.withoutEtcdData(staged)
 			if left := leftOut(staged, hidden); len(left) > 0 {
@@ -317,9 +310,9 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	}
 	if r.opts.DryRun {
 		for _, name := range names {
-			r.Logf("[dry-run] would write %s (0600)", filepath.Join(r.Out(), name+".tar.gz"))
+			r.Logf("[dry-run] would write %s (0600)", r.bundle().Archive(name))
 		}
-		r.Logf("[dry-run] would write %s (0644)", filepath.Join(r.Out(), archive.SumsFile))
+		r.Logf("[dry-run] would write %s (0644)", r.bundle().Sums())
 		return nil
 	}
 	// Archives are independent: pack them on every core, each worker with
@@ -334,7 +327,7 @@ func (r *Runner) pack(hosts []spec.Host) error {
 		p := <-packers
 		defer func() { packers <- p }()
 		var err error
-		packed[i], err = p.Pack(trees[i], filepath.Join(r.Out(), names[i]))
+		packed[i], err = p.Pack(trees[i], r.bundle().Host(names[i]))
 		return err
 	})
 	if err != nil {
@@ -343,8 +336,8 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	var sums []archive.Sum
 	var archives []string
 	for i, name := range names {
-		file := name + ".tar.gz"
-		if err := r.WriteFile(filepath.Join(r.Out(), file), packed[i], archive.ArchiveMode, modeDir); err != nil {
+		file := name + layout.ArchiveExt
+		if err := r.WriteFile(filepath.Join(r.Out(), file), packed[i], layout.ModeArchive, layout.ModeDir); err != nil {
 			return err
 		}
 		sums = append(sums, archive.Sum{Name: file, Data: packed[i]})
@@ -354,10 +347,10 @@ func (r *Runner) pack(hosts []spec.Host) error {
 	if err != nil {
 		return err
 	}
-	if err := r.WriteFile(filepath.Join(r.Out(), archive.SumsFile), list, archive.SumsMode, modeDir); err != nil {
+	if err := r.WriteFile(r.bundle().Sums(), list, layout.ModeSums, layout.ModeDir); err != nil {
 		return err
 	}
-	r.Logf("[bundle] Wrote %s and %s", strings.Join(archives, ", "), archive.SumsFile)
+	r.Logf("[bundle] Wrote %s and %s", strings.Join(archives, ", "), layout.SumsFile)
 	return nil
 }
 
@@ -404,7 +397,7 @@ func (r *Runner) prepareForShipping(tree fs.FS, dir string) error {
 		path := filepath.Join(dir, filepath.FromSlash(name))
 		switch {
 		case d.IsDir():
-		case d.Name() == "ca.key":
+		case layout.IsCAKeyName(d.Name()):
 			return fmt.Errorf("%s is a CA key inside a host folder; remove it, the CA key must stay in the CA store", path)
 		case atomicfile.IsTemp(d.Name()) && r.opts.DryRun:
 			r.Logf("[dry-run] would remove the stale temp file %s", path)

@@ -7,12 +7,11 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/backupunit"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/kubeletconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
-	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -72,27 +71,27 @@ func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 		}
 		h := c.Hosts[0]
 		recorded, err := spec.Marshal(c)
-		add(spec.FileName, recorded, err)
-		add(kubeletconf.DropInPath, kubeletconf.DropIn(c, kubeletconf.ConfigPath), nil)
+		add(layout.SpecFile, recorded, err)
+		add(layout.KubeletDropIn, kubeletconf.DropIn(c, layout.KubeletConfig), nil)
 		conf, err := kubeletconf.Config(c, nil)
-		add(kubeletconf.ConfigPath, conf, err)
+		add(layout.KubeletConfig, conf, err)
 		manifest, err := etcdManifest(c, h)
-		if !add(manifestPath, manifest, err) {
+		if !add(layout.EtcdManifest, manifest, err) {
 			return
 		}
 		hostConfig, err := hostKubeadmConfig(c, h)
-		if !add(hostKubeadmConfigPath, hostConfig, err) {
+		if !add(layout.HostKubeadmConfig, hostConfig, err) {
 			return
 		}
 		external, err := manifests.ExternalEtcdConfig(c)
-		if !add(kubeadmConfigFile, external, err) {
+		if !add(layout.KubeadmConfigFile, external, err) {
 			return
 		}
-		add(backupunit.ServiceName, backupunit.Service(*c.Backup), nil)
-		add(backupunit.TimerName, backupunit.Timer(*c.Backup), nil)
+		add(layout.BackupServiceName, backupunit.Service(*c.Backup), nil)
+		add(layout.BackupTimerName, backupunit.Timer(*c.Backup), nil)
 		// The names of what the runner writes for the host.
 		server, _ := certs.Leaf("etcd-server")
-		for _, p := range []string{filepath.Join("out", h.Name, c.CertDir, "etcd", server.BaseName+".crt"), filepath.Join("out", h.Name, c.Etcd.DataDir), filepath.Join("out", h.Name+".tar.gz")} {
+		for _, p := range []string{filepath.Join("out", h.Name, c.CertDir, "etcd", string(server.Files)+".crt"), filepath.Join("out", h.Name, c.Etcd.DataDir), filepath.Join("out", h.Name+".tar.gz")} {
 			files["file name "+p] = []byte(p)
 		}
 		for path, b := range files {
@@ -102,7 +101,7 @@ func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 				}
 			}
 		}
-		dropIn := strings.Split(strings.TrimSuffix(string(files[kubeletconf.DropInPath]), "\n"), "\n")
+		dropIn := strings.Split(strings.TrimSuffix(string(files[layout.KubeletDropIn]), "\n"), "\n")
 		if len(dropIn) != 4 || dropIn[0] != "[Service]" || dropIn[1] != "ExecStart=" || !strings.HasPrefix(dropIn[2], "ExecStart=") || dropIn[3] != "Restart=always" {
 			t.Fatalf("drop-in lines changed: %q", dropIn)
 		}
@@ -114,12 +113,12 @@ func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 func TestSpecKnowsTheLayout(t *testing.T) {
 	// pki holds the CA store; SHA256SUMS in lower case is the same name on
 	// a case-insensitive filesystem.
-	for _, name := range []string{controlPlaneDir, "pki", strings.ToLower(archive.SumsFile), monitoring.Dir} {
-		if !slices.Contains(spec.ReservedHostNames(), name) {
+	for _, name := range []string{layout.ControlPlaneDir, "pki", strings.ToLower(layout.SumsFile), layout.MonitoringDir} {
+		if !slices.Contains(layout.ReservedNames(), name) {
 			t.Errorf("host name %q is not reserved", name)
 		}
 	}
-	for _, dir := range []string{kubeletconf.StaticPodPath, kubeletconf.DropInDir, filepath.Dir(hostKubeadmConfigPath)} {
+	for _, dir := range []string{layout.StaticPodDir, layout.KubeletDropInDir, filepath.Dir(layout.HostKubeadmConfig)} {
 		if !slices.Contains(spec.HostSystemDirs(), dir) {
 			t.Errorf("%s is not kept from the data folder", dir)
 		}

@@ -7,12 +7,12 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -94,7 +94,7 @@ func RenewTree() Tree {
 		})
 	}
 	return append(tree,
-		Phase{Name: controlPlaneDir, Short: "Copy a renewed apiserver-etcd-client pair into OUT/" + controlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(r.renewed) }},
+		Phase{Name: layout.ControlPlaneDir, Short: "Copy a renewed apiserver-etcd-client pair into OUT/" + layout.ControlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(r.renewed) }},
 		Repack(),
 	)
 }
@@ -118,7 +118,7 @@ func (r *Runner) checkRenew() error {
 	}
 	want := certs.EncodeCert(ca.Cert)
 	for _, h := range r.Hosts() {
-		path := r.CertPath(h, certs.CA()) + ".crt"
+		path := r.CertPath(h, certs.CA()) + layout.CertExt
 		have, err := r.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("host %q: no %s: renew replaces certificates of a host made by init; run `etcd-staticpod init` for it first", h.Name, path)
@@ -141,7 +141,7 @@ func (r *Runner) checkRenew() error {
 // address by member remove and member add.
 func (r *Runner) checkAddresses() error {
 	var recorded *spec.Cluster
-	recordedPath := filepath.Join(r.Out(), spec.FileName)
+	recordedPath := r.bundle().Spec()
 	if !r.NodeMode() || r.opts.Root == "" {
 		if c, err := spec.Load(recordedPath); err == nil {
 			recorded = c
@@ -191,8 +191,8 @@ func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 	var done []Renewal
 	for _, h := range r.Hosts() {
 		base := r.CertPath(h, p)
-		rn := Renewal{Name: p.Name, Host: h.Name, Path: base + ".crt", NotAfter: r.now().Add(c.CertificateValidity.Duration).UTC()}
-		if old, err := r.ReadFile(base + ".crt"); err == nil {
+		rn := Renewal{Name: p.Name, Host: h.Name, Path: base + layout.CertExt, NotAfter: r.now().Add(c.CertificateValidity.Duration).UTC()}
+		if old, err := r.ReadFile(base + layout.CertExt); err == nil {
 			if rn.Old, err = certs.ParseCert(old); err != nil {
 				r.Logf("[renew] warning: %s.crt cannot be read (%v); replacing it", base, err)
 			}
@@ -222,10 +222,10 @@ func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 		rn.NotAfter = rn.New.NotAfter
 		// The key first: a run killed between the two leaves the new key
 		// with no matching certificate, which init then certifies.
-		if err := r.WriteFile(base+".key", keyPEM, modeKey, modeDir); err != nil {
+		if err := r.WriteFile(base+layout.KeyExt, keyPEM, layout.ModeKey, layout.ModeDir); err != nil {
 			return done, err
 		}
-		if err := r.WriteFile(base+".crt", certs.EncodeCert(rn.New), modeFile, modeDir); err != nil {
+		if err := r.WriteFile(base+layout.CertExt, certs.EncodeCert(rn.New), layout.ModeFile, layout.ModeDir); err != nil {
 			return done, err
 		}
 		r.Logf("[renew] Renewed %s for %s: valid until %s", p.Name, h.Name, rn.NotAfter.Format(time.RFC3339))
@@ -242,12 +242,12 @@ func (r *Runner) renewControlPlane(done []Renewal) error {
 	if r.opts.Root != "" || !slices.ContainsFunc(done, func(rn Renewal) bool { return rn.Name == client.Name && rn.Host == first.Name }) {
 		return nil
 	}
-	root := filepath.Join(r.Out(), controlPlaneDir)
+	root := r.bundle().ControlPlane()
 	if _, err := os.Stat(root); err != nil {
 		return nil // no control-plane folder to keep up to date
 	}
 	src := r.CertPath(first, client)
-	dst := filepath.Join(root, r.Cluster().ControlPlane.CertDir, client.BaseName)
+	dst := client.Files.Base(layout.OnHost(root, r.Cluster().ControlPlane.CertDir))
 	if r.opts.DryRun {
 		r.Logf("[dry-run] would write %s.key (0600) and %s.crt (0644), copies of %s's new pair", dst, dst, first.Name)
 		return nil
@@ -255,12 +255,12 @@ func (r *Runner) renewControlPlane(done []Renewal) error {
 	for _, f := range []struct {
 		ext  string
 		mode os.FileMode
-	}{{".key", modeKey}, {".crt", modeFile}} {
+	}{{layout.KeyExt, layout.ModeKey}, {layout.CertExt, layout.ModeFile}} {
 		data, err := r.ReadFile(src + f.ext)
 		if err != nil {
 			return fmt.Errorf("the control plane's client certificate: %w", err)
 		}
-		if err := r.WriteFile(dst+f.ext, data, f.mode, modeDir); err != nil {
+		if err := r.WriteFile(dst+f.ext, data, f.mode, layout.ModeDir); err != nil {
 			return err
 		}
 	}
@@ -284,7 +284,7 @@ func (r *Runner) repack() error {
 		return nil
 	}
 	for _, h := range r.Cluster().Hosts {
-		if _, err := os.Stat(filepath.Join(r.Out(), h.Name)); err != nil {
+		if _, err := os.Stat(r.bundle().Host(h.Name)); err != nil {
 			r.Logf("[bundle] Not packing the archives again: %s has no folder in %s; run `etcd-staticpod init phase bundle` once it has", h.Name, r.Out())
 			return nil
 		}

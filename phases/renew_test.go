@@ -13,6 +13,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -109,7 +110,7 @@ func TestRenewAllHosts(t *testing.T) {
 		p, _ := certs.Leaf(rn.Name)
 		h, _ := c.Host(rn.Host)
 		base := strings.TrimSuffix(rn.Path, ".crt")
-		if rn.Path != filepath.Join(out, rn.Host, "etc/kubernetes/pki", p.BaseName+".crt") {
+		if rn.Path != filepath.Join(out, rn.Host, "etc/kubernetes/pki", string(p.Files)+".crt") {
 			t.Errorf("%s/%s: path %s", rn.Host, rn.Name, rn.Path)
 		}
 		if rn.Old == nil || rn.New == nil || rn.Old.SerialNumber.Cmp(rn.New.SerialNumber) == 0 {
@@ -187,9 +188,9 @@ func checkSums(t *testing.T, out string, files map[string][]byte) {
 	if err := archive.WriteSHA256Sums(dir, names); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := os.ReadFile(filepath.Join(dir, archive.SumsFile))
-	if !bytes.Equal(files[archive.SumsFile], want) {
-		t.Errorf("SHA256SUMS:\n%s\nwant\n%s", files[archive.SumsFile], want)
+	want, _ := os.ReadFile(filepath.Join(dir, layout.SumsFile))
+	if !bytes.Equal(files[layout.SumsFile], want) {
+		t.Errorf("SHA256SUMS:\n%s\nwant\n%s", files[layout.SumsFile], want)
 	}
 }
 

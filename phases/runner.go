@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/workflow"
 )
@@ -106,7 +107,7 @@ func NewRunner(opts Options) (*Runner, error) {
 		opts.Context = context.Background()
 	}
 	if opts.Out == "" {
-		opts.Out = "etcd-bundles"
+		opts.Out = layout.DefaultOut
 	}
 	if opts.Root != "" && opts.Node == "" {
 		return nil, fmt.Errorf("--root %q needs --node to say which host this is", opts.Root)
@@ -169,7 +170,7 @@ func (r *Runner) HostRoot(h spec.Host) string {
 	if r.opts.Root != "" {
 		return r.opts.Root
 	}
-	return filepath.Join(r.opts.Out, h.Name)
+	return r.bundle().Host(h.Name)
 }
 
 // HostPath is a path on host h (absolute on the node) inside its root.
@@ -179,11 +180,14 @@ func (r *Runner) HostPath(h spec.Host, nodePath string) string {
 
 // CertPath is a certificate's base path (without .crt/.key) on host h.
 func (r *Runner) CertPath(h spec.Host, p certs.Profile) string {
-	return r.HostPath(h, filepath.Join(r.opts.Cluster.CertDir, p.BaseName))
+	return p.Files.Base(r.HostPath(h, r.opts.Cluster.CertDir))
 }
 
 // CAStore is the folder holding the CA certificate and key.
-func (r *Runner) CAStore() string { return filepath.Join(r.opts.Out, "pki", "etcd") }
+func (r *Runner) CAStore() string { return r.bundle().CAStore() }
+
+// bundle is the bundle folder's layout.
+func (r *Runner) bundle() layout.Bundle { return layout.Bundle(r.opts.Out) }
 
 // Out is the bundle folder.
 func (r *Runner) Out() string { return r.opts.Out }
@@ -196,14 +200,6 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
-
-// Dir modes as kubeadm leaves them.
-const (
-	modeDir     = 0o755
-	modePrivDir = 0o700
-	modeFile    = 0o644
-	modeKey     = 0o600
-)
 
 // now is the run's clock.
 func (r *Runner) now() time.Time { return r.opts.Now() }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // unitPhase is what a runtime contributes from outside the engine: a phase
@@ -22,7 +23,7 @@ func unitPhase(refuse error) Phase {
 		Run: func(r *Runner) error {
 			for _, h := range r.Hosts() {
 				unit := "[Service]\nExecStart=/usr/local/bin/etcd --name " + h.Name + "\n"
-				if err := r.WriteFile(r.HostPath(h, path), []byte(unit), modeFile, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, path), []byte(unit), layout.ModeFile, layout.ModeDir); err != nil {
 					return err
 				}
 				r.Logf("[unit] Wrote %s for %s", path, h.Name)

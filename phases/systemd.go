@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
@@ -17,9 +18,9 @@ func Systemd() Phase {
 	return Phase{
 		Name:  "systemd",
 		Short: "With --runtime systemd: write etcd's config file and its hardened systemd unit for every host",
-		Long: "Writes " + etcdconf.Path + " (etcd's --config-file format, the settings the static Pod would give etcd as flags, the private keys read from systemd's credentials) and " +
-			systemdunit.UnitPath + " (Type=notify, a dynamic user, the keys handed over with LoadCredential=, sandboxed to an exposure of about 1.2 by systemd-analyze security). " +
-			"--etcd-binary puts that etcd binary at " + systemdunit.BinaryPath + ". With runtime static-pod it does nothing.",
+		Long: "Writes " + layout.EtcdConfig + " (etcd's --config-file format, the settings the static Pod would give etcd as flags, the private keys read from systemd's credentials) and " +
+			layout.EtcdUnit + " (Type=notify, a dynamic user, the keys handed over with LoadCredential=, sandboxed to an exposure of about 1.2 by systemd-analyze security). " +
+			"--etcd-binary puts that etcd binary at " + layout.EtcdBinary + ". With runtime static-pod it does nothing.",
 		Example: "etcd-staticpod init phase systemd --config cluster.yaml --runtime systemd --etcd-binary ./etcd",
 		Flags:   []FlagGroup{FlagsEtcd},
 		Check: func(r *Runner) error {
@@ -52,21 +53,21 @@ func Systemd() Phase {
 				return err
 			}
 			for i, h := range r.Hosts() {
-				if err := r.WriteFile(r.HostPath(h, etcdconf.Path), confs[i], modeFile, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.EtcdConfig), confs[i], layout.ModeFile, layout.ModeDir); err != nil {
 					return err
 				}
-				if err := r.WriteFile(r.HostPath(h, systemdunit.UnitPath), units[i], modeFile, modeDir); err != nil {
+				if err := r.WriteFile(r.HostPath(h, layout.EtcdUnit), units[i], layout.ModeFile, layout.ModeDir); err != nil {
 					return err
 				}
 				if bin != nil {
-					if err := r.WriteFile(r.HostPath(h, systemdunit.BinaryPath), bin, 0o755, modeDir); err != nil {
+					if err := r.WriteFile(r.HostPath(h, layout.EtcdBinary), bin, layout.ModeExec, layout.ModeDir); err != nil {
 						return err
 					}
 				}
-				r.Logf("[systemd] Wrote %s and %s for %s", etcdconf.Path, systemdunit.UnitPath, h.Name)
+				r.Logf("[systemd] Wrote %s and %s for %s", layout.EtcdConfig, layout.EtcdUnit, h.Name)
 			}
 			if bin != nil {
-				r.Logf("[systemd] Put %s (%d MB) at %s in the bundle of %s", r.Cluster().EtcdBinary, len(bin)>>20, systemdunit.BinaryPath, hostNames(r.Hosts()))
+				r.Logf("[systemd] Put %s (%d MB) at %s in the bundle of %s", r.Cluster().EtcdBinary, len(bin)>>20, layout.EtcdBinary, hostNames(r.Hosts()))
 			}
 			return nil
 		},

@@ -35,6 +35,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -72,8 +73,8 @@ func (f *folder) discard() {
 // beside the data folder (of any token): whole copies of the data. The
 // caller holds the folder's lock, so no running restore owns them.
 func removeStaleRestores(written string) {
-	base, _, _ := strings.Cut(filepath.Base(written), RestoreSuffix)
-	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(written), "."+base+RestoreSuffix+"*.tmp-*"))
+	base, _, _ := strings.Cut(filepath.Base(written), layout.RestoreSuffix)
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(written), "."+base+layout.RestoreSuffix+"*.tmp-*"))
 	for _, d := range stale {
 		if atomicfile.IsTemp(filepath.Base(d)) {
 			_ = os.RemoveAll(d)

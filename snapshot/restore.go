@@ -22,23 +22,12 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
-
-// RestoreSuffix joins a data folder's name and the cluster token to name
-// the restored folder beside it: /var/lib/etcd.restore-TOKEN.
-const RestoreSuffix = ".restore-"
-
-// AsideSuffix names where the swap moves the old data folder:
-// /var/lib/etcd.before-restore-TOKEN.
-const AsideSuffix = ".before-restore-"
-
-// ParkedManifest is where the swap parks the static Pod manifest, outside
-// kubelet's staticPodPath, so that kubelet stops etcd.
-const ParkedManifest = "/etc/kubernetes/etcd.yaml.stopped"
 
 // tokenPattern keeps a token usable inside a file name and a shell word.
 var tokenPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -181,7 +170,7 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	var initial types.URLsMap
 	initialFrom := ""
 	for _, h := range hosts {
-		root := filepath.Join(o.Out, h.Name)
+		root := layout.Bundle(o.Out).Host(h.Name)
 		rootFlag := "--out"
 		if o.Root != "" {
 			root, rootFlag = o.Root, "--root"
@@ -213,10 +202,10 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		if !path.IsAbs(dataDir) || dataDir == "/" {
 			return nil, inputErr("--data-dir", f.dataDir, "of %s: want an absolute path below /", f.source)
 		}
-		restoreDir := dataDir + RestoreSuffix + token
+		restoreDir := layout.RestoreDir(dataDir, token)
 		m := RestoredMember{
 			Name: h.Name, Address: h.Address, PeerURLs: f.peerURLs,
-			DataDir: dataDir, RestoreDir: restoreDir, AsideDir: dataDir + AsideSuffix + token,
+			DataDir: dataDir, RestoreDir: restoreDir, AsideDir: layout.AsideDir(dataDir, token),
 			Written: filepath.Join(root, filepath.FromSlash(restoreDir)), Source: f.source,
 		}
 		// A link on the way must not take the restored data out of the tree.
@@ -292,7 +281,7 @@ type memberFlags struct {
 // what etcd runs with, or, when the host folder has none, from the
 // manifest init would write for the spec.
 func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
-	file := filepath.Join(root, filepath.FromSlash(etcdops.ManifestPath))
+	file := layout.OnHost(root, layout.EtcdManifest)
 	m, err := etcdops.ReadManifest(file)
 	switch {
 	case err == nil:
@@ -341,15 +330,15 @@ func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
 // hostSteps are the commands that stop the member's static Pod, swap the
 // restored folder in and start the Pod again, all on the host.
 func hostSteps(c *spec.Cluster, m RestoredMember) (stop, swap, start []string) {
-	manifest := "/" + etcdops.ManifestPath
+	manifest := layout.EtcdManifest
 	stop = []string{
 		// kubelet stops a static Pod whose manifest leaves its staticPodPath.
-		"mv " + manifest + " " + ParkedManifest,
+		"mv " + manifest + " " + layout.ParkedManifest,
 		"while crictl --runtime-endpoint " + shellcmd.Quote(c.Kubelet.ContainerRuntimeEndpoint) + " ps -q --name etcd | grep -q .; do sleep 1; done",
 	}
 	d, r, a := shellcmd.Quote(m.DataDir), shellcmd.Quote(m.RestoreDir), shellcmd.Quote(m.AsideDir)
 	swap = []string{"{ [ ! -e " + d + " ] || mv " + d + " " + a + "; } && mv " + r + " " + d}
-	start = []string{"mv " + ParkedManifest + " " + manifest}
+	start = []string{"mv " + layout.ParkedManifest + " " + manifest}
 	return stop, swap, start
 }
 
@@ -375,7 +364,7 @@ func (r *RestoreResult) WriteRunbook(w io.Writer, out string, local bool) error 
 	}
 	if len(r.Members) < r.AllHosts {
 		fmt.Fprintf(w, "Restore every other host the same way, with --token %s and this snapshot (SHA-256 %s):\n", r.Token, r.Snapshot.SHA256)
-		fmt.Fprintf(w, "  etcd-staticpod snapshot restore SNAPSHOT --config %s --node NAME --root / --token %s\n", spec.FileName, r.Token)
+		fmt.Fprintf(w, "  etcd-staticpod snapshot restore SNAPSHOT --config %s --node NAME --root / --token %s\n", layout.SpecFile, r.Token)
 	}
 	fmt.Fprintln(w, "\n1. Stop etcd on EVERY host before any data is swapped: kubelet stops the static Pod once its")
 	fmt.Fprintln(w, "   manifest leaves /etc/kubernetes/manifests; wait until the container is gone.")

@@ -27,6 +27,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
 )
 
@@ -410,7 +411,7 @@ func TestSaveAndRestore(t *testing.T) {
 	t.Run("restore refuses bad input", func(t *testing.T) {
 		was := etcdtest.Tree(t, dir)
 		// Another member's flags in one host's manifest.
-		mf := filepath.Join(dir, "etcd02", etcdops.ManifestPath)
+		mf := layout.OnHost(filepath.Join(dir, "etcd02"), layout.EtcdManifest)
 		orig, err := os.ReadFile(mf)
 		if err != nil {
 			t.Fatal(err)

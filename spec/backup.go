@@ -6,13 +6,13 @@ import (
 	"strings"
 
 	"github.com/etcd-staticpod/etcd-staticpod/calendar"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // Defaults of scheduled backups.
 const (
 	DefaultBackupSchedule = "daily"
 	DefaultBackupKeep     = 7
-	DefaultBackupDir      = "/var/backups/etcd"
 )
 
 // Backup is a snapshot saved on one host on a schedule, by systemd.
@@ -29,7 +29,7 @@ type Backup struct {
 
 func (b *Backup) setDefaults() {
 	setString(&b.Schedule, DefaultBackupSchedule)
-	setString(&b.Dir, DefaultBackupDir)
+	setString(&b.Dir, layout.DefaultBackupDir)
 	if b.Keep == 0 {
 		b.Keep = DefaultBackupKeep
 	}

@@ -96,9 +96,6 @@ func oneLine(err error) error {
 	return errors.New(strings.ReplaceAll(msg, "\n", `\n`))
 }
 
-// FileName is where a bundle folder records the spec it was made from.
-const FileName = "cluster.yaml"
-
 // Marshal writes the spec as a cluster document that Parse reads back.
 func Marshal(c *Cluster) ([]byte, error) {
 	var buf bytes.Buffer

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // APIVersion and Kind identify our own cluster document.
@@ -19,8 +21,6 @@ const (
 
 // Defaults, chosen to match what kubeadm v1.36 writes for the HA etcd guide.
 const (
-	DefaultCertDir                  = "/etc/kubernetes/pki"
-	DefaultDataDir                  = "/var/lib/etcd"
 	DefaultImageRepository          = "registry.k8s.io"
 	DefaultEtcdVersion              = "3.6.8-0"
 	DefaultEncryptionAlgorithm      = "RSA-2048"
@@ -30,7 +30,6 @@ const (
 	DefaultContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
 	DefaultKubeletPath              = "/usr/bin/kubelet"
 	DefaultKubeadmAPIVersion        = "v1beta4"
-	DefaultControlPlaneCertDir      = "/etc/kubernetes/pki"
 	DefaultRuntime                  = RuntimeStaticPod
 	ClientPort                      = 2379
 	PeerPort                        = 2380
@@ -215,15 +214,15 @@ func (c *Cluster) SetDefaults() {
 	if c.CACertificateValidity.Duration == 0 {
 		c.CACertificateValidity.Duration = DefaultCACertificateValidity
 	}
-	setString(&c.CertDir, DefaultCertDir)
+	setString(&c.CertDir, layout.DefaultCertDir)
 	setString(&c.Etcd.ImageRepository, DefaultImageRepository)
 	setString(&c.Etcd.Version, DefaultEtcdVersion)
-	setString(&c.Etcd.DataDir, DefaultDataDir)
+	setString(&c.Etcd.DataDir, layout.DefaultDataDir)
 	setString(&c.Etcd.ClusterState, "new")
 	setString(&c.Kubelet.CgroupDriver, DefaultCgroupDriver)
 	setString(&c.Kubelet.ContainerRuntimeEndpoint, DefaultContainerRuntimeEndpoint)
 	setString(&c.Kubelet.Path, DefaultKubeletPath)
-	setString(&c.ControlPlane.CertDir, DefaultControlPlaneCertDir)
+	setString(&c.ControlPlane.CertDir, layout.DefaultCertDir)
 	setString(&c.ControlPlane.KubeadmAPIVersion, DefaultKubeadmAPIVersion)
 	if c.Backup != nil {
 		c.Backup.setDefaults()

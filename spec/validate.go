@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -20,25 +21,16 @@ import (
 // expires before the cluster is up and is a typo (1ns, 60s for 60d).
 const MinValidity = time.Hour
 
-// reservedHostNames are names the bundle folder uses at its top level (pki,
-// control-plane, SHA256SUMS on a case-insensitive filesystem) or keeps for
-// folders to come. Other top-level entries (cluster.yaml, NAME.tar.gz, ...)
-// hold a dot, which a host name, a DNS label, cannot.
-var reservedHostNames = []string{"control-plane", "monitoring", "pki", "sha256sums", "statefulset"}
-
-// ReservedHostNames returns the host names the bundle layout keeps for itself.
-func ReservedHostNames() []string { return slices.Clone(reservedHostNames) }
-
 // HostSystemDirs are the folders on an etcd host that hold what kubelet and
 // kubeadm read: the etcd data folder may neither be nor hold nor lie inside
 // any of them (nor the certificate folder), or a restore, a wipe of the data
 // folder or etcd itself would touch them.
 // The most specific come first, so that an error names the closest.
 var hostSystemDirs = []struct{ dir, what string }{
-	{"/etc/kubernetes/manifests", "kubelet's static Pod folder"},
-	{"/etc/systemd/system/kubelet.service.d", "kubelet's drop-in folder"},
-	{"/var/lib/kubelet", "kubelet's state folder"},
-	{"/etc/kubernetes", "kubeadm's folder"},
+	{layout.StaticPodDir, "kubelet's static Pod folder"},
+	{layout.KubeletDropInDir, "kubelet's drop-in folder"},
+	{layout.KubeletStateDir, "kubelet's state folder"},
+	{layout.KubernetesDir, "kubeadm's folder"},
 	{"/etc", "the system's configuration"},
 }
 
@@ -152,8 +144,8 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 		if errs := validation.IsDNS1123Label(h.Name); len(errs) > 0 {
 			return nil, fmt.Errorf("%s: name %q is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", where, h.Name)
 		}
-		if slices.Contains(reservedHostNames, h.Name) {
-			return nil, fmt.Errorf("%s: name %q is reserved: the bundle folder uses the names %s for its own content", where, h.Name, strings.Join(reservedHostNames, ", "))
+		if reserved := layout.ReservedNames(); slices.Contains(reserved, h.Name) {
+			return nil, fmt.Errorf("%s: name %q is reserved: the bundle folder uses the names %s for its own content", where, h.Name, strings.Join(reserved, ", "))
 		}
 		if j, dup := names[h.Name]; dup {
 			return nil, fmt.Errorf("%s: name %q is used by hosts[%d] too", where, h.Name, j)
@@ -282,7 +274,7 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 func (c *Cluster) validateDataDir() error {
 	d := c.Etcd.DataDir
 	if path.Clean(d) != d {
-		return fmt.Errorf("etcd.dataDir %q: want a clean absolute path such as %s (no trailing '/', '.', '..' or '//')", d, DefaultDataDir)
+		return fmt.Errorf("etcd.dataDir %q: want a clean absolute path such as %s (no trailing '/', '.', '..' or '//')", d, layout.DefaultDataDir)
 	}
 	if d == "/" {
 		return fmt.Errorf("etcd.dataDir %q: must not be the root folder", d)

@@ -10,15 +10,12 @@ import (
 	"strings"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
-// Where the unit and the binary live on a host.
+// Limits of the unit.
 const (
-	UnitDir    = "/etc/systemd/system"
-	Name       = "etcd.service"
-	UnitPath   = UnitDir + "/" + Name
-	BinaryPath = "/usr/local/bin/etcd"
 	// stateRoot is where systemd makes a unit's StateDirectory=.
 	stateRoot = "/var/lib/"
 	// NoFile is the open file limit: etcd holds a socket per client and
@@ -28,7 +25,7 @@ const (
 
 // Command is the unit's ExecStart as words.
 func Command() []string {
-	return []string{BinaryPath, "--config-file=" + etcdconf.Path}
+	return []string{layout.EtcdBinary, "--config-file=" + layout.EtcdConfig}
 }
 
 // StateDirs returns the folders etcd writes, relative to /var/lib as
@@ -67,7 +64,7 @@ func Unit(c *spec.Cluster, m *etcdconf.Member) ([]byte, error) {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("# Written by etcd-staticpod (runtime systemd): runs etcd member %s from", m.Config.Name)
-	w("# %s, the settings the static Pod would give it as flags.", etcdconf.Path)
+	w("# %s, the settings the static Pod would give it as flags.", layout.EtcdConfig)
 	w("[Unit]")
 	w("Description=etcd member %s", escape(m.Config.Name))
 	w("Documentation=https://etcd.io/docs/")
@@ -97,7 +94,7 @@ func Unit(c *spec.Cluster, m *etcdconf.Member) ([]byte, error) {
 	w("WorkingDirectory=%s", escape(stateRoot+states[0]))
 	w("UMask=0077")
 	w("# The private keys stay root's (0600) on disk; systemd copies them for")
-	w("# this service alone into %s.", etcdconf.CredentialsDir)
+	w("# this service alone into %s.", layout.EtcdCredentialsDir)
 	for _, cr := range m.Credentials {
 		if strings.ContainsAny(cr.Source, " \t\"'\\") {
 			return nil, fmt.Errorf("private key %q: with runtime systemd its path must not hold blanks, quotes or backslashes (LoadCredential= splits on them)", cr.Source)

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -98,8 +99,8 @@ func root(t *testing.T, unitText []byte) string {
 		data []byte
 		mode os.FileMode
 	}{
-		{UnitPath, unitText, 0o644},
-		{BinaryPath, []byte("#!/bin/sh\n"), 0o755},
+		{layout.EtcdUnit, unitText, 0o644},
+		{layout.EtcdBinary, []byte("#!/bin/sh\n"), 0o755},
 	} {
 		p := filepath.Join(dir, f.path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -129,17 +130,17 @@ func TestVerify(t *testing.T) {
 	})
 	for _, h := range c.Hosts {
 		dir := root(t, unit(t, c, h))
-		out, err := exec.Command(sa, "verify", "--root="+dir, filepath.Join(dir, UnitPath)).CombinedOutput()
+		out, err := exec.Command(sa, "verify", "--root="+dir, filepath.Join(dir, layout.EtcdUnit)).CombinedOutput()
 		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 			t.Errorf("%s: systemd-analyze verify: %v\n%s", h.Name, err, out)
 		}
 	}
 	// verify does fail: the same unit without its binary.
 	dir := root(t, unit(t, c, c.Hosts[0]))
-	if err := os.Remove(filepath.Join(dir, BinaryPath)); err != nil {
+	if err := os.Remove(filepath.Join(dir, layout.EtcdBinary)); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(sa, "verify", "--root="+dir, filepath.Join(dir, UnitPath)).CombinedOutput(); err == nil {
+	if out, err := exec.Command(sa, "verify", "--root="+dir, filepath.Join(dir, layout.EtcdUnit)).CombinedOutput(); err == nil {
 		t.Errorf("systemd-analyze verify took a unit whose binary is missing:\n%s", out)
 	}
 }
@@ -170,7 +171,7 @@ func TestSecurityExposure(t *testing.T) {
 	c := guideCluster(t, nil)
 	for _, h := range c.Hosts {
 		dir := t.TempDir()
-		p := filepath.Join(dir, Name)
+		p := filepath.Join(dir, layout.EtcdUnitName)
 		if err := os.WriteFile(p, unit(t, c, h), 0o644); err != nil {
 			t.Fatal(err)
 		}

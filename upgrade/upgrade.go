@@ -16,7 +16,6 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,15 +24,13 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
-
-// ManifestPath is where kubelet reads the etcd static Pod on a host.
-const ManifestPath = "/etc/kubernetes/manifests/etcd.yaml"
 
 // Defaults of Options.
 const (
@@ -244,7 +241,7 @@ func newUpgrader(o Options) (*upgrader, error) {
 		o.Poll = DefaultPoll
 	}
 	if o.Out == "" {
-		o.Out = "etcd-bundles"
+		o.Out = layout.DefaultOut
 	}
 	u := &upgrader{o: o, image: o.Next.EtcdImage(), hosts: map[string]*HostResult{}}
 	var err error
@@ -274,11 +271,11 @@ func (u *upgrader) hostRoot(h spec.Host) string {
 	if u.o.Root != "" {
 		return u.o.Root
 	}
-	return filepath.Join(u.o.Out, h.Name)
+	return layout.Bundle(u.o.Out).Host(h.Name)
 }
 
 func (u *upgrader) manifestFile(h spec.Host) string {
-	return filepath.Join(u.hostRoot(h), filepath.FromSlash(ManifestPath))
+	return layout.OnHost(u.hostRoot(h), layout.EtcdManifest)
 }
 
 // connect finds the members from a host folder (or the node's files) and
@@ -290,12 +287,12 @@ func (u *upgrader) connect(ctx context.Context) error {
 	} else {
 		for _, h := range u.o.Current.Hosts {
 			if _, err := os.Stat(u.manifestFile(h)); err == nil {
-				opts.Bundle = filepath.Join(u.o.Out, h.Name)
+				opts.Bundle = layout.Bundle(u.o.Out).Host(h.Name)
 				break
 			}
 		}
 		if opts.Bundle == "" {
-			return inputErr("--out %q: no host folder with %s; give the folder init wrote", u.o.Out, ManifestPath)
+			return inputErr("--out %q: no host folder with %s; give the folder init wrote", u.o.Out, layout.EtcdManifest)
 		}
 	}
 	t, err := etcdops.Resolve(ctx, opts)
@@ -511,7 +508,7 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 			return err
 		}
 	} else if u.o.Root == "" {
-		u.logf("%s: kubelet on %s must see the new manifest: copy %s to %s:%s (or use --exec); waiting up to %s", h.Name, h.Address, u.manifestFile(h), h.Name, ManifestPath, u.o.MemberTimeout)
+		u.logf("%s: kubelet on %s must see the new manifest: copy %s to %s:%s (or use --exec); waiting up to %s", h.Name, h.Address, u.manifestFile(h), h.Name, layout.EtcdManifest, u.o.MemberTimeout)
 	}
 	if err := u.await(ctx, h, start); err != nil {
 		r.Error = err.Error()
@@ -578,11 +575,11 @@ func (u *upgrader) repack(h spec.Host) bool {
 	if u.o.Root != "" {
 		return false
 	}
-	if _, err := os.Stat(filepath.Join(u.o.Out, h.Name+".tar.gz")); err != nil {
+	if _, err := os.Stat(layout.Bundle(u.o.Out).Archive(h.Name)); err != nil {
 		return false // never packed: nothing stale to replace
 	}
 	for _, o := range u.o.Next.Hosts {
-		if _, err := os.Stat(filepath.Join(u.o.Out, o.Name)); err != nil {
+		if _, err := os.Stat(layout.Bundle(u.o.Out).Host(o.Name)); err != nil {
 			u.logf("not packing the archives again: %s has no folder in %s", o.Name, u.o.Out)
 			return false
 		}
@@ -783,7 +780,7 @@ func (u *upgrader) record(ctx context.Context) (bool, error) {
 			behind = append(behind, h.Name+" runs "+v)
 		}
 	}
-	file := filepath.Join(u.o.Out, spec.FileName)
+	file := layout.Bundle(u.o.Out).Spec()
 	if len(behind) > 0 {
 		u.logf("%s keeps %s until every member runs %s (%s)", file, u.o.Current.EtcdImage(), u.target, strings.Join(behind, ", "))
 		return false, nil
@@ -792,7 +789,7 @@ func (u *upgrader) record(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := atomicfile.WriteFile(file, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(file, b, layout.ModeSpec); err != nil {
 		return false, fmt.Errorf("record the new version in %s: %w", file, err)
 	}
 	u.logf("every member runs %s; recorded %s in %s", u.target, u.image, file)

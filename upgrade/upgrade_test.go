@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -115,7 +116,7 @@ func TestPreflight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	manifest := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name, filepath.FromSlash(ManifestPath)))
+		b, err := os.ReadFile(layout.OnHost(filepath.Join(dir, name), layout.EtcdManifest))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -126,7 +127,7 @@ func (q *Queue) MkdirAll(path string, mode os.FileMode) error {
 		}
 		return nil
 	}
-	if err := q.mkdirs(filepath.Dir(path), modeDir); err != nil {
+	if err := q.mkdirs(filepath.Dir(path), layout.ModeDir); err != nil {
 		return err
 	}
 	return q.mkdirs(path, mode)
@@ -340,6 +341,3 @@ func CheckDestination(flag, dir string, dryRun bool) error {
 	}
 	return nil
 }
-
-// modeDir is the mode of a missing parent folder, as kubeadm leaves them.
-const modeDir = 0o755

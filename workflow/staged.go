@@ -15,6 +15,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
@@ -35,7 +36,7 @@ func (q *Queue) planDirs() (*dirPlan, error) {
 	p := &dirPlan{mode: map[string]os.FileMode{}, onDisk: map[string]bool{}}
 	for _, f := range q.pending {
 		dir := filepath.Dir(f.Path)
-		if err := p.ensure(filepath.Dir(dir), modeDir); err != nil {
+		if err := p.ensure(filepath.Dir(dir), layout.ModeDir); err != nil {
 			return nil, err
 		}
 		if err := p.ensure(dir, f.DirMode); err != nil {

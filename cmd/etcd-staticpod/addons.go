@@ -8,8 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/etcd-staticpod/etcd-staticpod/backupunit"
-	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -22,7 +21,7 @@ func addonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "backup-host", Usage: "give host `NAME` systemd units (etcd-backup.service and .timer) that save a snapshot on a schedule; implies --with-cli"},
 		&cli.StringFlag{Name: "backup-schedule", Usage: "when the backup runs, as systemd's OnCalendar=: daily, hourly, Mon..Fri 02:00, *-*-* 03:15:00 (default " + spec.DefaultBackupSchedule + ")"},
 		&cli.StringFlag{Name: "backup-keep", Usage: "how many snapshots `N` the backup host keeps, at least 1 (default " + strconv.Itoa(spec.DefaultBackupKeep) + ")"},
-		&cli.StringFlag{Name: "backup-dir", Usage: "snapshot folder `DIR` on the backup host (default " + spec.DefaultBackupDir + ")"},
+		&cli.StringFlag{Name: "backup-dir", Usage: "snapshot folder `DIR` on the backup host (default " + layout.DefaultBackupDir + ")"},
 		&cli.BoolFlag{Name: "with-cli", Usage: "put this binary into every host's bundle at /usr/local/bin/etcd-staticpod (0755), for the day-2 commands on the hosts"},
 	}
 }
@@ -112,11 +111,11 @@ func printAddonCommands(w io.Writer, out string, cl *spec.Cluster) {
 				target = "root@[" + h.Address + "]"
 			}
 			fmt.Fprintf(w, "Start the scheduled backups on %s once its bundle is unpacked (snapshots into %s, %s, keeping %d):\n", h.Name, b.Dir, b.Schedule, b.Keep)
-			fmt.Fprintf(w, "  ssh %s 'systemctl enable --now %s'\n", target, backupunit.TimerName)
+			fmt.Fprintf(w, "  ssh %s 'systemctl enable --now %s'\n", target, layout.BackupTimerName)
 		}
 	}
 	if cl.Monitoring {
 		fmt.Fprintf(w, "For Prometheus: copy %s/%s/ (it holds a client key: keep it private) to the Prometheus server and load its %s, or merge its job into yours.\n",
-			out, monitoring.Dir, monitoring.ConfigFile)
+			out, layout.MonitoringDir, layout.MonitoringConfig)
 	}
 }

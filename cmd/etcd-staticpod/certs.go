@@ -15,9 +15,9 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
-	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
 // certsCommands are the commands that check and renew certificates.
@@ -86,10 +86,10 @@ Examples:
   # what expires first, with jq
   etcd-staticpod certs check-expiration -o json | jq -r '.certificates | sort_by(.residualSeconds) | .[0] | "\(.host)/\(.name) \(.notAfter)"'`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init", TakesFile: true},
+			&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR` written by init", TakesFile: true},
 			&cli.StringFlag{Name: "root", Usage: "filesystem root `DIR` of an etcd node, such as /: read its certificates instead of a bundle folder", TakesFile: true},
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` naming the hosts and certDir (default: OUT/" + spec.FileName + " when it exists)", TakesFile: true},
-			&cli.StringFlag{Name: "cert-dir", Usage: "certificate `DIR` on the hosts (default: the spec's, else " + spec.DefaultCertDir + ")"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` naming the hosts and certDir (default: OUT/" + layout.SpecFile + " when it exists)", TakesFile: true},
+			&cli.StringFlag{Name: "cert-dir", Usage: "certificate `DIR` on the hosts (default: the spec's, else " + layout.DefaultCertDir + ")"},
 			&cli.StringFlag{Name: "within", Usage: "exit " + fmt.Sprint(exitDue) + " when a certificate is missing, expired or expires within `DURATION`, such as 720h or 30d"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json, yaml or prometheus (node-exporter's textfile collector)"},
 		},
@@ -346,8 +346,10 @@ func renew(c *cli.Context, profiles []certs.Profile) error {
 			fmt.Fprintln(c.App.Writer, "Restart etcd on this host so that it serves the new certificates: move etcd.yaml out of the static Pod folder and back.")
 		} else {
 			fmt.Fprintf(c.App.Writer, "Copy each renewed host's %s/NAME.tar.gz to it, unpack it at /, and restart its etcd, one host at a time, checking `etcd-staticpod health` in between.\n", c.String("out"))
-			if slices.ContainsFunc(done, func(rn phases.Renewal) bool { return rn.Name == "apiserver-etcd-client" && rn.Host == cl.Hosts[0].Name }) &&
-				fileExists(filepath.Join(c.String("out"), expiry.ControlPlaneHost)) {
+			if slices.ContainsFunc(done, func(rn phases.Renewal) bool {
+				return rn.Name == certs.APIServerClient().Name && rn.Host == cl.Hosts[0].Name
+			}) &&
+				fileExists(layout.Bundle(c.String("out")).ControlPlane()) {
 				fmt.Fprintf(c.App.Writer, "The control plane needs the new apiserver-etcd-client too: unpack %s/control-plane.tar.gz at / on each control-plane node and restart kube-apiserver.\n", c.String("out"))
 			}
 		}

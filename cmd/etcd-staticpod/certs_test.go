@@ -15,6 +15,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -45,7 +46,7 @@ func reissue(t *testing.T, out, host, name string, notAfter time.Time) {
 		t.Fatal(err)
 	}
 	keyPEM, _ := certs.EncodeKey(key)
-	base := filepath.Join(out, host, spec.DefaultCertDir, p.BaseName)
+	base := filepath.Join(out, host, layout.DefaultCertDir, string(p.Files))
 	writeFile(t, base+".key", string(keyPEM))
 	writeFile(t, base+".crt", string(certs.EncodeCert(cert)))
 }
@@ -220,7 +221,7 @@ func TestCheckExpirationNode(t *testing.T) {
 		t.Fatalf("%+v", doc)
 	}
 	for _, r := range append(doc.Certificates, doc.CertificateAuthorities...) {
-		if r.Host != "etcd02" || !r.ExternallyManaged || !strings.HasPrefix(r.Path, filepath.Join(root, spec.DefaultCertDir)) || r.Missing {
+		if r.Host != "etcd02" || !r.ExternallyManaged || !strings.HasPrefix(r.Path, filepath.Join(root, layout.DefaultCertDir)) || r.Missing {
 			t.Errorf("node row %+v", r)
 		}
 	}
@@ -278,7 +279,7 @@ func TestCertsRejectBadInput(t *testing.T) {
 // alone; --dry-run writes nothing.
 func TestRenewCommand(t *testing.T) {
 	out := initBundle(t)
-	recorded := filepath.Join(out, spec.FileName)
+	recorded := filepath.Join(out, layout.SpecFile)
 	cl, err := spec.Load(recorded)
 	if err != nil {
 		t.Fatal(err)
@@ -406,7 +407,7 @@ func TestRenewCommandOnNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := treeHash(t, root)
-	config := filepath.Join(out, spec.FileName)
+	config := filepath.Join(out, layout.SpecFile)
 	empty := t.TempDir()
 	args := []string{"certs", "renew", "all", "--config", config, "--node", "etcd03", "--root", root, "--out", empty}
 	stdout, stderr, code := runCLI(t, args...)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -20,7 +21,7 @@ func TestRenewRefusesMovedHost(t *testing.T) {
 	bin := binary(t)
 	out := initBundle(t)
 	moved := strings.Replace(threeHosts, "etcd02=10.107.88.16", "etcd02=10.107.88.26", 1)
-	cl, err := spec.Load(filepath.Join(out, spec.FileName))
+	cl, err := spec.Load(filepath.Join(out, layout.SpecFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +36,7 @@ func TestRenewRefusesMovedHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	manifest := filepath.Join(root, "etc/kubernetes/manifests/etcd.yaml")
-	recorded := filepath.Join(out, spec.FileName)
+	recorded := filepath.Join(out, layout.SpecFile)
 	for _, tc := range []struct {
 		name string
 		args []string

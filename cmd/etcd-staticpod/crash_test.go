@@ -17,7 +17,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
-	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // binary returns the CLI built from this tree (ETCD_STATICPOD_BIN when make
@@ -152,7 +152,7 @@ func checkComplete(t *testing.T, out string, caPEM []byte) {
 	for _, h := range []string{"etcd01", "etcd02", "etcd03"} {
 		host := filepath.Join(out, h)
 		for _, p := range certs.Leaves() {
-			base := filepath.Join(host, "etc/kubernetes/pki", p.BaseName)
+			base := filepath.Join(host, "etc/kubernetes/pki", string(p.Files))
 			crtPEM, err1 := os.ReadFile(base + ".crt")
 			keyPEM, err2 := os.ReadFile(base + ".key")
 			if err1 != nil || err2 != nil {
@@ -187,7 +187,7 @@ func checkComplete(t *testing.T, out string, caPEM []byte) {
 			t.Fatal(err)
 		}
 		for _, e := range entries {
-			if name := path.Base(e.Header.Name); atomicfile.IsTemp(name) || dirlock.IsLockFile(name) {
+			if name := path.Base(e.Header.Name); atomicfile.IsTemp(name) || name == layout.LockFile {
 				t.Errorf("%s.tar.gz holds %s", host, e.Header.Name)
 			}
 		}
@@ -209,7 +209,7 @@ func checkComplete(t *testing.T, out string, caPEM []byte) {
 func noLeftovers(t *testing.T, dir string) {
 	t.Helper()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && (atomicfile.IsTemp(d.Name()) || dirlock.IsLockFile(d.Name())) {
+		if err == nil && (atomicfile.IsTemp(d.Name()) || d.Name() == layout.LockFile) {
 			t.Errorf("left behind: %s", path)
 		}
 		return err

@@ -10,21 +10,21 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
-	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
 
 // clusterFlags are read by every generating command. Flags are made fresh
 // per command because urfave/cli keeps parse state in them.
 func clusterFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (" + spec.APIVersion + ", kind " + spec.Kind + "); flags override it (default: OUT/" + spec.FileName + " when it exists)"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (" + spec.APIVersion + ", kind " + spec.Kind + "); flags override it (default: OUT/" + layout.SpecFile + " when it exists)"},
 		&cli.StringFlag{Name: "hosts", Usage: "every etcd host as `NAME=ADDRESS,...` (replaces the spec's host list)"},
 		&cli.StringSliceFlag{Name: "host", Usage: "one etcd host as `NAME=ADDRESS`; repeatable"},
-		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR`: the CA store and one folder per host"},
+		&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR`: the CA store and one folder per host"},
 		&cli.StringFlag{Name: "runtime", Usage: "how etcd runs on the hosts: " + strings.Join(spec.Runtimes(), " or ") + " (a hardened etcd.service and etcd's config file, no kubelet) (default " + spec.DefaultRuntime + ")"},
-		&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the etcd hosts (default " + spec.DefaultCertDir + ")"},
+		&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the etcd hosts (default " + layout.DefaultCertDir + ")"},
 		&cli.StringFlag{Name: "node", Usage: "write only this host's files (run on the node itself with --root /)"},
 		&cli.StringFlag{Name: "root", Usage: "with --node: write the host's files under `DIR` instead of OUT/NAME"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print what would be written and write nothing"},
@@ -50,11 +50,11 @@ func groupFlags(g phases.FlagGroup) []cli.Flag {
 			&cli.StringFlag{Name: "image", Usage: "etcd image; overrides --image-repository and --etcd-version"},
 			&cli.StringFlag{Name: "image-repository", Usage: "registry the etcd image comes from (default " + spec.DefaultImageRepository + ")"},
 			&cli.StringFlag{Name: "etcd-version", Usage: "etcd image tag (default " + spec.DefaultEtcdVersion + ")"},
-			&cli.StringFlag{Name: "data-dir", Usage: "etcd data folder on the hosts (default " + spec.DefaultDataDir + ")"},
+			&cli.StringFlag{Name: "data-dir", Usage: "etcd data folder on the hosts (default " + layout.DefaultDataDir + ")"},
 			&cli.StringSliceFlag{Name: "extra-arg", Usage: "extra etcd flag `NAME=VALUE`, like kubeadm's etcd.local.extraArgs (replaces a default of that name); repeatable"},
 			&cli.StringSliceFlag{Name: "extra-env", Usage: "environment variable `NAME=VALUE` for etcd; repeatable"},
 			&cli.StringFlag{Name: "initial-cluster-state", Usage: "new or existing (default new)"},
-			&cli.StringFlag{Name: "etcd-binary", Usage: "with --runtime systemd: put this etcd binary `FILE` into every host's bundle at the unit's " + systemdunit.BinaryPath},
+			&cli.StringFlag{Name: "etcd-binary", Usage: "with --runtime systemd: put this etcd binary `FILE` into every host's bundle at the unit's " + layout.EtcdBinary},
 		}
 	case phases.FlagsKubelet:
 		return []cli.Flag{
@@ -68,7 +68,7 @@ func groupFlags(g phases.FlagGroup) []cli.Flag {
 	case phases.FlagsControlPlane:
 		return []cli.Flag{
 			&cli.StringFlag{Name: "kubeadm-api-version", Usage: "API version of kubeadm-config.yaml: v1beta4 or v1beta3 for an older kubeadm (default " + spec.DefaultKubeadmAPIVersion + "; the per-host kubeadmcfg.yaml is always v1beta4)"},
-			&cli.StringFlag{Name: "control-plane-cert-dir", Usage: "certificate folder on the control-plane nodes (default " + spec.DefaultControlPlaneCertDir + ")"},
+			&cli.StringFlag{Name: "control-plane-cert-dir", Usage: "certificate folder on the control-plane nodes (default " + layout.DefaultCertDir + ")"},
 			&cli.StringFlag{Name: "kubernetes-version", Usage: "kubernetesVersion for kubeadm-config.yaml, e.g. v1.36.3"},
 			&cli.StringFlag{Name: "control-plane-endpoint", Usage: "controlPlaneEndpoint for kubeadm-config.yaml, `HOST[:PORT]`"},
 			&cli.StringFlag{Name: "pod-subnet", Usage: "networking.podSubnet for kubeadm-config.yaml (CIDR)"},
@@ -103,7 +103,7 @@ func allGroups() []phases.FlagGroup {
 func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 	cl := &spec.Cluster{}
 	path := c.String("config")
-	if recorded := filepath.Join(c.String("out"), spec.FileName); path == "" && fileExists(recorded) {
+	if recorded := filepath.Join(c.String("out"), layout.SpecFile); path == "" && fileExists(recorded) {
 		// The spec init recorded beside the bundles.
 		path = recorded
 	}
@@ -267,8 +267,8 @@ func saveCluster(c *cli.Context, cl *spec.Cluster) error {
 		return err
 	}
 	out := c.String("out")
-	if _, err := atomicfile.MkdirAll(out, 0o755); err != nil {
+	if _, err := atomicfile.MkdirAll(out, layout.ModeDir); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(out, spec.FileName), b, 0o644)
+	return atomicfile.WriteFile(layout.Bundle(out).Spec(), b, layout.ModeSpec)
 }

@@ -8,10 +8,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
-	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
 
 const guideHosts = "etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17"
@@ -162,31 +162,31 @@ func runPhases(ps []phases.Phase) cli.ActionFunc {
 
 // printCopyCommands tells the user how each bundle reaches its host.
 func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
-	fmt.Fprintf(w, "\nBundles are ready in %s. The CA key stays in %s/pki/etcd: keep it on this machine.\n", out, out)
+	fmt.Fprintf(w, "\nBundles are ready in %s. The CA key stays in %s/%s: keep it on this machine.\n", out, out, layout.CAStoreDir)
 	if cl.Systemd() && cl.EtcdBinary == "" {
 		fmt.Fprintf(w, "Install etcd v%s (github.com/etcd-io/etcd/releases) at %s on every host, or give --etcd-binary to ship it in the bundles.\n",
-			strings.TrimSuffix(cl.Etcd.Version, "-0"), systemdunit.BinaryPath)
+			strings.TrimSuffix(cl.Etcd.Version, "-0"), layout.EtcdBinary)
 	}
 	fmt.Fprintln(w, "Copy each host's bundle and unpack it at /:")
 	start := "systemctl restart kubelet"
 	if cl.Systemd() {
 		// --no-block: etcd reports ready once a quorum runs, so a blocking
 		// start on the first host would wait for hosts not started yet.
-		start = "systemctl enable --now --no-block " + systemdunit.Name
+		start = "systemctl enable --now --no-block " + layout.EtcdUnitName
 	}
 	for _, h := range cl.Hosts {
-		archive := "/tmp/" + h.Name + ".tar.gz"
+		archive := "/tmp/" + h.Name + layout.ArchiveExt
 		// --no-overwrite-dir keeps the modes and times of /etc and the like.
 		unpack := "tar --no-overwrite-dir -C / -xzf " + archive + " && rm " + archive + " && systemctl daemon-reload && " + start
 		fmt.Fprintf(w, "  scp %s %s && ssh %s %s\n",
-			shellcmd.Quote(filepath.Join(out, h.Name+".tar.gz")), shellcmd.Quote(shellcmd.SCPTarget("root", h.Address, "/tmp/")),
+			shellcmd.Quote(layout.Bundle(out).Archive(h.Name)), shellcmd.Quote(shellcmd.SCPTarget("root", h.Address, "/tmp/")),
 			shellcmd.Quote(shellcmd.SSHTarget("root", h.Address)), shellcmd.Quote(unpack))
 	}
 	if cl.Systemd() && len(cl.Hosts) > 0 {
-		fmt.Fprintf(w, "Then check the cluster: etcd-staticpod health --bundle %s\n", shellcmd.Quote(filepath.Join(out, cl.Hosts[0].Name)))
+		fmt.Fprintf(w, "Then check the cluster: etcd-staticpod health --bundle %s\n", shellcmd.Quote(layout.Bundle(out).Host(cl.Hosts[0].Name)))
 	}
 	printAddonCommands(w, out, cl)
 	fmt.Fprintln(w, "Then, on the first control-plane node:")
-	fmt.Fprintf(w, "  scp -rp %s root@CONTROL-PLANE:/\n", shellcmd.Quote(filepath.Join(out, "control-plane", "etc")))
-	fmt.Fprintf(w, "  scp %s root@CONTROL-PLANE: && ssh root@CONTROL-PLANE 'kubeadm init --config kubeadm-config.yaml --upload-certs'\n", shellcmd.Quote(filepath.Join(out, "kubeadm-config.yaml")))
+	fmt.Fprintf(w, "  scp -rp %s root@CONTROL-PLANE:/\n", shellcmd.Quote(filepath.Join(layout.Bundle(out).ControlPlane(), "etc")))
+	fmt.Fprintf(w, "  scp %s root@CONTROL-PLANE: && ssh root@CONTROL-PLANE %s\n", shellcmd.Quote(layout.Bundle(out).KubeadmConfig()), shellcmd.Quote("kubeadm init --config "+layout.KubeadmConfigFile+" --upload-certs"))
 }

@@ -3,20 +3,16 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/workflow"
 )
-
-// nodeLockDir is where a --root run locks, below ROOT: the folder kubeadm
-// and this tool write a node's files into.
-const nodeLockDir = "etc/kubernetes"
 
 // waitLockFlag is --wait-lock, on every command that writes.
 func waitLockFlag() cli.Flag {
@@ -37,7 +33,7 @@ func holdFolders(c *cli.Context, out, root string, dryRun bool) (release func(),
 		return nil, badArgs(fmt.Errorf("--wait-lock %q: want a duration such as 2m (0 refuses at once)", c.String("wait-lock")))
 	}
 	if out == "" {
-		out = "etcd-bundles" // the runner's default
+		out = layout.DefaultOut // the runner's default
 	}
 	// Each folder to lock, and the tree it must not lead out of: the lock
 	// file is written like any other file.
@@ -48,7 +44,7 @@ func holdFolders(c *cli.Context, out, root string, dryRun bool) (release func(),
 		if fi, err := os.Stat(out); err == nil && fi.IsDir() {
 			dirs, trees = append(dirs, out), append(trees, out)
 		}
-		dirs, trees = append(dirs, filepath.Join(root, nodeLockDir)), append(trees, root)
+		dirs, trees = append(dirs, layout.OnHost(root, layout.HostLockDir)), append(trees, root)
 	}
 	// A file as --out or --root, or a folder that cannot be written, is
 	// said as such before the lock file is tried there.

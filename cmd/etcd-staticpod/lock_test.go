@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/dirlock"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // hold takes the lock on dir in the test process, as a running writer
@@ -27,7 +28,7 @@ func hold(t *testing.T, dir string) func() {
 
 // lockLine is the one line a run refused by a held lock prints.
 func lockLine(dir string, pid int) string {
-	return "error: " + filepath.Join(dir, dirlock.FileName) + " is held by PID " + strconv.Itoa(pid) +
+	return "error: " + filepath.Join(dir, layout.LockFile) + " is held by PID " + strconv.Itoa(pid) +
 		" (another etcd-staticpod run writing there); wait for it to end, or give --wait-lock DURATION to wait"
 }
 
@@ -113,7 +114,7 @@ func TestWaitLock(t *testing.T) {
 	args := []string{"init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--out", out}
 	release := hold(t, out)
 	o, code := runBinary(t, bin, append(args, "--wait-lock", "300ms")...)
-	want := "error: " + filepath.Join(out, dirlock.FileName) + " is still held by PID " + strconv.Itoa(os.Getpid()) + " (another etcd-staticpod run writing there) after waiting 300ms"
+	want := "error: " + filepath.Join(out, layout.LockFile) + " is still held by PID " + strconv.Itoa(os.Getpid()) + " (another etcd-staticpod run writing there) after waiting 300ms"
 	if code != 1 || lastLine(o) != want || strings.Count(o, "\n") != 1 {
 		t.Fatalf("exit %d, want 1 and %q:\n%s", code, want, o)
 	}
@@ -177,7 +178,7 @@ func TestNodeRunRemovesItsStaleTemps(t *testing.T) {
 	if _, err := os.Stat(theirs); err != nil {
 		t.Errorf("another program's temp file was removed: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes", dirlock.FileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes", layout.LockFile)); !os.IsNotExist(err) {
 		t.Errorf("the lock file is left: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/membership"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -47,8 +48,8 @@ files, or a host the cluster or the spec already has), with nothing changed.`
 // memberFlags are shared by the member commands; made fresh per command.
 func memberFlags(extra ...cli.Flag) []cli.Flag {
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init: the spec, the CA store and the host folders", TakesFile: true},
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` to start from (default: OUT/" + spec.FileName + ")", TakesFile: true},
+		&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR` written by init: the spec, the CA store and the host folders", TakesFile: true},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` to start from (default: OUT/" + layout.SpecFile + ")", TakesFile: true},
 		&cli.StringFlag{Name: "bundle", Usage: "host folder `DIR/NAME` to reach the cluster through (default: the first host folder in OUT)", TakesFile: true},
 		&cli.StringFlag{Name: "endpoints", Usage: "client `URLS`, comma-separated, used exactly as given"},
 		&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` that signed the servers' certificates", TakesFile: true},

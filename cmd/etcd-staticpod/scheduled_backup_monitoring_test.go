@@ -18,8 +18,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
-	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
-	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // promtool is Prometheus' own checker (Debian's prometheus package; `make
@@ -42,8 +41,8 @@ func promtool(t *testing.T) string {
 // nowhere else, and a later run without the flag keeps it as it is.
 func TestInitMonitoring(t *testing.T) {
 	out := initBundle(t)
-	if _, err := os.Stat(filepath.Join(out, monitoring.Dir)); !os.IsNotExist(err) {
-		t.Fatalf("init without --monitoring made %s (%v)", monitoring.Dir, err)
+	if _, err := os.Stat(filepath.Join(out, layout.MonitoringDir)); !os.IsNotExist(err) {
+		t.Fatalf("init without --monitoring made %s (%v)", layout.MonitoringDir, err)
 	}
 	for path := range etcdtest.Tree(t, out) {
 		if strings.Contains(path, "monitoring") {
@@ -55,11 +54,11 @@ func TestInitMonitoring(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("init --monitoring exited %d\n%s%s", code, stdout, stderr)
 	}
-	dir := filepath.Join(out, monitoring.Dir)
-	certFile, keyFile := monitoring.ClientFiles()
+	dir := filepath.Join(out, layout.MonitoringDir)
+	certFile, keyFile := layout.MonitoringClient.Cert(""), layout.MonitoringClient.Key("")
 	wantModes := map[string]os.FileMode{
-		".": os.ModeDir | 0o700, monitoring.CAFile: 0o644, certFile: 0o644, keyFile: 0o600,
-		monitoring.ConfigFile: 0o644, monitoring.RulesFile: 0o644,
+		".": os.ModeDir | 0o700, layout.MonitoringCA: 0o644, certFile: 0o644, keyFile: 0o600,
+		layout.MonitoringConfig: 0o644, layout.MonitoringRules: 0o644,
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -83,7 +82,7 @@ func TestInitMonitoring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := os.ReadFile(filepath.Join(dir, monitoring.CAFile)); !bytes.Equal(got, caPEM) {
+	if got, _ := os.ReadFile(filepath.Join(dir, layout.MonitoringCA)); !bytes.Equal(got, caPEM) {
 		t.Error("monitoring/ca.crt is not the etcd CA")
 	}
 	crtPEM, _ := os.ReadFile(filepath.Join(dir, certFile))
@@ -112,7 +111,7 @@ func TestInitMonitoring(t *testing.T) {
 	body := keyBody(t, keyPEM)
 	for path := range etcdtest.Tree(t, out) {
 		full := filepath.Join(out, path)
-		if fi, err := os.Stat(full); err != nil || fi.IsDir() || strings.HasPrefix(path, monitoring.Dir+"/") {
+		if fi, err := os.Stat(full); err != nil || fi.IsDir() || strings.HasPrefix(path, layout.MonitoringDir+"/") {
 			continue
 		}
 		data, _ := os.ReadFile(full)
@@ -127,13 +126,13 @@ func TestInitMonitoring(t *testing.T) {
 		}
 	}
 
-	if data, _ := os.ReadFile(filepath.Join(out, spec.FileName)); !strings.Contains(string(data), "\nmonitoring: true\n") {
-		t.Errorf("%s does not record monitoring:\n%s", spec.FileName, data)
+	if data, _ := os.ReadFile(filepath.Join(out, layout.SpecFile)); !strings.Contains(string(data), "\nmonitoring: true\n") {
+		t.Errorf("%s does not record monitoring:\n%s", layout.SpecFile, data)
 	}
-	if b, err := exec.Command(promtool(t), "check", "config", filepath.Join(dir, monitoring.ConfigFile)).CombinedOutput(); err != nil {
+	if b, err := exec.Command(promtool(t), "check", "config", filepath.Join(dir, layout.MonitoringConfig)).CombinedOutput(); err != nil {
 		t.Errorf("promtool check config: %v\n%s", err, b)
 	}
-	if b, err := exec.Command(promtool(t), "check", "rules", filepath.Join(dir, monitoring.RulesFile)).CombinedOutput(); err != nil {
+	if b, err := exec.Command(promtool(t), "check", "rules", filepath.Join(dir, layout.MonitoringRules)).CombinedOutput(); err != nil {
 		t.Errorf("promtool check rules: %v\n%s", err, b)
 	}
 
@@ -327,9 +326,9 @@ func TestInitBackupUnits(t *testing.T) {
 			t.Errorf("the snapshot folder is not in the archive with mode 0700: %q", modes["srv/etcd-snapshots"])
 		}
 	}
-	data, _ := os.ReadFile(filepath.Join(out, spec.FileName))
+	data, _ := os.ReadFile(filepath.Join(out, layout.SpecFile))
 	if !strings.Contains(string(data), "\nbackup:\n  host: etcd02\n  schedule: Mon..Fri 02:30\n  keep: 3\n  dir: /srv/etcd-snapshots\n") {
-		t.Errorf("%s does not record the backup:\n%s", spec.FileName, data)
+		t.Errorf("%s does not record the backup:\n%s", layout.SpecFile, data)
 	}
 	if !strings.Contains(stdout, "systemctl enable --now etcd-backup.timer") {
 		t.Errorf("init does not say how to enable the timer:\n%s", stdout)

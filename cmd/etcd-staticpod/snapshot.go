@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/snapshot"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -233,7 +234,7 @@ func snapshotRestoreCommand() *cli.Command {
 		Name:      "restore",
 		Usage:     "make every member's data folder from one snapshot, for a new cluster of the same hosts",
 		UsageText: "etcd-staticpod snapshot restore FILE [--out DIR | --config FILE] [--node NAME [--root DIR]] [--token TOKEN] [--bump-revision N] [-o table|json|yaml]",
-		Description: `Verifies FILE, then, for every host of the cluster spec (DIR/` + spec.FileName + ` or --config),
+		Description: `Verifies FILE, then, for every host of the cluster spec (DIR/` + layout.SpecFile + ` or --config),
 restores a data folder from it with the member's name and peer URLs, the whole
 initial cluster and a NEW cluster token, so that the restored members form a new
 cluster (new cluster and member IDs) that no old member can rejoin. The flags come
@@ -323,9 +324,9 @@ Examples:
 func loadRestoreSpec(c *cli.Context) (*spec.Cluster, error) {
 	file := c.String("config")
 	if file == "" {
-		file = filepath.Join(c.String("out"), spec.FileName)
+		file = filepath.Join(c.String("out"), layout.SpecFile)
 		if _, err := os.Stat(file); err != nil {
-			return nil, fmt.Errorf("--out %q: no %s there (%v); give the bundle folder init wrote, or --config", c.String("out"), spec.FileName, unwrapPathError(err))
+			return nil, fmt.Errorf("--out %q: no %s there (%v); give the bundle folder init wrote, or --config", c.String("out"), layout.SpecFile, unwrapPathError(err))
 		}
 	}
 	cl, err := spec.Load(file)
@@ -508,8 +509,8 @@ func statusFlags() []cli.Flag {
 
 func restoreFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init: its " + spec.FileName + " and host folders"},
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + spec.FileName + ")", TakesFile: true},
+		&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR` written by init: its " + layout.SpecFile + " and host folders"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + layout.SpecFile + ")", TakesFile: true},
 		&cli.StringFlag{Name: "node", Usage: "restore only this host `NAME`"},
 		&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR` instead of OUT/NAME, such as / on the node", TakesFile: true},
 		&cli.StringFlag{Name: "token", Usage: "new cluster `TOKEN` (default: a random one, printed)"},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
@@ -31,7 +32,7 @@ func TestInitRuntimeSystemd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("init --runtime systemd: exit %d\n%s%s", code, stdout, stderr)
 	}
-	cl, err := spec.Load(filepath.Join(out, spec.FileName))
+	cl, err := spec.Load(filepath.Join(out, layout.SpecFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +64,9 @@ func TestInitRuntimeSystemd(t *testing.T) {
 			want []byte
 			mode os.FileMode
 		}{
-			{etcdconf.Path, conf, 0o644},
-			{systemdunit.UnitPath, unit, 0o644},
-			{systemdunit.BinaryPath, wantBin, 0o755},
+			{layout.EtcdConfig, conf, 0o644},
+			{layout.EtcdUnit, unit, 0o644},
+			{layout.EtcdBinary, wantBin, 0o755},
 			{"/etc/kubernetes/pki/etcd/server.key", nil, 0o600},
 		} {
 			p := filepath.Join(root, f.path)

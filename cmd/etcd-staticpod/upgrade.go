@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/upgrade"
 )
@@ -76,8 +77,8 @@ Examples:
   # on a node itself, one host at a time (the leader's node last)
   etcd-staticpod upgrade --etcd-version 3.6.16-0 --config cluster.yaml --node etcd02 --root /`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + spec.FileName + ")", TakesFile: true},
-			&cli.StringFlag{Name: "out", Value: "./etcd-bundles", Usage: "bundle `DIR` written by init", TakesFile: true},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + layout.SpecFile + ")", TakesFile: true},
+			&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR` written by init", TakesFile: true},
 			&cli.StringFlag{Name: "etcd-version", Usage: "new etcd image `TAG`, such as 3.6.16-0"},
 			&cli.StringFlag{Name: "image-repository", Usage: "new `REGISTRY` of the etcd image, such as registry.k8s.io"},
 			&cli.StringFlag{Name: "image", Usage: "new etcd `IMAGE`; overrides --image-repository and --etcd-version"},
@@ -169,9 +170,9 @@ func upgradeSpecs(c *cli.Context) (current, next *spec.Cluster, err error) {
 		if fi, err := os.Stat(c.String("out")); err == nil && !fi.IsDir() {
 			return nil, nil, fmt.Errorf("--out %q: not a folder; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"))
 		}
-		path = filepath.Join(c.String("out"), spec.FileName)
+		path = filepath.Join(c.String("out"), layout.SpecFile)
 		if !fileExists(path) {
-			return nil, nil, fmt.Errorf("--out %q: no %s; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"), spec.FileName)
+			return nil, nil, fmt.Errorf("--out %q: no %s; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"), layout.SpecFile)
 		}
 	}
 	current, err = spec.Load(path)

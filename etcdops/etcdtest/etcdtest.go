@@ -32,6 +32,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
 
 // StartTimeout bounds the wait for members to become ready.
@@ -306,7 +307,7 @@ func Run(tb testing.TB, dir string) *Cluster {
 	c := &Cluster{Dir: dir}
 	var manifests []*etcdops.Manifest
 	for _, e := range entries {
-		mf := filepath.Join(dir, e.Name(), filepath.FromSlash(etcdops.ManifestPath))
+		mf := layout.OnHost(filepath.Join(dir, e.Name()), layout.EtcdManifest)
 		if !e.IsDir() {
 			continue
 		}
@@ -321,7 +322,7 @@ func Run(tb testing.TB, dir string) *Cluster {
 		c.Members = append(c.Members, &Member{Name: m.Name, Bundle: filepath.Join(dir, e.Name()), bin: bin})
 	}
 	if len(c.Members) == 0 {
-		tb.Fatalf("no host folder with %s in %s", etcdops.ManifestPath, dir)
+		tb.Fatalf("no host folder with %s in %s", layout.Rel(layout.EtcdManifest), dir)
 	}
 
 	originals := make([][]byte, len(manifests))
