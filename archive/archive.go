@@ -5,6 +5,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
@@ -21,6 +22,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 )
 
 // modTimeUnix (2000-01-01T00:00:00Z) is the time stamp of every entry. A
@@ -273,6 +275,43 @@ func WriteSHA256Sums(dir string, files []string) error {
 		return fmt.Errorf("%s: %w", layout.SumsFile, err)
 	}
 	return nil
+}
+
+// CopyCommand is the shell line that copies a host's archive (local, its
+// NAME.tar.gz) to the host at address, unpacks it at / keeping the modes
+// and times of the folders the host has (/etc ...), reloads systemd and
+// runs start, which starts what the archive brought.
+func CopyCommand(local, address, start string) string {
+	remote := "/tmp/" + filepath.Base(local)
+	unpack := "tar --no-overwrite-dir -C / -xzf " + remote + " && rm " + remote + " && systemctl daemon-reload && " + start
+	return shellcmd.Join("scp", local, shellcmd.SCPTarget("root", address, "/tmp/")) + " && " +
+		shellcmd.Join("ssh", shellcmd.SSHTarget("root", address), unpack)
+}
+
+// UpdateSHA256Sums adds files (names relative to dir) to dir/SHA256SUMS,
+// keeping the files it lists that still exist, and writes it again from
+// what is on disk.
+func UpdateSHA256Sums(dir string, add ...string) error {
+	var names []string
+	if data, err := safefile.Read(filepath.Join(dir, layout.SumsFile)); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			if _, name, ok := strings.Cut(sc.Text(), "  "); ok {
+				names = append(names, name)
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", layout.SumsFile, err)
+	}
+	names = append(names, add...)
+	slices.Sort(names)
+	var keep []string
+	for _, n := range slices.Compact(names) {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(n))); err == nil {
+			keep = append(keep, n)
+		}
+	}
+	return WriteSHA256Sums(dir, keep)
 }
 
 // Sum is one file SHA256Sums lists: its name relative to the SHA256SUMS

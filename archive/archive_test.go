@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -575,5 +576,64 @@ func TestWriteTarGzSkipsTempAndLockFiles(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(tmp, "dirty.tar.gz"))
 	if !bytes.Equal(a, b) {
 		t.Error("the archive of the tree with temp files differs from the one without")
+	}
+}
+
+// TestUpdateSHA256Sums: a file added joins the list once, files listed
+// that are gone leave it, and every digest is from the file as it is now.
+func TestUpdateSHA256Sums(t *testing.T) {
+	dir := t.TempDir()
+	for n, d := range map[string]string{"etcd01.tar.gz": "one", "etcd02.tar.gz": "two", "etcd03.tar.gz": "three"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(d), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteSHA256Sums(dir, []string{"etcd01.tar.gz", "etcd02.tar.gz"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "etcd02.tar.gz")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etcd01.tar.gz"), []byte("one again"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateSHA256Sums(dir, "etcd03.tar.gz", "etcd01.tar.gz"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSuffix(string(got), "\n"), "\n") {
+		_, name, _ := strings.Cut(l, "  ")
+		names = append(names, name)
+	}
+	if want := []string{"etcd01.tar.gz", "etcd03.tar.gz"}; !slices.Equal(names, want) {
+		t.Errorf("SHA256SUMS lists %v, want %v", names, want)
+	}
+	if _, err := exec.LookPath("sha256sum"); err != nil {
+		t.Skip("no sha256sum on PATH")
+	}
+	cmd := exec.Command("sha256sum", "-c", "--strict", "SHA256SUMS")
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, b)
+	}
+}
+
+// TestCopyCommand: the archive goes to /tmp on the host by scp (an IPv6
+// address in brackets there) and is unpacked by ssh (the address bare),
+// every word quoted for the shell.
+func TestCopyCommand(t *testing.T) {
+	for _, tc := range []struct{ local, address, want string }{
+		{"etcd-bundles/etcd02.tar.gz", "10.107.88.16",
+			"scp etcd-bundles/etcd02.tar.gz root@10.107.88.16:/tmp/ && ssh root@10.107.88.16 'tar --no-overwrite-dir -C / -xzf /tmp/etcd02.tar.gz && rm /tmp/etcd02.tar.gz && systemctl daemon-reload && systemctl restart kubelet'"},
+		{"my bundles/etcd01.tar.gz", "2001:db8::11",
+			"scp 'my bundles/etcd01.tar.gz' 'root@[2001:db8::11]:/tmp/' && ssh root@2001:db8::11 'tar --no-overwrite-dir -C / -xzf /tmp/etcd01.tar.gz && rm /tmp/etcd01.tar.gz && systemctl daemon-reload && systemctl restart kubelet'"},
+	} {
+		if got := CopyCommand(tc.local, tc.address, "systemctl restart kubelet"); got != tc.want {
+			t.Errorf("CopyCommand(%q, %q) =\n%s\nwant\n%s", tc.local, tc.address, got, tc.want)
+		}
 	}
 }

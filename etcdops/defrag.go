@@ -185,7 +185,7 @@ func Defrag(ctx context.Context, t *Target, o DefragOptions) ([]DefragResult, er
 	}
 	if t.Members == nil {
 		// Names for the messages when the endpoints were given.
-		if ms, err := MemberList(checks, t); err == nil {
+		if ms, err := Members(checks, t); err == nil {
 			t.Members = ms
 		}
 	}

@@ -97,7 +97,7 @@ func TransferLeadership(ctx context.Context, t *Target, name string) (LeaderMove
 	members := t.Members
 	if members == nil {
 		var err error
-		if members, err = MemberList(ctx, t); err != nil {
+		if members, err = Members(ctx, t); err != nil {
 			return mv, err
 		}
 	}
@@ -120,7 +120,7 @@ func TransferLeadership(ctx context.Context, t *Target, name string) (LeaderMove
 		return mv, &badinput.Error{What: "member", Value: name, Err: errors.New("advertises no client URL")}
 	}
 	mv.To, mv.ToID = to.Name, to.ID
-	leader, err := Leader(ctx, t, clientEndpoints(members)...)
+	leader, err := Leader(ctx, t, ClientEndpoints(members)...)
 	if err != nil {
 		return mv, fmt.Errorf("find the leader: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
 // AdvertiseClientURLsAnnotation is the annotation kubeadm puts the member's
@@ -120,12 +121,12 @@ func fromCommand(command []string, annotations map[string]string) *Manifest {
 	m := &Manifest{Command: command}
 	m.Name, _ = m.Flag("name")
 	if v := annotations[AdvertiseClientURLsAnnotation]; v != "" {
-		m.ClientURLs = splitList(v)
+		m.ClientURLs = spec.SplitList(v)
 	} else if v, ok := m.Flag("advertise-client-urls"); ok {
-		m.ClientURLs = splitList(v)
+		m.ClientURLs = spec.SplitList(v)
 	}
 	if v, ok := m.Flag("initial-advertise-peer-urls"); ok {
-		m.PeerURLs = splitList(v)
+		m.PeerURLs = spec.SplitList(v)
 	}
 	m.CertDir = layout.DefaultCertDir
 	if ca, ok := m.Flag("trusted-ca-file"); ok {
@@ -146,14 +147,4 @@ func (m *Manifest) Flag(name string) (string, bool) {
 		}
 	}
 	return value, found
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -51,19 +51,6 @@ func IsTooManyLearners(err error) bool { return isEtcdError(err, rpctypes.ErrGRP
 // again later is safe.
 func IsUnhealthy(err error) bool { return isEtcdError(err, rpctypes.ErrGRPCUnhealthy) }
 
-// MemberList reads the member list through the given endpoints (the
-// target's when none are given) with a linearizable request.
-func MemberList(ctx context.Context, t *Target, endpoints ...string) ([]Member, error) {
-	if len(endpoints) == 0 {
-		endpoints = t.Endpoints
-	}
-	ms, err := t.listMembers(ctx, endpoints, true)
-	if err != nil {
-		return nil, fmt.Errorf("member list from %s: %w", strings.Join(endpoints, ","), err)
-	}
-	return ms, nil
-}
-
 // AddMember adds a member with the given peer URLs, as a learner unless
 // voting, through the target's endpoints. It returns the new member (not
 // started: no name yet) and the member list after the change. A member
@@ -188,7 +175,7 @@ func PromoteWhenReady(ctx context.Context, t *Target, id uint64, report func(Pro
 		}
 	}
 	for {
-		ms, err := MemberList(ctx, t)
+		ms, err := Members(ctx, t)
 		var m Member
 		found := false
 		if err == nil {

@@ -135,8 +135,8 @@ func toMembers(in []*pb.Member) []Member {
 	return out
 }
 
-// clientEndpoints are the members' client URLs, in member order.
-func clientEndpoints(ms []Member) []string {
+// ClientEndpoints are the members' client URLs, in member order, each once.
+func ClientEndpoints(ms []Member) []string {
 	var out []string
 	for _, m := range ms {
 		out = appendNew(out, m.ClientURLs...)

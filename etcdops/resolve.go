@@ -454,11 +454,11 @@ func (t *Target) discover(ctx context.Context, own seed, others []seed) {
 			switch {
 			case a.err == nil && a.own:
 				t.Members = a.members
-				t.Endpoints = clientEndpoints(a.members)
+				t.Endpoints = ClientEndpoints(a.members)
 				return
 			case a.err == nil:
 				t.Members = a.members
-				t.Endpoints = appendNew(clientEndpoints(a.members), own.urls...)
+				t.Endpoints = appendNew(ClientEndpoints(a.members), own.urls...)
 				why := fmt.Sprintf("gave no member list within %v", probeDelay(t.Timeout))
 				if ownErr != nil {
 					why = fmt.Sprintf("gave no member list (%v)", ownErr)

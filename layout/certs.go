@@ -39,6 +39,10 @@ func (f CertFiles) Cert(dir string) string { return f.Base(dir) + CertExt }
 // Key is the key's path below dir.
 func (f CertFiles) Key(dir string) string { return f.Base(dir) + KeyExt }
 
+// Dir is the folder below dir that holds the pair: dir/etcd for the
+// etcd pairs, which kubeadm mounts into the etcd Pod.
+func (f CertFiles) Dir(dir string) string { return filepath.Dir(f.Base(dir)) }
+
 // Name is the pair's base name without its folder: "healthcheck-client".
 func (f CertFiles) Name() string { return filepath.Base(string(f)) }
 

@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -79,6 +80,9 @@ func TestCertFiles(t *testing.T) {
 		}
 		if got := tc.f.Key(dir); got != tc.key {
 			t.Errorf("%s.Key = %s, want %s", tc.f, got, tc.key)
+		}
+		if got, want := tc.f.Dir(dir), filepath.Dir(tc.cert); got != want {
+			t.Errorf("%s.Dir = %s, want %s", tc.f, got, want)
 		}
 		if got := tc.f.Name(); got != tc.name {
 			t.Errorf("%s.Name = %s, want %s", tc.f, got, tc.name)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -54,7 +55,7 @@ func EtcdPod(c *spec.Cluster, h spec.Host, extraArgs []spec.Arg) (*corev1.Pod, e
 	args := mergeArgs(defaultArgs(c, h), extraArgs)
 
 	hostPathType := corev1.HostPathDirectoryOrCreate
-	certDir := c.CertDir + "/etcd"
+	certDir := layout.CA.Dir(c.CertDir)
 	priority := systemNodeCriticalPriority
 	container := corev1.Container{
 		Name:            "etcd",

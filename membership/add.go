@@ -15,7 +15,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
-	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -163,7 +162,7 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	if err := s.record(c); err != nil {
 		return res, fmt.Errorf("%s is a member of the cluster (ID %s) but %w; run the same command again to finish", h.Name, res.Member.IDString(), err)
 	}
-	if err := updateSums(o.Out, h.Name+layout.ArchiveExt); err != nil {
+	if err := archive.UpdateSHA256Sums(o.Out, h.Name+layout.ArchiveExt); err != nil {
 		return res, fmt.Errorf("%s is a member of the cluster (ID %s) and recorded in the spec, but %w; run `etcd-staticpod init phase bundle --out %s` to pack the archives again", h.Name, res.Member.IDString(), err, o.Out)
 	}
 	s.logf("[member] Recorded %s in %s and its endpoint in %s", h.Name, layout.Bundle(o.Out).Spec(), layout.Bundle(o.Out).KubeadmConfig())
@@ -323,9 +322,7 @@ func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host)
 // startInstructions tells the operator how to start the new member and
 // where the control plane's endpoints change.
 func startInstructions(out string, c *spec.Cluster, h spec.Host) string {
-	archive := "/tmp/" + h.Name + layout.ArchiveExt
-	copyCmd := shellcmd.Join("scp", layout.Bundle(out).Archive(h.Name), shellcmd.SCPTarget("root", h.Address, "/tmp/")) + " && " +
-		shellcmd.Join("ssh", shellcmd.SSHTarget("root", h.Address), "tar --no-overwrite-dir -C / -xzf "+archive+" && rm "+archive+" && systemctl daemon-reload && systemctl restart kubelet")
+	copyCmd := archive.CopyCommand(layout.Bundle(out).Archive(h.Name), h.Address, phases.StartCommand(c))
 	return fmt.Sprintf(`
 Start %[1]s: copy its bundle and unpack it at / on the host, then restart kubelet:
   %[3]s

@@ -12,27 +12,21 @@
 package membership
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/manifests"
-	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -108,30 +102,14 @@ func (s *session) logf(format string, args ...any) {
 	fmt.Fprintf(s.opts.Log, format+"\n", args...)
 }
 
-// loadSpec reads, defaults and validates the spec the operation starts from.
+// loadSpec reads, defaults and validates the spec the operation starts
+// from: Config, else Out's recorded spec.
 func loadSpec(o Options) (*spec.Cluster, string, error) {
-	path := o.Config
-	if path == "" {
-		if fi, err := os.Stat(o.Out); err == nil && !fi.IsDir() {
-			return nil, "", refuse("--out %q: not a folder; give the bundle folder init wrote", o.Out)
-		}
-		path = layout.Bundle(o.Out).Spec()
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, "", refuse("--out %q: no %s there; run `etcd-staticpod init --out %s` first, or give --config FILE", o.Out, layout.SpecFile, o.Out)
-		}
-	}
-	c, err := spec.Load(path)
+	r, err := spec.Resolve(spec.Source{Config: o.Config, Out: o.Out, Required: true})
 	if err != nil {
-		if o.Config != "" {
-			return nil, "", refuse("--config %q: %w", o.Config, err)
-		}
-		return nil, "", badinput.Wrap(err)
+		return nil, "", err
 	}
-	c.SetDefaults()
-	if _, err := c.Validate(); err != nil {
-		return nil, "", refuse("cluster spec %s: %w", path, err)
-	}
-	return c, path, nil
+	return r.Cluster, r.Path, nil
 }
 
 // clone copies the spec deeply enough to change its host list and etcd
@@ -167,19 +145,14 @@ func (s *session) connect(ctx context.Context, avoid ...string) error {
 		s.logf("note: %s", n)
 	}
 	s.target = t
-	endpoints := t.Endpoints
-	ms, err := etcdops.MemberList(ctx, t, endpoints...)
+	ms, err := etcdops.Members(ctx, t)
 	if err != nil {
 		return fmt.Errorf("the cluster's member list: %w", err)
 	}
 	s.members = ms
 	if len(co.Endpoints) == 0 {
 		// Every member that serves clients, as found now.
-		var eps []string
-		for _, m := range ms {
-			eps = appendNew(eps, m.ClientURLs...)
-		}
-		if len(eps) > 0 {
+		if eps := etcdops.ClientEndpoints(ms); len(eps) > 0 {
 			t.Endpoints = eps
 		}
 	}
@@ -202,15 +175,6 @@ func (s *session) bundleFolder(avoid []string) string {
 		return dir
 	}
 	return fallback
-}
-
-func appendNew(list []string, more ...string) []string {
-	for _, s := range more {
-		if !slices.Contains(list, s) {
-			list = append(list, s)
-		}
-	}
-	return list
 }
 
 // urlIP is the IP address in a URL's host, or nil for a name.
@@ -353,30 +317,6 @@ func sameFile(a, b string) bool {
 	fa, errA := os.Stat(a)
 	fb, errB := os.Stat(b)
 	return errA == nil && errB == nil && os.SameFile(fa, fb)
-}
-
-// updateSums adds archives to Out/SHA256SUMS, keeping the archives it
-// lists that still exist.
-func updateSums(out string, add ...string) error {
-	var names []string
-	if data, err := safefile.Read(layout.Bundle(out).Sums()); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		for sc.Scan() {
-			if _, name, ok := strings.Cut(sc.Text(), "  "); ok {
-				names = append(names, name)
-			}
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", layout.SumsFile, err)
-	}
-	names = appendNew(names, add...)
-	var keep []string
-	for _, n := range names {
-		if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(n))); err == nil {
-			keep = append(keep, n)
-		}
-	}
-	return archive.WriteSHA256Sums(out, keep)
 }
 
 // reconfigPatience bounds how long a membership change refused as

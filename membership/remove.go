@@ -107,14 +107,9 @@ func Remove(ctx context.Context, o RemoveOptions) (*RemoveResult, error) {
 	}
 
 	// Ask the others, since the member stops serving once it is removed.
-	var eps []string
-	for _, x := range healthy {
-		eps = appendNew(eps, x.ClientURLs...)
-	}
+	eps := etcdops.ClientEndpoints(healthy)
 	if len(eps) == 0 {
-		for _, x := range rest {
-			eps = appendNew(eps, x.ClientURLs...)
-		}
+		eps = etcdops.ClientEndpoints(rest)
 	}
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("member remove %s: no other member serves clients to ask", o.Name)

@@ -74,6 +74,18 @@ func Systemd() Phase {
 	}
 }
 
+// StartCommand is what starts etcd on a host once its bundle is unpacked:
+// kubelet, restarted, runs the static Pod; with runtime systemd, etcd.service
+// is enabled and started. --no-block: etcd reports ready once a quorum
+// runs, so a blocking start on the first host would wait for hosts not
+// started yet.
+func StartCommand(c *spec.Cluster) string {
+	if c.Systemd() {
+		return "systemctl enable --now --no-block " + layout.EtcdUnitName
+	}
+	return "systemctl restart kubelet"
+}
+
 func etcdConfigFile(c *spec.Cluster, h spec.Host) ([]byte, error) {
 	m, err := etcdconf.For(c, h)
 	if err != nil {

@@ -198,6 +198,20 @@ func ParseHosts(s string) ([]Host, error) {
 	return hosts, nil
 }
 
+// SplitList splits comma-separated lists, as flags and etcd's own flags
+// give them, into their items, trimmed of spaces; empty items are dropped.
+func SplitList(values ...string) []string {
+	var out []string
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
 // SetDefaults fills every unset field with its default.
 func (c *Cluster) SetDefaults() {
 	if c.APIVersion == "" {

@@ -250,3 +250,22 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Errorf("durations:\n%s", b)
 	}
 }
+
+// TestSplitList: items of several comma-separated values, trimmed, in
+// order, empty ones dropped.
+func TestSplitList(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{""}, nil},
+		{[]string{"a"}, []string{"a"}},
+		{[]string{" a , b,,c ", "d", ",e,"}, []string{"a", "b", "c", "d", "e"}},
+		{[]string{"https://10.0.0.1:2380,https://[fd00::1]:2380"}, []string{"https://10.0.0.1:2380", "https://[fd00::1]:2380"}},
+	} {
+		if got := SplitList(tc.in...); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("SplitList(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

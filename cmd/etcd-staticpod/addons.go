@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -106,12 +107,8 @@ func validateBackupHost(c *cli.Context, cl *spec.Cluster) error {
 func printAddonCommands(w io.Writer, out string, cl *spec.Cluster) {
 	if b := cl.Backup; b != nil {
 		if h, ok := cl.Host(b.Host); ok {
-			target := "root@" + h.Address
-			if h.IsIPv6() {
-				target = "root@[" + h.Address + "]"
-			}
 			fmt.Fprintf(w, "Start the scheduled backups on %s once its bundle is unpacked (snapshots into %s, %s, keeping %d):\n", h.Name, b.Dir, b.Schedule, b.Keep)
-			fmt.Fprintf(w, "  ssh %s 'systemctl enable --now %s'\n", target, layout.BackupTimerName)
+			fmt.Fprintf(w, "  %s\n", shellcmd.Join("ssh", shellcmd.SSHTarget("root", h.Address), "systemctl enable --now "+layout.BackupTimerName))
 		}
 	}
 	if cl.Monitoring {

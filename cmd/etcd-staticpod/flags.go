@@ -97,24 +97,13 @@ func allGroups() []phases.FlagGroup {
 	return []phases.FlagGroup{phases.FlagsCerts, phases.FlagsCA, phases.FlagsEtcd, phases.FlagsKubelet, phases.FlagsControlPlane, phases.FlagsAddons}
 }
 
-// loadCluster builds the spec: the file, then every flag given on top,
-// then defaults, then validation. Warnings go to stderr; every error is bad
-// input (exit 2).
+// loadCluster builds the spec from --config (else OUT/cluster.yaml) with
+// every flag given on top (see spec.Resolve). Warnings go to stderr; every
+// error is bad input (exit 2).
 func loadCluster(c *cli.Context) (*spec.Cluster, error) {
-	cl := &spec.Cluster{}
-	path := c.String("config")
-	if recorded := filepath.Join(c.String("out"), layout.SpecFile); path == "" && fileExists(recorded) {
-		// The spec init recorded beside the bundles.
-		path = recorded
-	}
-	if path != "" {
-		var err error
-		if cl, err = spec.Load(path); err != nil {
-			return nil, badArgs(err)
-		}
-	}
+	var hosts []spec.Host
 	if c.IsSet("hosts") || c.IsSet("host") {
-		var hosts []spec.Host
+		hosts = []spec.Host{}
 		if c.IsSet("hosts") {
 			hs, err := spec.ParseHosts(c.String("hosts"))
 			if err != nil {
@@ -129,14 +118,25 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 			}
 			hosts = append(hosts, h)
 		}
-		// Extra SANs from the file stay with the host of the same name.
-		for i := range hosts {
-			if old, ok := cl.Host(hosts[i].Name); ok && old.Address == hosts[i].Address {
-				hosts[i].ServerCertSANs, hosts[i].PeerCertSANs = old.ServerCertSANs, old.PeerCertSANs
-			}
-		}
-		cl.Hosts = hosts
 	}
+	r, err := spec.Resolve(spec.Source{
+		Config:   c.String("config"),
+		Out:      c.String("out"),
+		Hosts:    hosts,
+		Override: func(cl *spec.Cluster) error { return applyClusterFlags(c, cl) },
+		Check:    func(cl *spec.Cluster) error { return validateBackupHost(c, cl) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+	}
+	return r.Cluster, nil
+}
+
+// applyClusterFlags sets every cluster setting given as a flag.
+func applyClusterFlags(c *cli.Context, cl *spec.Cluster) error {
 	strs := map[string]*string{
 		"runtime":                    &cl.Runtime,
 		"cert-dir":                   &cl.CertDir,
@@ -171,11 +171,11 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		}
 		d, err := time.ParseDuration(c.String(name))
 		if err != nil {
-			return nil, badArgs(fmt.Errorf("--%s %q: not a duration such as 8760h", name, c.String(name)))
+			return badArgs(fmt.Errorf("--%s %q: not a duration such as 8760h", name, c.String(name)))
 		}
 		// The same bounds as the spec's fields.
 		if err := spec.CheckValidity("--"+name, c.String(name), d); err != nil {
-			return nil, badArgs(err)
+			return badArgs(err)
 		}
 		field.Duration = d
 	}
@@ -187,7 +187,7 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		for _, s := range c.StringSlice(name) {
 			a, err := spec.ParseArg("--"+name, s)
 			if err != nil {
-				return nil, badArgs(err)
+				return badArgs(err)
 			}
 			args = append(args, a)
 		}
@@ -195,18 +195,18 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 	}
 	if c.IsSet("runtime") && c.String("runtime") == "" {
 		// Empty would read as the default: say so rather than guess.
-		return nil, badArgs(fmt.Errorf("--runtime %q: want one of %s", "", strings.Join(spec.Runtimes(), ", ")))
+		return badArgs(fmt.Errorf("--runtime %q: want one of %s", "", strings.Join(spec.Runtimes(), ", ")))
 	}
 	if c.IsSet("etcd-binary") {
 		// Recorded in the spec, so a relative path must not depend on
 		// where a later run starts.
 		p := c.String("etcd-binary")
 		if p == "" {
-			return nil, badArgs(fmt.Errorf("--etcd-binary %q: want the path of an etcd binary", p))
+			return badArgs(fmt.Errorf("--etcd-binary %q: want the path of an etcd binary", p))
 		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return nil, badArgs(fmt.Errorf("--etcd-binary %q: %w", p, err))
+			return badArgs(fmt.Errorf("--etcd-binary %q: %w", p, err))
 		}
 		cl.EtcdBinary = abs
 	}
@@ -217,21 +217,7 @@ func loadCluster(c *cli.Context) (*spec.Cluster, error) {
 		}
 		cl.ControlPlane.APIServerCertSANs = sans
 	}
-	if err := applyAddonFlags(c, cl); err != nil {
-		return nil, err
-	}
-	cl.SetDefaults()
-	if err := validateBackupHost(c, cl); err != nil {
-		return nil, err
-	}
-	warnings, err := cl.Validate()
-	if err != nil {
-		return nil, badArgs(err)
-	}
-	for _, w := range warnings {
-		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
-	}
-	return cl, nil
+	return applyAddonFlags(c, cl)
 }
 
 // runnerOptions turns the parsed flags into phase options.

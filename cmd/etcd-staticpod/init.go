@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
@@ -168,19 +169,8 @@ func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
 			strings.TrimSuffix(cl.Etcd.Version, "-0"), layout.EtcdBinary)
 	}
 	fmt.Fprintln(w, "Copy each host's bundle and unpack it at /:")
-	start := "systemctl restart kubelet"
-	if cl.Systemd() {
-		// --no-block: etcd reports ready once a quorum runs, so a blocking
-		// start on the first host would wait for hosts not started yet.
-		start = "systemctl enable --now --no-block " + layout.EtcdUnitName
-	}
 	for _, h := range cl.Hosts {
-		archive := "/tmp/" + h.Name + layout.ArchiveExt
-		// --no-overwrite-dir keeps the modes and times of /etc and the like.
-		unpack := "tar --no-overwrite-dir -C / -xzf " + archive + " && rm " + archive + " && systemctl daemon-reload && " + start
-		fmt.Fprintf(w, "  scp %s %s && ssh %s %s\n",
-			shellcmd.Quote(layout.Bundle(out).Archive(h.Name)), shellcmd.Quote(shellcmd.SCPTarget("root", h.Address, "/tmp/")),
-			shellcmd.Quote(shellcmd.SSHTarget("root", h.Address)), shellcmd.Quote(unpack))
+		fmt.Fprintf(w, "  %s\n", archive.CopyCommand(layout.Bundle(out).Archive(h.Name), h.Address, phases.StartCommand(cl)))
 	}
 	if cl.Systemd() && len(cl.Hosts) > 0 {
 		fmt.Fprintf(w, "Then check the cluster: etcd-staticpod health --bundle %s\n", shellcmd.Quote(layout.Bundle(out).Host(cl.Hosts[0].Name)))

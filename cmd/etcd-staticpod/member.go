@@ -153,8 +153,8 @@ Examples:
 			if err != nil {
 				return badArgs(err)
 			}
-			h.ServerCertSANs = splitList(c.StringSlice("server-cert-san"))
-			h.PeerCertSANs = splitList(c.StringSlice("peer-cert-san"))
+			h.ServerCertSANs = spec.SplitList(c.StringSlice("server-cert-san")...)
+			h.PeerCertSANs = spec.SplitList(c.StringSlice("peer-cert-san")...)
 			if c.Bool("voting") && c.Bool("no-promote") {
 				return badArgs(fmt.Errorf("--no-promote: a member added with --voting is not promoted; give one or the other"))
 			}
@@ -392,18 +392,6 @@ func (r *memberRun) print(doc any, members []etcdops.Member) error {
 		return fmt.Errorf("print result: %w", err)
 	}
 	return nil
-}
-
-func splitList(in []string) []string {
-	var out []string
-	for _, s := range in {
-		for _, p := range strings.Split(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }
 
 // The documents of -o json and -o yaml; their field names are part of the

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -322,26 +321,14 @@ Examples:
 // loadRestoreSpec reads --config, else OUT/cluster.yaml, defaulted and
 // validated.
 func loadRestoreSpec(c *cli.Context) (*spec.Cluster, error) {
-	file := c.String("config")
-	if file == "" {
-		file = filepath.Join(c.String("out"), layout.SpecFile)
-		if _, err := os.Stat(file); err != nil {
-			return nil, fmt.Errorf("--out %q: no %s there (%v); give the bundle folder init wrote, or --config", c.String("out"), layout.SpecFile, unwrapPathError(err))
-		}
-	}
-	cl, err := spec.Load(file)
+	r, err := spec.Resolve(spec.Source{Config: c.String("config"), Out: c.String("out"), Required: true})
 	if err != nil {
-		return nil, fmt.Errorf("--config %q: %w", file, unwrapPathError(errors.Unwrap(err)))
+		return nil, err
 	}
-	cl.SetDefaults()
-	warnings, err := cl.Validate()
-	if err != nil {
-		return nil, fmt.Errorf("--config %q: %w", file, err)
-	}
-	for _, w := range warnings {
+	for _, w := range r.Warnings {
 		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 	}
-	return cl, nil
+	return r.Cluster, nil
 }
 
 func unwrapPathError(err error) error {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -165,24 +163,11 @@ func upgradeSpecs(c *cli.Context) (current, next *spec.Cluster, err error) {
 	if !c.IsSet("etcd-version") && !c.IsSet("image") && !c.IsSet("image-repository") {
 		return nil, nil, errors.New("--etcd-version: give the version to upgrade to (or --image, --image-repository)")
 	}
-	path := c.String("config")
-	if path == "" {
-		if fi, err := os.Stat(c.String("out")); err == nil && !fi.IsDir() {
-			return nil, nil, fmt.Errorf("--out %q: not a folder; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"))
-		}
-		path = filepath.Join(c.String("out"), layout.SpecFile)
-		if !fileExists(path) {
-			return nil, nil, fmt.Errorf("--out %q: no %s; give the folder init wrote, or --config FILE with the cluster's spec", c.String("out"), layout.SpecFile)
-		}
-	}
-	current, err = spec.Load(path)
+	r, err := spec.Resolve(spec.Source{Config: c.String("config"), Out: c.String("out"), Required: true})
 	if err != nil {
 		return nil, nil, err
 	}
-	current.SetDefaults()
-	if _, err := current.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("cluster spec %s: %w", path, err)
-	}
+	current = r.Cluster
 	next, err = upgrade.NextSpec(current, upgrade.NewImage{Image: c.String("image"), Version: c.String("etcd-version"), Repository: c.String("image-repository")})
 	if err != nil {
 		return nil, nil, err
