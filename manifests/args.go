@@ -87,6 +87,20 @@ func command(args []spec.Arg) []string {
 	return cmd
 }
 
+// PeerURLs are the peer URLs host h's member advertises: the last
+// --initial-advertise-peer-urls of its manifest's command (etcd takes the
+// last), where the guide's value meets the extra args. A member is added
+// to the cluster with these.
+func PeerURLs(c *spec.Cluster, h spec.Host) []string {
+	value := ""
+	for _, a := range mergeArgs(defaultArgs(c, h), HostExtraArgs(c, h)) {
+		if a.Name == "initial-advertise-peer-urls" {
+			value = a.Value
+		}
+	}
+	return spec.SplitList(value)
+}
+
 // HostExtraArgs returns the extraArgs the HA etcd guide writes into h's
 // kubeadmcfg.yaml, followed by the user's c.Etcd.ExtraArgs. The first user
 // argument named like a guide argument takes that argument's place, so the

@@ -88,18 +88,14 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	for _, w := range warnings {
 		s.logf("warning: %s", w)
 	}
-	// The peer URLs the new member will advertise, from its own manifest.
-	pod, err := manifests.EtcdPod(c, h, manifests.HostExtraArgs(c, h))
-	if err != nil {
+	// The peer URLs the new member will advertise, as its manifest gives
+	// them; the manifest itself must render too.
+	if _, err := phases.EtcdManifest(c, h); err != nil {
 		return nil, refuse("member add %s: %w", arg, err)
 	}
-	podYAML, err := manifests.MarshalPod(pod)
-	if err != nil {
-		return nil, fmt.Errorf("member add %s: %w", arg, err)
-	}
-	mf, err := etcdops.ParseManifest(podYAML)
-	if err != nil || len(mf.PeerURLs) == 0 {
-		return nil, refuse("member add %s: the new manifest names no peer URL (%v)", arg, err)
+	peerURLs := manifests.PeerURLs(c, h)
+	if len(peerURLs) == 0 {
+		return nil, refuse("member add %s: the new manifest names no peer URL", arg)
 	}
 	if err := checkCA(o.Options); err != nil {
 		return nil, err
@@ -110,7 +106,7 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	if err := s.connect(checkCtx); err != nil {
 		return nil, err
 	}
-	pending, err := s.checkAdd(h, mf.PeerURLs)
+	pending, err := s.checkAdd(h, peerURLs)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +133,7 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 		var ms []etcdops.Member
 		err := s.retryUnhealthy(ctx, "add a member", func() error {
 			var err error
-			m, ms, err = etcdops.AddMember(ctx, s.target, mf.PeerURLs, o.Voting)
+			m, ms, err = etcdops.AddMember(ctx, s.target, peerURLs, o.Voting)
 			return err
 		})
 		if err != nil {

@@ -22,11 +22,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
-	"github.com/etcd-staticpod/etcd-staticpod/manifests"
+	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -290,21 +289,14 @@ func (p pairing) disagreement() string {
 }
 
 // record writes the spec to Out/cluster.yaml and the control plane's
-// kubeadm-config.yaml for its hosts, each atomically, the spec first.
+// kubeadm-config.yaml for its hosts through the phase that does it (one
+// atomic batch, the spec first).
 func (s *session) record(c *spec.Cluster) error {
-	b, err := spec.Marshal(c)
+	r, err := phases.NewRunner(phases.Options{Cluster: c, Out: s.opts.Out, Warn: s.opts.Warn})
 	if err != nil {
 		return err
 	}
-	kc, err := manifests.ExternalEtcdConfig(c)
-	if err != nil {
-		return err
-	}
-	files := []atomicfile.File{
-		{Path: layout.Bundle(s.opts.Out).Spec(), Data: b, Mode: layout.ModeSpec},
-		{Path: layout.Bundle(s.opts.Out).KubeadmConfig(), Data: kc, Mode: layout.ModeKey},
-	}
-	if err := atomicfile.WriteFiles(files); err != nil {
+	if err := r.Run([]phases.Phase{phases.Record()}); err != nil {
 		return fmt.Errorf("record the spec: %w", err)
 	}
 	if want := layout.Bundle(s.opts.Out).Spec(); !sameFile(s.specPath, want) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -119,7 +120,7 @@ func (r *Runner) guardCAKey(path string) error {
 		return nil
 	}
 	if err := os.Chmod(path, layout.ModeKey); err != nil {
-		return fmt.Errorf("CA key %s can be read by group or others (mode %04o) and cannot be made 0600: %w", path, mode, unwrapPath(err))
+		return fmt.Errorf("CA key %s can be read by group or others (mode %04o) and cannot be made 0600: %w", path, mode, safefile.Reason(err))
 	}
 	r.Warnf("CA key %s could be read by group or others (mode %04o); made it 0600", path, mode)
 	return nil

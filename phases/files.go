@@ -97,14 +97,14 @@ func EtcdLocal() Phase {
 			if r.Cluster().Systemd() {
 				return nil
 			}
-			_, err := r.perHost("etcd manifest", etcdManifest)
+			_, err := r.perHost("etcd manifest", EtcdManifest)
 			return err
 		},
 		Run: func(r *Runner) error {
 			if r.Cluster().Systemd() {
 				return nil
 			}
-			docs, err := r.perHost("etcd manifest", etcdManifest)
+			docs, err := r.perHost("etcd manifest", EtcdManifest)
 			if err != nil {
 				return err
 			}
@@ -153,7 +153,9 @@ func hostKubeadmConfig(c *spec.Cluster, h spec.Host) ([]byte, error) {
 	return b, nil
 }
 
-func etcdManifest(c *spec.Cluster, h spec.Host) ([]byte, error) {
+// EtcdManifest is host h's etcd static Pod manifest, as the etcd/local
+// phase writes it: kubeadm's Pod with the guide's per-host extraArgs.
+func EtcdManifest(c *spec.Cluster, h spec.Host) ([]byte, error) {
 	pod, err := manifests.EtcdPod(c, h, manifests.HostExtraArgs(c, h))
 	if err != nil {
 		return nil, fmt.Errorf("host %q: etcd manifest: %w", h.Name, err)
@@ -184,7 +186,6 @@ func KubeadmConfig() Phase {
 			return err
 		},
 		Run: func(r *Runner) error {
-			c := r.Cluster()
 			docs, err := r.perHost("kubeadm config", hostKubeadmConfig)
 			if err != nil {
 				return err
@@ -198,11 +199,7 @@ func KubeadmConfig() Phase {
 			if r.NodeMode() {
 				return nil
 			}
-			b, err := manifests.ExternalEtcdConfig(c)
-			if err != nil {
-				return err
-			}
-			if err := r.WriteFile(r.bundle().KubeadmConfig(), b, layout.ModeKey, layout.ModeDir); err != nil {
+			if err := r.writeKubeadmConfig(); err != nil {
 				return err
 			}
 			if err := r.writeControlPlane(); err != nil {
@@ -214,11 +211,43 @@ func KubeadmConfig() Phase {
 	}
 }
 
+// writeKubeadmConfig queues OUT/kubeadm-config.yaml, the external-etcd
+// ClusterConfiguration of the run's spec.
+func (r *Runner) writeKubeadmConfig() error {
+	b, err := manifests.ExternalEtcdConfig(r.Cluster())
+	if err != nil {
+		return err
+	}
+	return r.WriteFile(r.bundle().KubeadmConfig(), b, layout.ModeKey, layout.ModeDir)
+}
+
+// Record writes the run's spec to OUT/cluster.yaml and, from it,
+// OUT/kubeadm-config.yaml as the kubeadm-config phase writes it, in one
+// batch, the spec first: the commands that change the host list keep both
+// in step with the cluster. It is no phase of init, which records its spec
+// once every phase has run.
+func Record() Phase {
+	return Phase{
+		Name:  "record",
+		Short: "Record the spec in OUT/" + layout.SpecFile + " and write OUT/" + layout.KubeadmConfigFile + " from it",
+		Run: func(r *Runner) error {
+			b, err := spec.Marshal(r.Cluster())
+			if err != nil {
+				return err
+			}
+			if err := r.WriteFile(r.bundle().Spec(), b, layout.ModeSpec, layout.ModeDir); err != nil {
+				return err
+			}
+			return r.writeKubeadmConfig()
+		},
+	}
+}
+
 // writeControlPlane copies what the guide copies to the first control-plane
 // node: the CA certificate and the apiserver-etcd-client pair (the same on
 // every host, since it names no host).
 func (r *Runner) writeControlPlane() error {
-	client, _ := certs.Leaf("apiserver-etcd-client")
+	client := certs.APIServerClient()
 	root := r.bundle().ControlPlane()
 	cpDir := r.Cluster().ControlPlane.CertDir
 	dst := client.Files.Base(layout.OnHost(root, cpDir))

@@ -75,7 +75,7 @@ func FuzzAcceptedSpecWritesNoControlCharacter(f *testing.F) {
 		add(layout.KubeletDropIn, kubeletconf.DropIn(c, layout.KubeletConfig), nil)
 		conf, err := kubeletconf.Config(c, nil)
 		add(layout.KubeletConfig, conf, err)
-		manifest, err := etcdManifest(c, h)
+		manifest, err := EtcdManifest(c, h)
 		if !add(layout.EtcdManifest, manifest, err) {
 			return
 		}

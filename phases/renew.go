@@ -237,7 +237,7 @@ func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 // renewControlPlane refreshes the control plane's copy of the first host's
 // apiserver-etcd-client pair when that pair was renewed.
 func (r *Runner) renewControlPlane(done []Renewal) error {
-	client, _ := certs.Leaf("apiserver-etcd-client")
+	client := certs.APIServerClient()
 	first := r.Cluster().Hosts[0]
 	if r.opts.Root != "" || !slices.ContainsFunc(done, func(rn Renewal) bool { return rn.Name == client.Name && rn.Host == first.Name }) {
 		return nil

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"path/filepath"
 	"time"
 
@@ -191,15 +190,6 @@ func (r *Runner) bundle() layout.Bundle { return layout.Bundle(r.opts.Out) }
 
 // Out is the bundle folder.
 func (r *Runner) Out() string { return r.opts.Out }
-
-// unwrapPath drops the operation and path an *fs.PathError repeats.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
 
 // now is the run's clock.
 func (r *Runner) now() time.Time { return r.opts.Now() }

@@ -78,6 +78,16 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// Reason is what went wrong in err without the operation and path an
+// *fs.PathError repeats, for a message that names the path its own way.
+func Reason(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // Read reads an input file of at most MaxInput bytes; see ReadFile.
 func Read(path string) ([]byte, error) { return ReadFile(path, MaxInput) }
 

@@ -2,6 +2,7 @@ package safefile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -157,5 +158,20 @@ func TestBeneath(t *testing.T) {
 	// Many folders at once; the first bad one is reported.
 	if err := Beneath(root, root+"/etc", root+"/up/x", root+"/abs"); err == nil || !strings.Contains(err.Error(), "/up:") {
 		t.Errorf("several folders: %v", err)
+	}
+}
+
+// TestReason: a path error gives its reason alone, anything else is kept.
+func TestReason(t *testing.T) {
+	_, err := os.Stat(filepath.Join(t.TempDir(), "missing"))
+	if got := Reason(err); got != fs.ErrNotExist && !errors.Is(got, fs.ErrNotExist) || strings.Contains(got.Error(), "missing") {
+		t.Errorf("Reason(%v) = %v, want the reason without the path", err, got)
+	}
+	plain := errors.New("plain")
+	if got := Reason(plain); got != plain {
+		t.Errorf("Reason(plain) = %v", got)
+	}
+	if got := Reason(fmt.Errorf("wrapped: %w", &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission})); got != fs.ErrPermission {
+		t.Errorf("Reason(wrapped) = %v, want the inner reason", got)
 	}
 }

@@ -126,7 +126,7 @@ func restoreAll(o RestoreOptions, res *RestoreResult) error {
 		return bad(errors.New(se.Reason))
 	}
 	if err != nil {
-		return bad(unwrapPath(err))
+		return bad(safefile.Reason(err))
 	}
 	defer src.Close()
 	if !hasTrailer(fi.Size()) {

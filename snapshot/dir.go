@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // DirFilePrefix and DirTimeFormat make the names of the snapshots
@@ -63,7 +65,7 @@ func CheckDir(dir string, keep int) error {
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return inputErr("--dir", dir, "%w", unwrapPath(err))
+		return inputErr("--dir", dir, "%w", safefile.Reason(err))
 	}
 	if !fi.IsDir() {
 		return inputErr("--dir", dir, "not a folder")

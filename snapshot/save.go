@@ -32,6 +32,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/atomicfile"
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // FileMode is the mode of a saved snapshot: it holds every secret the
@@ -112,7 +113,7 @@ func CheckPath(path string) error {
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return inputErr("snapshot file", path, "folder %s: %w", dir, unwrapPath(err))
+		return inputErr("snapshot file", path, "folder %s: %w", dir, safefile.Reason(err))
 	}
 	if !fi.IsDir() {
 		return inputErr("snapshot file", path, "%s is not a folder", dir)
@@ -121,15 +122,6 @@ func CheckPath(path string) error {
 		return inputErr("snapshot file", path, "exists and is not a regular file")
 	}
 	return nil
-}
-
-// unwrapPath drops the path an *os.PathError repeats.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Choose picks the endpoint to save from. A named endpoint is used as it

@@ -7,6 +7,7 @@ import (
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
+	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 )
 
 // Source says where a command's spec comes from. Resolve applies, in
@@ -115,7 +116,7 @@ func (src Source) path() (string, error) {
 	case errors.Is(err, os.ErrNotExist):
 		return "", badinput.Errorf("--out %q: no %s there; give the bundle folder init wrote, or --config FILE", src.Out, layout.SpecFile)
 	default:
-		return "", badinput.Errorf("--out %q: %s: %v", src.Out, layout.SpecFile, unwrapPath(err))
+		return "", badinput.Errorf("--out %q: %s: %v", src.Out, layout.SpecFile, safefile.Reason(err))
 	}
 }
 
@@ -130,13 +131,4 @@ func carrySANs(hosts []Host, c *Cluster) []Host {
 		out[i] = h
 	}
 	return out
-}
-
-// unwrapPath drops the operation and path an *os.PathError repeats.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
-	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
@@ -394,7 +393,7 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 	for _, h := range u.scope {
 		running := sts[h.Name].Version
 		u.hosts[h.Name] = &HostResult{Name: h.Name, Address: h.Address, From: running, To: running, State: Pending}
-		want, err := u.manifest(u.o.Next, h)
+		want, err := phases.EtcdManifest(u.o.Next, h)
 		if err != nil {
 			return nil, badinput.Wrap(err)
 		}
@@ -402,7 +401,7 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 		if err != nil {
 			return nil, inputErr("host %s: read its manifest: %w", h.Name, err)
 		}
-		if was, err := u.manifest(u.o.Current, h); err == nil && !bytes.Equal(was, have) && !bytes.Equal(want, have) {
+		if was, err := phases.EtcdManifest(u.o.Current, h); err == nil && !bytes.Equal(was, have) && !bytes.Equal(want, have) {
 			u.logf("note: %s differs from what the spec makes for %s; the upgrade replaces it with the spec's manifest for %s", u.manifestFile(h), u.o.Current.EtcdImage(), u.image)
 		}
 		if running == u.target.String() && bytes.Equal(want, have) {
@@ -414,19 +413,6 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 		todo = append(todo, h)
 	}
 	return todo, nil
-}
-
-// manifest is the static Pod the spec makes for the host.
-func (u *upgrader) manifest(c *spec.Cluster, h spec.Host) ([]byte, error) {
-	pod, err := manifests.EtcdPod(c, h, manifests.HostExtraArgs(c, h))
-	if err != nil {
-		return nil, fmt.Errorf("host %s: etcd manifest: %w", h.Name, err)
-	}
-	b, err := manifests.MarshalPod(pod)
-	if err != nil {
-		return nil, fmt.Errorf("host %s: etcd manifest: %w", h.Name, err)
-	}
-	return b, nil
 }
 
 // next picks the first host of todo that does not lead the cluster; the

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -317,11 +316,7 @@ func CheckDestination(flag, dir string, dryRun bool) error {
 			return badinput.New(flag, dir, "a parent is not a folder")
 		}
 		if !errors.Is(err, os.ErrNotExist) {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return badinput.New(flag, dir, "%v", err)
+			return badinput.New(flag, dir, "%v", safefile.Reason(err))
 		}
 		parent := filepath.Dir(existing)
 		if parent == existing {

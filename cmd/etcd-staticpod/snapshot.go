@@ -221,7 +221,7 @@ Examples:
 				if errors.As(err, &se) {
 					return badArgs(se)
 				}
-				return badArgs(fmt.Errorf("FILE %q: %w", file, unwrapPathError(err)))
+				return badArgs(fmt.Errorf("FILE %q: %w", file, safefile.Reason(err)))
 			}
 			return printSaved(c.App.Writer, format, &snapshot.SaveResult{Info: *info}, nil)
 		}),
@@ -329,14 +329,6 @@ func loadRestoreSpec(c *cli.Context) (*spec.Cluster, error) {
 		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 	}
 	return r.Cluster, nil
-}
-
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // savedDoc is the JSON and YAML document of snapshot save and status; its
