@@ -43,9 +43,6 @@ func (f CertFiles) Key(dir string) string { return f.Base(dir) + KeyExt }
 // etcd pairs, which kubeadm mounts into the etcd Pod.
 func (f CertFiles) Dir(dir string) string { return filepath.Dir(f.Base(dir)) }
 
-// Name is the pair's base name without its folder: "healthcheck-client".
-func (f CertFiles) Name() string { return filepath.Base(string(f)) }
-
 // IsCAKeyName reports whether a file name is the CA key's own, which no
 // host folder may hold.
 func IsCAKeyName(name string) bool { return name == CAStoreKey }

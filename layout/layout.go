@@ -169,9 +169,6 @@ func ReservedNames() []string {
 // and monitoring need.
 type Bundle string
 
-// Dir is the folder itself.
-func (b Bundle) Dir() string { return string(b) }
-
 // Spec is the recorded spec.
 func (b Bundle) Spec() string { return filepath.Join(string(b), SpecFile) }
 
@@ -202,9 +199,3 @@ func (b Bundle) Monitoring() string { return filepath.Join(string(b), Monitoring
 
 // Sums is the archives' checksum list.
 func (b Bundle) Sums() string { return filepath.Join(string(b), SumsFile) }
-
-// Lock is the bundle folder's lock file.
-func (b Bundle) Lock() string { return filepath.Join(string(b), LockFile) }
-
-// HostLock is the lock file a run takes on a node whose root is root.
-func HostLock(root string) string { return filepath.Join(OnHost(root, HostLockDir), LockFile) }

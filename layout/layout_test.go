@@ -12,7 +12,6 @@ import (
 func TestBundlePaths(t *testing.T) {
 	b := Bundle("out")
 	for _, tc := range []struct{ got, want string }{
-		{b.Dir(), "out"},
 		{b.Spec(), "out/cluster.yaml"},
 		{b.CAStore(), "out/pki/etcd"},
 		{b.CACert(), "out/pki/etcd/ca.crt"},
@@ -23,9 +22,6 @@ func TestBundlePaths(t *testing.T) {
 		{b.KubeadmConfig(), "out/kubeadm-config.yaml"},
 		{b.Monitoring(), "out/monitoring"},
 		{b.Sums(), "out/SHA256SUMS"},
-		{b.Lock(), "out/.etcd-staticpod.lock"},
-		{HostLock("/"), "/etc/kubernetes/.etcd-staticpod.lock"},
-		{HostLock("root"), "root/etc/kubernetes/.etcd-staticpod.lock"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %s, want %s", tc.got, tc.want)
@@ -67,13 +63,12 @@ func TestCertFiles(t *testing.T) {
 	for _, tc := range []struct {
 		f         CertFiles
 		cert, key string
-		name      string
 	}{
-		{CA, dir + "/etcd/ca.crt", dir + "/etcd/ca.key", "ca"},
-		{Server, dir + "/etcd/server.crt", dir + "/etcd/server.key", "server"},
-		{Peer, dir + "/etcd/peer.crt", dir + "/etcd/peer.key", "peer"},
-		{HealthcheckClient, dir + "/etcd/healthcheck-client.crt", dir + "/etcd/healthcheck-client.key", "healthcheck-client"},
-		{APIServerEtcdClient, dir + "/apiserver-etcd-client.crt", dir + "/apiserver-etcd-client.key", "apiserver-etcd-client"},
+		{CA, dir + "/etcd/ca.crt", dir + "/etcd/ca.key"},
+		{Server, dir + "/etcd/server.crt", dir + "/etcd/server.key"},
+		{Peer, dir + "/etcd/peer.crt", dir + "/etcd/peer.key"},
+		{HealthcheckClient, dir + "/etcd/healthcheck-client.crt", dir + "/etcd/healthcheck-client.key"},
+		{APIServerEtcdClient, dir + "/apiserver-etcd-client.crt", dir + "/apiserver-etcd-client.key"},
 	} {
 		if got := tc.f.Cert(dir); got != tc.cert {
 			t.Errorf("%s.Cert = %s, want %s", tc.f, got, tc.cert)
@@ -83,9 +78,6 @@ func TestCertFiles(t *testing.T) {
 		}
 		if got, want := tc.f.Dir(dir), filepath.Dir(tc.cert); got != want {
 			t.Errorf("%s.Dir = %s, want %s", tc.f, got, want)
-		}
-		if got := tc.f.Name(); got != tc.name {
-			t.Errorf("%s.Name = %s, want %s", tc.f, got, tc.name)
 		}
 		for _, file := range []string{tc.cert, tc.key} {
 			if got, ok := tc.f.DirOf(file); !ok || got != dir {
