@@ -1,10 +1,11 @@
-package manifests
+package manifests_test
 
 import (
 	"slices"
 	"testing"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
+	"github.com/etcd-staticpod/etcd-staticpod/manifests"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -29,15 +30,15 @@ func TestPeerURLs(t *testing.T) {
 			c.Etcd.ExtraArgs = tc.extra
 			c.SetDefaults()
 			h := c.Hosts[1]
-			got := PeerURLs(c, h)
+			got := manifests.PeerURLs(c, h)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("PeerURLs = %v, want %v", got, tc.want)
 			}
-			pod, err := EtcdPod(c, h, HostExtraArgs(c, h))
+			pod, err := manifests.EtcdPod(c, h, manifests.HostExtraArgs(c, h))
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := MarshalPod(pod)
+			b, err := manifests.MarshalPod(pod)
 			if err != nil {
 				t.Fatal(err)
 			}
