@@ -132,18 +132,8 @@ make_images() {
 }
 
 make_bundles() {
-	# What this machine needs, given the way a user would: cgroup v1 without
-	# systemd, no QoS cgroups, and no flexvolume folder made in /usr.
-	cat >"$work/kubelet-patch.yaml" <<'EOF'
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-failCgroupV1: false
-cgroupsPerQOS: false
-enforceNodeAllocatable: []
-volumePluginDir: /var/lib/kubelet/volume-plugins
-EOF
 	"$cli" init --hosts "etcd01=${addr[etcd01]},etcd02=${addr[etcd02]},etcd03=${addr[etcd03]}" --out "$work/bundles" \
-		--cgroup-driver cgroupfs --kubelet-config-patch "$work/kubelet-patch.yaml" \
+		--cgroup-driver cgroupfs --kubelet-config-patch "$top/e2e-kubelet/kubelet-patch.yaml" \
 		--control-plane-endpoint "$endpoint" --kubernetes-version "$kubelet_version" >"$work/init.log" 2>&1 ||
 		{
 			cat "$work/init.log" >&2

@@ -94,20 +94,10 @@ make_bundles() {
 		i=$((i + 1))
 		spec+=("$h=$subnet.1$i")
 	done
-	# What this machine needs, given the way a user would: cgroup v1 without
-	# systemd, no QoS cgroups, and no flexvolume folder made in /usr.
-	cat >"$work/kubelet-patch.yaml" <<'EOF'
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-failCgroupV1: false
-cgroupsPerQOS: false
-enforceNodeAllocatable: []
-volumePluginDir: /var/lib/kubelet/volume-plugins
-EOF
 	local IFS=,
 	"$cli" init --hosts "${spec[*]}" --out "$work/bundles" \
 		--cgroup-driver cgroupfs --kubelet-path "$kubelet" \
-		--kubelet-config-patch "$work/kubelet-patch.yaml" >"$work/init.log"
+		--kubelet-config-patch "$top/e2e-kubelet/kubelet-patch.yaml" >"$work/init.log"
 	unset IFS
 	log "etcd-staticpod init: bundles for ${spec[*]} in $work/bundles"
 	log "kubelet command line: $(grep '^ExecStart=.' "$work/bundles/etcd01/etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf")"
