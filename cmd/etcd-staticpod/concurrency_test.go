@@ -264,43 +264,66 @@ func TestInterruptAnyPoint(t *testing.T) {
 	for i := range points {
 		parent := t.TempDir()
 		out := filepath.Join(parent, "bundles")
-		cmd := exec.Command(bin, append(args, "--out", out)...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(full * time.Duration(i) / points)
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Wait()
-		switch code := cmd.ProcessState.ExitCode(); {
-		case code == 130:
-			outcomes["rolled back"]++
-			if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "error: interrupted by SIGINT") {
-				t.Errorf("point %d: stderr %q", i, stderr.String())
-			}
+		outcome := interruptAt(t, i, full*time.Duration(i)/points, bin, append(args, "--out", out)...)
+		outcomes[outcome]++
+		switch outcome {
+		case rolledBack:
 			if _, err := os.Stat(out); !os.IsNotExist(err) {
 				t.Errorf("point %d: rolled back, but %s is there: %v", i, out, err)
 			}
-		case code == 0:
-			outcomes["completed"]++
+		case completed:
 			crt, err := os.ReadFile(filepath.Join(out, "pki/etcd/ca.crt"))
 			if err != nil {
 				t.Fatalf("point %d: exit 0 but %v", i, err)
 			}
 			checkComplete(t, out, crt)
-		case cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled():
-			outcomes["killed before handling signals"]++
+		case killedEarly:
 			if _, err := os.Stat(out); !os.IsNotExist(err) {
 				t.Errorf("point %d: killed at start, but %s is there: %v", i, out, err)
 			}
-		default:
-			t.Fatalf("point %d: exit %d\n%s%s", i, code, stdout.String(), stderr.String())
 		}
 		noLeftovers(t, parent)
 	}
 	t.Logf("%d interrupts over a %v run: %v", points, full, outcomes)
-	if outcomes["rolled back"] == 0 {
+	if outcomes[rolledBack] == 0 {
 		t.Error("no run was rolled back: the interrupts missed the run")
+	}
+}
+
+// What a run interrupted by SIGINT came to.
+const (
+	rolledBack  = "rolled back"
+	completed   = "completed"
+	killedEarly = "killed before handling signals"
+)
+
+// interruptAt runs bin with args, sends it SIGINT after delay and tells
+// what the run came to. A rolled-back run must have printed one line,
+// the interruption's; any exit but 130, 0 or death by the signal (before
+// the handler was installed) fails the test.
+func interruptAt(t *testing.T, point int, delay time.Duration, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+	switch code := cmd.ProcessState.ExitCode(); {
+	case code == 130:
+		if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "error: interrupted by SIGINT") {
+			t.Errorf("point %d: stderr %q", point, stderr.String())
+		}
+		return rolledBack
+	case code == 0:
+		return completed
+	case cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled():
+		return killedEarly
+	default:
+		t.Fatalf("point %d: exit %d\n%s%s", point, code, stdout.String(), stderr.String())
+		return ""
 	}
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -170,46 +168,31 @@ func TestInterruptRestoreAnyPoint(t *testing.T) {
 	const points = 24
 	outcomes := map[string]int{}
 	for i := range points {
-		cmd := exec.Command(bin, "snapshot", "restore", snap, "--out", out)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(full * time.Duration(i) / points)
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Wait()
+		outcome := interruptAt(t, i, full*time.Duration(i)/points, bin, "snapshot", "restore", snap, "--out", out)
+		outcomes[outcome]++
 		done, temps := restoredFolders(t, out)
 		if len(temps) > 0 {
 			t.Errorf("point %d: temp folders left: %v", i, temps)
 		}
-		switch code := cmd.ProcessState.ExitCode(); {
-		case code == 130:
-			outcomes["rolled back"]++
-			if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "error: interrupted by SIGINT") {
-				t.Errorf("point %d: stderr %q", i, stderr.String())
-			}
+		switch outcome {
+		case rolledBack:
 			if treeHash(t, out) != before {
 				t.Errorf("point %d: rolled back, but the bundle folder changed (restored: %v)", i, done)
 			}
-		case code == 0:
-			outcomes["completed"]++
+		case completed:
 			if len(done) != 3 {
 				t.Errorf("point %d: exit 0, restored %v", i, done)
 			}
-		case cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled():
-			outcomes["killed before handling signals"]++
+		case killedEarly:
 			if treeHash(t, out) != before {
 				t.Errorf("point %d: killed at start, but the bundle folder changed", i)
 			}
-		default:
-			t.Fatalf("point %d: exit %d\n%s%s", i, code, stdout.String(), stderr.String())
 		}
 		noLeftovers(t, out)
 		clean(t)
 	}
 	t.Logf("%d interrupts over a %v restore: %v", points, full.Round(time.Millisecond), outcomes)
-	if outcomes["rolled back"] == 0 {
+	if outcomes[rolledBack] == 0 {
 		t.Error("no run was rolled back: the interrupts missed the run")
 	}
 }
