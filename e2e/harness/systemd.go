@@ -131,6 +131,12 @@ func BootSystemd(t testing.TB, l *Lab, h Host) *SystemdHost {
 		// pivot_root, not chroot: systemd's own namespaces for a unit
 		// bind "/" and need it to be the mount namespace's root.
 		`mkdir -p "$R/.oldroot" && cd "$R" && pivot_root . .oldroot && umount -l /.oldroot && rmdir /.oldroot`,
+		// Shared propagation, as a container manager sets it up: systemd
+		// leaves it to the container manager when it sees container=, and
+		// mounts a unit's LoadCredential= folder in a mount namespace of
+		// its own that reaches PID 1's only through propagation. With
+		// private mounts that folder stays empty.
+		`mount --make-rshared /`,
 		`exec /usr/bin/env -i container=etcd-e2e /lib/systemd/systemd --unit=e2e.target --log-target=journal`,
 	}, "\n")
 	wrapper := strings.Join(join, "\n") + "\nexec unshare --pid --fork --kill-child=SIGKILL --mount --propagation private --cgroup --uts sh -c " + shellcmd.Quote(boot)
