@@ -64,7 +64,7 @@ func TestRollingRenewal(t *testing.T) {
 	want := map[string]map[string]string{}
 	for _, m := range r.cluster.Members {
 		oldServer, oldPeer := served(m, m.ClientURL()), served(m, peerURL(m))
-		rows := renewNode(ctx, t, r, m.Name)
+		rows := renewNode(ctx, t, r.tools.CLI, r.bundle.Dir, m.Name)
 		want[m.Name] = map[string]string{}
 		for _, row := range rows {
 			want[m.Name][row.Name] = row.NewSerial
@@ -115,9 +115,9 @@ func TestRollingRenewal(t *testing.T) {
 
 // renewNode runs `etcd-staticpod certs renew all --node NAME` on the bundle
 // folder, as the operator would on the machine that holds the CA.
-func renewNode(ctx context.Context, t *testing.T, r *run, name string) []renewedRow {
+func renewNode(ctx context.Context, t *testing.T, cli, bundleDir, name string) []renewedRow {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, r.tools.CLI, "certs", "renew", "all", "--node", name, "--out", r.bundle.Dir, "-o", "json")
+	cmd := exec.CommandContext(ctx, cli, "certs", "renew", "all", "--node", name, "--out", bundleDir, "-o", "json")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -3,13 +3,17 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcd-staticpod/etcd-staticpod/e2e/harness"
+	"github.com/etcd-staticpod/etcd-staticpod/expiry"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
@@ -20,22 +24,16 @@ type systemdRun struct {
 	lab    *harness.Lab
 	bundle harness.Bundle
 	hosts  map[string]*harness.SystemdHost
+	// members are the hosts in the cluster, in the order they joined.
+	members []harness.Host
 }
 
 // install does on a host what init prints for it: unpack its archive at /
 // and start etcd.service without waiting for quorum.
 func (r *systemdRun) install(t *testing.T, name string) {
 	t.Helper()
-	ctx := stepContext(t, time.Minute)
-	archive := "/root/" + name + ".tar.gz"
-	if err := r.hosts[name].CopyIn(ctx, filepath.Join(r.bundle.Dir, name+".tar.gz"), archive, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	line := "tar --no-overwrite-dir -C / -xzf " + archive + " && rm " + archive + " && systemctl daemon-reload && systemctl enable --now --no-block etcd.service"
-	if out, err := r.hosts[name].Shell(ctx, line); err != nil {
-		t.Fatalf("%s: %s: %v\n%s", name, line, err, out)
-	}
-	t.Logf("%s: %s", name, line)
+	archive := r.copyArchive(t, name)
+	r.shell(t, name, "tar --no-overwrite-dir -C / -xzf "+archive+" && rm "+archive+" && systemctl daemon-reload && systemctl enable --now --no-block etcd.service")
 }
 
 // cli runs etcd-staticpod from the hub and returns its output; a non-zero
@@ -113,10 +111,173 @@ func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 
 func etcdUnitName() string { return layout.EtcdUnitName }
 
+// shell runs a command line on a host, as ssh would, and logs it.
+func (r *systemdRun) shell(t *testing.T, name, line string) string {
+	t.Helper()
+	out, err := r.hosts[name].Shell(stepContext(t, 3*time.Minute), line)
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s%s", name, line, err, out, r.hosts[name].Journal(layout.EtcdUnitName, 20))
+	}
+	t.Logf("%s: %s", name, line)
+	return string(out)
+}
+
+// copyArchive puts a host's archive from the bundle folder on it, as the
+// printed scp does, and returns its path there.
+func (r *systemdRun) copyArchive(t *testing.T, name string) string {
+	t.Helper()
+	archive := "/root/" + name + ".tar.gz"
+	if err := r.hosts[name].CopyIn(stepContext(t, time.Minute), filepath.Join(r.bundle.Dir, name+".tar.gz"), archive, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return archive
+}
+
+// endpoints are the members' client URLs.
+func (r *systemdRun) endpoints() []string {
+	var out []string
+	for _, h := range r.members {
+		out = append(out, clientURL(h))
+	}
+	return out
+}
+
+func clientURL(h harness.Host) string { return "https://" + net.JoinHostPort(h.Address, "2379") }
+func peerURL(h harness.Host) string   { return "https://" + net.JoinHostPort(h.Address, "2380") }
+
+// client connects with kube-apiserver's certificate to every member and
+// closes the client when the test ends.
+func (r *systemdRun) client(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := r.lab.Client(r.bundle.APIServerClient(r.members[0].Name), r.endpoints()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// served is the serial of the certificate an endpoint presents.
+func (r *systemdRun) served(t *testing.T, url string) string {
+	t.Helper()
+	cert, err := r.lab.ServerCertificate(stepContext(t, 10*time.Second), url, r.bundle.HealthcheckClient(r.members[0].Name))
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return expiry.Serial(cert.SerialNumber)
+}
+
+// renew renews every certificate of every member with `certs renew all
+// --node NAME`, one host at a time as renew prints it: the host's new
+// archive unpacked at / and its etcd restarted (systemctl restart
+// etcd.service), the cluster healthy before the next, while a writer
+// writes through kube-apiserver's certificate.
+func (r *systemdRun) renew(t *testing.T) {
+	ctx := stepContext(t, 5*time.Minute)
+	cli := r.client(t)
+	w := harness.StartWriter(ctx, cli, "/e2e/systemd-renew")
+	stopped := false
+	defer func() {
+		if !stopped {
+			w.Stop()
+		}
+	}()
+	want := map[string][2]string{}
+	for _, h := range r.members {
+		oldServer, oldPeer := r.served(t, clientURL(h)), r.served(t, peerURL(h))
+		oldPID, _ := r.hosts[h.Name].MainPID(ctx, layout.EtcdUnitName)
+		rows := renewNode(ctx, t, r.tools.CLI, r.bundle.Dir, h.Name)
+		var newServer, newPeer string
+		for _, row := range rows {
+			switch row.Name {
+			case "etcd-server":
+				newServer = row.NewSerial
+			case "etcd-peer":
+				newPeer = row.NewSerial
+			}
+		}
+		want[h.Name] = [2]string{newServer, newPeer}
+		archive := r.copyArchive(t, h.Name)
+		begin := time.Now()
+		r.shell(t, h.Name, "tar --no-overwrite-dir -C / -xzf "+archive+" && rm "+archive+" && systemctl restart etcd.service")
+		r.waitHealthy(t, r.members[0].Name, len(r.members))
+		newPID, _ := r.hosts[h.Name].MainPID(ctx, layout.EtcdUnitName)
+		if newPID == oldPID {
+			t.Fatalf("%s: etcd.service still runs pid %d after the restart", h.Name, oldPID)
+		}
+		t.Logf("%s: certs renew all --node %s: server %s -> %s, peer %s -> %s; etcd.service restarted (pid %d -> %d here), cluster healthy again in %s",
+			h.Name, h.Name, oldServer, newServer, oldPeer, newPeer, oldPID, newPID, time.Since(begin).Round(time.Millisecond))
+	}
+	rep := w.Stop()
+	stopped = true
+	t.Logf("writer during the rolling renewal: %s", rep)
+	if rep.Acked == 0 || len(rep.Stale) > 0 || rep.LongestOutage >= maxRenewOutage {
+		t.Errorf("writer: %s; want no stale read and no outage of %s or more", rep, maxRenewOutage)
+	}
+	if err := w.Verify(ctx, cli); err != nil {
+		t.Error(err)
+	}
+	// The key behind each served certificate is the credential systemd
+	// handed over at the restart: a new certificate served proves it.
+	for _, h := range r.members {
+		if got := r.served(t, clientURL(h)); got != want[h.Name][0] {
+			t.Errorf("%s serves server certificate %s, want the renewed %s", h.Name, got, want[h.Name][0])
+		}
+		if got := r.served(t, peerURL(h)); got != want[h.Name][1] {
+			t.Errorf("%s serves peer certificate %s, want the renewed %s", h.Name, got, want[h.Name][1])
+		}
+	}
+}
+
+// snapshotDoc is what `snapshot save -o json` and `snapshot status -o
+// json` print.
+type snapshotDoc struct {
+	Path      string `json:"path"`
+	Member    string `json:"member"`
+	Revision  int64  `json:"revision"`
+	TotalKeys int    `json:"totalKeys"`
+	SHA256    string `json:"sha256"`
+}
+
+// saveSnapshot writes keys, saves a snapshot from the bundle folder and
+// checks that it holds them; it returns the file and the revision of the
+// last key.
+func (r *systemdRun) saveSnapshot(t *testing.T) (string, int64) {
+	ctx := stepContext(t, 2*time.Minute)
+	cli := r.client(t)
+	var last int64
+	for i := range 10 {
+		resp, err := putEventually(ctx, cli, fmt.Sprintf("/e2e/systemd-snapshot/%02d", i), "before the snapshot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Header.Revision
+	}
+	file := filepath.Join(t.TempDir(), "etcd.db")
+	var saved, status snapshotDoc
+	if err := json.Unmarshal([]byte(r.cli(t, "snapshot", "save", file, "--bundle", r.bundle.HostRoot(r.members[0].Name), "-o", "json")), &saved); err != nil {
+		t.Fatal(err)
+	}
+	if saved.Revision < last {
+		t.Fatalf("snapshot at revision %d, want at least %d", saved.Revision, last)
+	}
+	if err := json.Unmarshal([]byte(r.cli(t, "snapshot", "status", file, "-o", "json")), &status); err != nil {
+		t.Fatal(err)
+	}
+	if status.Revision != saved.Revision || status.SHA256 != saved.SHA256 {
+		t.Fatalf("snapshot status %+v does not match what save printed %+v", status, saved)
+	}
+	t.Logf("snapshot save --bundle %s: from %s, revision %d (last write %d), %d keys, sha256 %s; snapshot status agrees",
+		r.members[0].Name, saved.Member, saved.Revision, last, saved.TotalKeys, saved.SHA256)
+	return file, last
+}
+
 // TestSystemdRuntime: init --runtime systemd on three hosts, each booted
 // with a real systemd as PID 1 in its own namespaces, the archive unpacked
 // at / and etcd.service started as init prints; the units form a healthy
-// cluster.
+// cluster. Then day 2 on it: health from the bundle and on a node, a
+// rolling certs renew with systemctl restart under a writer, and a
+// snapshot save.
 func TestSystemdRuntime(t *testing.T) {
 	r := &systemdRun{tools: harness.RequireTools(t), lab: harness.NewLab(t), hosts: map[string]*harness.SystemdHost{}}
 	if why := harness.SystemdAvailable(r.lab); why != "" {
@@ -145,10 +306,34 @@ func TestSystemdRuntime(t *testing.T) {
 	for _, h := range hosts {
 		r.install(t, h.Name)
 	}
+	r.members = hosts
 	out := r.waitHealthy(t, hosts[0].Name, len(hosts))
 	t.Logf("3-member systemd cluster healthy %s after the first start:\n%s", time.Since(start).Round(time.Millisecond), out)
 	for _, h := range hosts {
 		r.checkRunsAsUnitSays(t, h.Name)
 	}
 	t.Logf("members:\n%s", r.cli(t, "members", "--bundle", r.bundle.HostRoot(hosts[0].Name)))
+
+	// Day 2 on the running units, each step on what the one before left.
+	steps := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"health", func(t *testing.T) {
+			t.Logf("health --bundle %s:\n%s", hosts[1].Name, r.cli(t, "health", "--bundle", r.bundle.HostRoot(hosts[1].Name)))
+			// On a node, with no flags: the client certificate and URL come
+			// from etcd.conf.yml, as there is no static Pod manifest.
+			if err := r.hosts[hosts[2].Name].CopyIn(stepContext(t, time.Minute), r.tools.CLI, "/usr/local/bin/etcd-staticpod", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("on %s:\n%s", hosts[2].Name, r.shell(t, hosts[2].Name, "etcd-staticpod health"))
+		}},
+		{"certs renew", r.renew},
+		{"snapshot save", func(t *testing.T) { r.saveSnapshot(t) }},
+	}
+	for _, step := range steps {
+		if !t.Run(step.name, step.run) {
+			t.FailNow()
+		}
+	}
 }
