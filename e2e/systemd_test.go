@@ -15,6 +15,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/e2e/harness"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
 
@@ -26,14 +27,38 @@ type systemdRun struct {
 	hosts  map[string]*harness.SystemdHost
 	// members are the hosts in the cluster, in the order they joined.
 	members []harness.Host
+	// remote runs the printed ssh and scp lines on the hosts.
+	remote *harness.Remote
 }
 
-// install does on a host what init prints for it: unpack its archive at /
-// and start etcd.service without waiting for quorum.
+// copyLine is the line of printed that copies host name's archive to it
+// and starts it there: scp ARCHIVE root@ADDRESS:/tmp/ && ssh root@ADDRESS '...'.
+func copyLine(t *testing.T, printed, name string) string {
+	t.Helper()
+	for _, line := range strings.Split(printed, "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "scp ") && strings.Contains(line, "/"+name+".tar.gz ") && strings.Contains(line, " && ssh ") {
+			return line
+		}
+	}
+	t.Fatalf("no copy command for %s in:\n%s", name, printed)
+	return ""
+}
+
+// run runs a printed command line (scp and ssh to the hosts), as the user
+// would paste it, and logs it.
+func (r *systemdRun) run(t *testing.T, line string) {
+	t.Helper()
+	if out, err := r.remote.Run(stepContext(t, 3*time.Minute), line); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("ran: %s", line)
+}
+
+// install does on a host what init prints for it: copy its archive,
+// unpack it at / and start etcd.service without waiting for quorum.
 func (r *systemdRun) install(t *testing.T, name string) {
 	t.Helper()
-	archive := r.copyArchive(t, name)
-	r.shell(t, name, "tar --no-overwrite-dir -C / -xzf "+archive+" && rm "+archive+" && systemctl daemon-reload && systemctl enable --now --no-block etcd.service")
+	r.run(t, copyLine(t, r.bundle.Printed, name))
 }
 
 // cli runs etcd-staticpod from the hub and returns its output; a non-zero
@@ -122,17 +147,6 @@ func (r *systemdRun) shell(t *testing.T, name, line string) string {
 	return string(out)
 }
 
-// copyArchive puts a host's archive from the bundle folder on it, as the
-// printed scp does, and returns its path there.
-func (r *systemdRun) copyArchive(t *testing.T, name string) string {
-	t.Helper()
-	archive := "/root/" + name + ".tar.gz"
-	if err := r.hosts[name].CopyIn(stepContext(t, time.Minute), filepath.Join(r.bundle.Dir, name+".tar.gz"), archive, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return archive
-}
-
 // endpoints are the members' client URLs.
 func (r *systemdRun) endpoints() []string {
 	var out []string
@@ -197,9 +211,11 @@ func (r *systemdRun) renew(t *testing.T) {
 			}
 		}
 		want[h.Name] = [2]string{newServer, newPeer}
-		archive := r.copyArchive(t, h.Name)
+		// What renew prints, for this host: copy the archive, unpack it at
+		// / and restart its etcd.
 		begin := time.Now()
-		r.shell(t, h.Name, "tar --no-overwrite-dir -C / -xzf "+archive+" && rm "+archive+" && systemctl restart etcd.service")
+		r.run(t, shellcmd.Join("scp", filepath.Join(r.bundle.Dir, h.Name+".tar.gz"), shellcmd.SCPTarget("root", h.Address, "/tmp/"))+" && "+
+			shellcmd.Join("ssh", shellcmd.SSHTarget("root", h.Address), "tar --no-overwrite-dir -C / -xzf /tmp/"+h.Name+".tar.gz && rm /tmp/"+h.Name+".tar.gz && systemctl restart "+layout.EtcdUnitName))
 		r.waitHealthy(t, r.members[0].Name, len(r.members))
 		newPID, _ := r.hosts[h.Name].MainPID(ctx, layout.EtcdUnitName)
 		if newPID == oldPID {
@@ -279,7 +295,7 @@ func (r *systemdRun) saveSnapshot(t *testing.T) (string, int64) {
 // rolling certs renew with systemctl restart under a writer, and a
 // snapshot save.
 func TestSystemdRuntime(t *testing.T) {
-	r := &systemdRun{tools: harness.RequireTools(t), lab: harness.NewLab(t), hosts: map[string]*harness.SystemdHost{}}
+	r := &systemdRun{tools: harness.RequireTools(t), lab: harness.NewLab(t), hosts: map[string]*harness.SystemdHost{}, remote: harness.NewRemote(t)}
 	if why := harness.SystemdAvailable(r.lab); why != "" {
 		if harness.InCI() {
 			t.Fatalf("systemd hosts are required in CI: %s", why)
@@ -300,6 +316,9 @@ func TestSystemdRuntime(t *testing.T) {
 			if err := r.hosts[h.Name].CredentialsWork(stepContext(t, time.Minute)); err != nil {
 				t.Fatalf("LoadCredential= does not work under systemd here, so etcd.service cannot read its keys: %v", err)
 			}
+		}
+		if err := r.remote.Add(h.Address, r.hosts[h.Name]); err != nil {
+			t.Fatal(err)
 		}
 		t.Logf("%s: systemd booted as PID 1 of its namespaces (pid %d here), in network namespace of %s", h.Name, r.hosts[h.Name].PID(), h.Address)
 	}
@@ -323,9 +342,7 @@ func TestSystemdRuntime(t *testing.T) {
 			t.Logf("health --bundle %s:\n%s", hosts[1].Name, r.cli(t, "health", "--bundle", r.bundle.HostRoot(hosts[1].Name)))
 			// On a node, with no flags: the client certificate and URL come
 			// from etcd.conf.yml, as there is no static Pod manifest.
-			if err := r.hosts[hosts[2].Name].CopyIn(stepContext(t, time.Minute), r.tools.CLI, "/usr/local/bin/etcd-staticpod", 0o755); err != nil {
-				t.Fatal(err)
-			}
+			r.run(t, shellcmd.Join("scp", "-p", r.tools.CLI, shellcmd.SCPTarget("root", hosts[2].Address, "/usr/local/bin/etcd-staticpod")))
 			t.Logf("on %s:\n%s", hosts[2].Name, r.shell(t, hosts[2].Name, "etcd-staticpod health"))
 		}},
 		{"certs renew", r.renew},

@@ -17,6 +17,8 @@ import (
 type Bundle struct {
 	Dir   string
 	Hosts []Host
+	// Printed is what init printed.
+	Printed string
 }
 
 // Init runs `etcd-staticpod init --hosts ... --out DIR` with extra flags
@@ -31,7 +33,7 @@ func Init(t testing.TB, tools Tools, hosts []Host, flags ...string) Bundle {
 	if err != nil {
 		t.Fatalf("etcd-staticpod %q: %v\n%s", args, err, out)
 	}
-	return Bundle{Dir: dir, Hosts: hosts}
+	return Bundle{Dir: dir, Hosts: hosts, Printed: string(out)}
 }
 
 // HostRoot is the host's folder: a copy of what lands under its /.

@@ -244,23 +244,6 @@ func (s *SystemdHost) Shell(ctx context.Context, line string) ([]byte, error) {
 	return s.Exec(ctx, "sh", "-c", line)
 }
 
-// CopyIn puts a file of this machine at path on the host, as scp would:
-// this machine's other filesystems (/tmp) are not part of the host's root.
-func (s *SystemdHost) CopyIn(ctx context.Context, src, dst string, mode os.FileMode) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(s.pid), "-a", "-r", "-w", "--", "sh", "-c",
-		"mkdir -p \"$(dirname \"$1\")\" && cat > \"$1.tmp\" && chmod "+strconv.FormatUint(uint64(mode.Perm()), 8)+" \"$1.tmp\" && mv \"$1.tmp\" \"$1\"", "copy-in", dst)
-	cmd.Stdin = f
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: copy %s to %s: %v: %s", s.Name, src, dst, err, out)
-	}
-	return nil
-}
-
 // Journal is the host's journal for a unit.
 func (s *SystemdHost) Journal(unit string, lines int) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
