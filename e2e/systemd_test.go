@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,7 +20,6 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
-	"github.com/etcd-staticpod/etcd-staticpod/systemdunit"
 )
 
 // systemdRun is a cluster of systemd hosts made with init --runtime systemd.
@@ -90,51 +93,141 @@ func (r *systemdRun) waitHealthy(t *testing.T, bundleHost string, n int) string 
 	}
 }
 
-// checkRunsAsUnitSays checks, from outside, the process systemd started:
-// the unit's ExecStart verbatim, a dynamic user, the keys in the
-// credentials folder, the state folder as working directory.
+// unitSays is what etcd.service asks of the process it starts.
+type unitSays struct {
+	execStart  string
+	env        []string
+	umask      string
+	workingDir string
+	// credentials maps a LoadCredential= name to the file it loads.
+	credentials map[string]string
+}
+
+// parseUnit reads the [Service] settings the test checks from a unit
+// file; Environment= values are single quoted-or-bare words, as the unit
+// writes them.
+func parseUnit(t *testing.T, text string) unitSays {
+	t.Helper()
+	u := unitSays{credentials: map[string]string{}}
+	for _, line := range strings.Split(text, "\n") {
+		key, value, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		switch key {
+		case "ExecStart":
+			u.execStart = value
+		case "Environment":
+			if uq, err := strconv.Unquote(strings.ReplaceAll(value, "%%", "%")); err == nil {
+				value = uq
+			}
+			u.env = append(u.env, value)
+		case "UMask":
+			u.umask = value
+		case "WorkingDirectory":
+			u.workingDir = value
+		case "LoadCredential":
+			name, file, _ := strings.Cut(value, ":")
+			u.credentials[name] = file
+		}
+	}
+	if u.execStart == "" || len(u.credentials) == 0 {
+		t.Fatalf("no ExecStart= or LoadCredential= in the unit:\n%s", text)
+	}
+	return u
+}
+
+// privateState is where DynamicUser= puts the state folder dir: below
+// /var/lib/private, dir itself being a link to it.
+func privateState(dir string) string {
+	return "/var/lib/private/" + strings.TrimPrefix(dir, "/var/lib/")
+}
+
+// checkRunsAsUnitSays checks, from outside, the process systemd started
+// against the unit file on the host: its ExecStart= verbatim, its
+// Environment= and UMask=, a non-root dynamic user without capabilities,
+// the state folder as working directory, and in the credentials folder a
+// copy of each LoadCredential= file that only that user reads.
 func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 	t.Helper()
 	ctx := stepContext(t, time.Minute)
 	h := r.hosts[name]
+	text, err := h.Exec(ctx, "cat", layout.EtcdUnit)
+	if err != nil {
+		t.Fatalf("%s: %s: %v", name, layout.EtcdUnit, err)
+	}
+	unit := parseUnit(t, string(text))
 	pid, err := h.MainPID(ctx, layout.EtcdUnitName)
 	if err != nil || pid == 0 {
 		t.Fatalf("%s: no main process of etcd.service (%v)", name, err)
 	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		t.Fatal(err)
+	proc := func(file string) string {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return string(b)
 	}
-	if got, want := strings.Join(strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00"), " "), strings.Join(systemdunit.Command(), " "); got != want {
-		t.Errorf("%s: etcd runs %q, the unit says %q", name, got, want)
+	if got := strings.Join(strings.Split(strings.TrimRight(proc("cmdline"), "\x00"), "\x00"), " "); got != unit.execStart {
+		t.Errorf("%s: etcd runs %q, the unit's ExecStart= says %q", name, got, unit.execStart)
 	}
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(status), "\n") {
-		if f, ok := strings.CutPrefix(line, "Uid:"); ok {
-			if uid := strings.Fields(f)[0]; uid == "0" {
-				t.Errorf("%s: etcd runs as root", name)
-			} else {
-				t.Logf("%s: etcd (pid %d here) runs %q as uid %s", name, pid, strings.Join(systemdunit.Command(), " "), uid)
+	environ := strings.Split(proc("environ"), "\x00")
+	for _, kv := range unit.env {
+		if !slices.Contains(environ, kv) {
+			t.Errorf("%s: etcd's environment lacks %q of the unit", name, kv)
+		}
+	}
+	var uid int
+	for _, line := range strings.Split(proc("status"), "\n") {
+		key, value, _ := strings.Cut(line, ":")
+		value = strings.TrimSpace(value)
+		switch key {
+		case "Uid":
+			uid, _ = strconv.Atoi(strings.Fields(value)[0])
+		case "CapEff":
+			if value != "0000000000000000" {
+				t.Errorf("%s: etcd has capabilities %s", name, value)
+			}
+		case "Umask":
+			if value != unit.umask {
+				t.Errorf("%s: etcd's umask %s, the unit's UMask= says %s", name, value, unit.umask)
 			}
 		}
-		if f, ok := strings.CutPrefix(line, "CapEff:"); ok && strings.TrimSpace(f) != "0000000000000000" {
-			t.Errorf("%s: etcd has capabilities %s", name, strings.TrimSpace(f))
+	}
+	if uid == 0 {
+		t.Errorf("%s: etcd runs as root", name)
+	}
+	// DynamicUser= puts the state folder in /var/lib/private and links it.
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || !strings.HasSuffix(cwd, privateState(unit.workingDir)) {
+		t.Errorf("%s: etcd's working directory %q (%v), want the state folder %s", name, cwd, err, privateState(unit.workingDir))
+	}
+	var creds []string
+	for cred, file := range unit.credentials {
+		p := fmt.Sprintf("/proc/%d/root%s/%s", pid, layout.EtcdCredentialsDir, cred)
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Errorf("%s: credential %s: %v", name, cred, err)
+			continue
 		}
-	}
-	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || !strings.HasSuffix(cwd, "/var/lib/private/etcd") {
-		t.Errorf("%s: etcd's working directory %q (%v), want the state folder", name, cwd, err)
-	}
-	for _, key := range []string{"server.key", "peer.key"} {
-		p := fmt.Sprintf("/proc/%d/root%s/%s", pid, layout.EtcdCredentialsDir, key)
-		if _, err := os.Stat(p); err != nil {
-			t.Errorf("%s: %s: %v", name, key, err)
+		want, err := h.Exec(ctx, "cat", file)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: credential %s is not the host's %s (%v)", name, cred, file, err)
 		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm()&0o077 != 0 || (int(st.Uid) != uid && st.Uid != 0) {
+			t.Errorf("%s: credential %s has mode %v and owner %d; want it readable by etcd's uid %d alone", name, cred, fi.Mode().Perm(), st.Uid, uid)
+		}
+		creds = append(creds, fmt.Sprintf("%s (%v, owner %d)", cred, fi.Mode().Perm(), st.Uid))
 	}
-	out, _ := h.Exec(ctx, "systemctl", "show", "-p", "ActiveState,SubState,Type,NRestarts", etcdUnitName())
-	t.Logf("%s: %s", name, strings.Join(strings.Fields(string(out)), " "))
+	slices.Sort(creds)
+	out, _ := h.Exec(ctx, "systemctl", "show", "-p", "ActiveState,SubState,Type,NRestarts", layout.EtcdUnitName)
+	t.Logf("%s: etcd (pid %d here) runs %q as uid %d, umask %s, in %s, credentials %s; %s", name, pid, unit.execStart, uid, unit.umask,
+		privateState(unit.workingDir), strings.Join(creds, ", "), strings.Join(strings.Fields(string(out)), " "))
 }
-
-func etcdUnitName() string { return layout.EtcdUnitName }
 
 // shell runs a command line on a host, as ssh would, and logs it.
 func (r *systemdRun) shell(t *testing.T, name, line string) string {
@@ -288,6 +381,16 @@ func (r *systemdRun) saveSnapshot(t *testing.T) (string, int64) {
 	return file, last
 }
 
+// boot boots a systemd host for h, reachable by the printed ssh and scp.
+func (r *systemdRun) boot(t *testing.T, h harness.Host) {
+	t.Helper()
+	r.hosts[h.Name] = harness.BootSystemd(t, r.lab, h)
+	if err := r.remote.Add(h.Address, r.hosts[h.Name]); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: systemd booted as PID 1 of its namespaces (pid %d here), in network namespace of %s", h.Name, r.hosts[h.Name].PID(), h.Address)
+}
+
 // TestSystemdRuntime: init --runtime systemd on three hosts, each booted
 // with a real systemd as PID 1 in its own namespaces, the archive unpacked
 // at / and etcd.service started as init prints; the units form a healthy
@@ -303,13 +406,13 @@ func TestSystemdRuntime(t *testing.T) {
 		t.Skip(why)
 	}
 	hosts := r.lab.Hosts(t, 3, harness.IPv4)
-	r.bundle = harness.Init(t, r.tools, hosts, "--runtime", "systemd", "--etcd-binary", r.tools.Etcd, "--encryption-algorithm", "ECDSA-P256")
+	r.bundle = harness.Init(t, r.tools, hosts, "--runtime", "systemd", "--etcd-binary", r.tools.Etcd, "--encryption-algorithm", "ECDSA-P256", "--extra-env", "GOMAXPROCS=2")
 	if err := r.lab.Wire(hosts); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	for i, h := range hosts {
-		r.hosts[h.Name] = harness.BootSystemd(t, r.lab, h)
+		r.boot(t, h)
 		if i == 0 {
 			// The probe names the cause when the host's mount propagation
 			// is wrong again (see BootSystemd).
@@ -317,10 +420,6 @@ func TestSystemdRuntime(t *testing.T) {
 				t.Fatalf("LoadCredential= does not work under systemd here, so etcd.service cannot read its keys: %v", err)
 			}
 		}
-		if err := r.remote.Add(h.Address, r.hosts[h.Name]); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: systemd booted as PID 1 of its namespaces (pid %d here), in network namespace of %s", h.Name, r.hosts[h.Name].PID(), h.Address)
 	}
 	for _, h := range hosts {
 		r.install(t, h.Name)

@@ -29,27 +29,35 @@ pid=$(cat "$(dirname "$0")/hosts/$addr" 2>/dev/null) || { echo "ssh: connect to 
 exec nsenter -t "$pid" -a -r -w -- /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SYSTEMD_PAGER=cat sh -c "$*"
 `
 
-// scpShim runs `scp [-p] [-r] FILE... [user@]ADDRESS:PATH` for files:
-// each lands at PATH (PATH/NAME when PATH ends with / or is a folder there),
-// with its mode under -p, written through a temp file and a rename.
+// scpShim runs `scp [-p] [-r] SOURCE... [user@]ADDRESS:PATH`: a file lands
+// at PATH (PATH/NAME when PATH is a folder there or ends with /), written
+// through a temp file and a rename, with its mode under -p; a folder
+// (-r) lands as PATH/NAME with everything in it, modes kept under -p.
 const scpShim = `#!/bin/sh
-keep=
-while [ $# -gt 0 ]; do case "$1" in -p) keep=1; shift ;; -*) shift ;; *) break ;; esac; done
+keep= rec=
+while [ $# -gt 0 ]; do case "$1" in -*) case "$1" in *p*) keep=1 ;; esac; case "$1" in *r*) rec=1 ;; esac; shift ;; *) break ;; esac; done
 eval "dest=\${$#}"
 n=$(($# - 1))
 remote=${dest#*@}
 addr=${remote%:*}; path=${remote##*:}
 case "$addr" in \[*) addr=${remote%%]*}; addr=${addr#\[}; path=${remote#*]:} ;; esac
 pid=$(cat "$(dirname "$0")/hosts/$addr" 2>/dev/null) || { echo "scp: $addr: no such host" >&2; exit 255; }
+on() { nsenter -t "$pid" -a -r -w -- /bin/sh -c "$@"; }
 i=0
 for src in "$@"; do
 	i=$((i + 1)); [ $i -gt $n ] && break
-	[ -f "$src" ] || { echo "scp: $src: not a regular file" >&2; exit 1; }
+	name=$(basename "$src")
+	if [ -d "$src" ]; then
+		[ -n "$rec" ] || { echo "scp: $src: not a regular file" >&2; exit 1; }
+		tar -C "$(dirname "$src")" -cf - "$name" | on 'mkdir -p "$1" && tar -C "$1" -x${2:+p}f - --no-same-owner' scp "${path:-/root}" "$keep" || exit 1
+		continue
+	fi
+	[ -f "$src" ] || { echo "scp: $src: no such file" >&2; exit 1; }
 	mode=600; [ -n "$keep" ] && mode=$(stat -c %a "$src")
-	nsenter -t "$pid" -a -r -w -- /bin/sh -c '
+	on '
 		d=${1:-/root}; [ -d "$d" ] && d=${d%/}/$2
 		case "$d" in */) d=$d$2 ;; esac
-		cat > "$d.scp" && chmod "$3" "$d.scp" && mv "$d.scp" "$d"' scp "$path" "$(basename "$src")" "$mode" < "$src" || exit 1
+		cat > "$d.scp" && chmod "$3" "$d.scp" && mv "$d.scp" "$d"' scp "$path" "$name" "$mode" < "$src" || exit 1
 done
 `
 
