@@ -385,7 +385,7 @@ func (r *systemdRun) saveSnapshot(t *testing.T) (string, int64) {
 func (r *systemdRun) boot(t *testing.T, h harness.Host) {
 	t.Helper()
 	r.hosts[h.Name] = harness.BootSystemd(t, r.lab, h)
-	if err := r.remote.Add(h.Address, r.hosts[h.Name]); err != nil {
+	if err := r.remote.Add(h.Address, r.hosts[h.Name].PID()); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s: systemd booted as PID 1 of its namespaces (pid %d here), in network namespace of %s", h.Name, r.hosts[h.Name].PID(), h.Address)

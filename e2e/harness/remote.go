@@ -23,7 +23,7 @@ type Remote struct {
 // sshShim runs `ssh [-options] [user@]ADDRESS WORDS...` as root's shell
 // does on that host: the words joined by spaces, as ssh sends them.
 const sshShim = `#!/bin/sh
-while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
+while [ $# -gt 0 ]; do case "$1" in -[bcDEeFIiJLlmOopQRSWw]) shift 2 ;; -*) shift ;; *) break ;; esac; done
 addr=${1#*@}; shift
 pid=$(cat "$(dirname "$0")/hosts/$addr" 2>/dev/null) || { echo "ssh: connect to host $addr: no such host" >&2; exit 255; }
 exec nsenter -t "$pid" -a -r -w -- /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SYSTEMD_PAGER=cat sh -c "$*"
@@ -35,7 +35,7 @@ exec nsenter -t "$pid" -a -r -w -- /usr/bin/env -i HOME=/root PATH=/usr/local/sb
 // (-r) lands as PATH/NAME with everything in it, modes kept under -p.
 const scpShim = `#!/bin/sh
 keep= rec=
-while [ $# -gt 0 ]; do case "$1" in -*) case "$1" in *p*) keep=1 ;; esac; case "$1" in *r*) rec=1 ;; esac; shift ;; *) break ;; esac; done
+while [ $# -gt 0 ]; do case "$1" in -[cFiJloPS]) shift 2 ;; -*) case "$1" in *p*) keep=1 ;; esac; case "$1" in *r*) rec=1 ;; esac; shift ;; *) break ;; esac; done
 eval "dest=\${$#}"
 n=$(($# - 1))
 remote=${dest#*@}
@@ -76,10 +76,11 @@ func NewRemote(t testing.TB) *Remote {
 	return r
 }
 
-// Add makes a host reachable at its address.
-func (r *Remote) Add(address string, s *SystemdHost) error {
+// Add makes the host whose namespaces process pid holds (a systemd host's
+// PID 1) reachable at address.
+func (r *Remote) Add(address string, pid int) error {
 	addr := strings.TrimSuffix(strings.TrimPrefix(address, "["), "]")
-	return os.WriteFile(filepath.Join(r.dir, "hosts", addr), []byte(strconv.Itoa(s.PID())), 0o644)
+	return os.WriteFile(filepath.Join(r.dir, "hosts", addr), []byte(strconv.Itoa(pid)), 0o644)
 }
 
 // Env is this process's environment with the ssh and scp first on PATH.
