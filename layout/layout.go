@@ -80,7 +80,25 @@ const (
 	EtcdUnit           = SystemdUnitDir + "/" + EtcdUnitName
 	EtcdBinary         = "/usr/local/bin/etcd"
 	EtcdCredentialsDir = "/run/credentials/" + EtcdUnitName
+	// StateRoot is where systemd makes a unit's StateDirectory=. With
+	// DynamicUser= the folder itself is made in PrivateStateRoot (0700,
+	// root's) and StateRoot holds a symbolic link to it, so that no later
+	// user with a recycled ID reaches it.
+	StateRoot        = "/var/lib/"
+	PrivateStateRoot = StateRoot + "private/"
 )
+
+// DynamicStateDir is where the folder dir (below StateRoot, as the unit's
+// StateDirectory= names it) really is when the unit has DynamicUser=:
+// /var/lib/etcd is a link to /var/lib/private/etcd. dir itself when it is
+// not below StateRoot.
+func DynamicStateDir(dir string) string {
+	rel, ok := strings.CutPrefix(filepath.Clean(dir), StateRoot)
+	if !ok || rel == "" {
+		return dir
+	}
+	return PrivateStateRoot + rel
+}
 
 // A snapshot restore writes the restored data folder beside the data
 // folder, and the swap moves the old one aside, both named for the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ type AddOptions struct {
 	NoPromote bool
 	// Wait bounds the wait for promotion; 0 means DefaultWait.
 	Wait time.Duration
+	// EtcdBinary, with runtime systemd, is the etcd binary the new host's
+	// bundle carries at the unit's ExecStart path; "" keeps the spec's
+	// (etcdBinary), if any. It is recorded in the spec.
+	EtcdBinary string
 }
 
 // AddResult is what Add did.
@@ -81,6 +86,21 @@ func Add(ctx context.Context, o AddOptions) (*AddResult, error) {
 	c := clone(old)
 	c.Hosts = append(c.Hosts, h)
 	c.Etcd.ClusterState = "existing"
+	if o.EtcdBinary != "" {
+		abs, err := filepath.Abs(o.EtcdBinary)
+		if err != nil {
+			return nil, refuse("--etcd-binary %q: %w", o.EtcdBinary, err)
+		}
+		if !c.Systemd() {
+			return nil, refuse("--etcd-binary %q: only with runtime %s; the cluster of %s runs static Pods, which run the image's etcd", o.EtcdBinary, spec.RuntimeSystemd, path)
+		}
+		if fi, err := os.Stat(abs); err != nil {
+			return nil, refuse("--etcd-binary %q: %w", o.EtcdBinary, errors.Unwrap(err))
+		} else if !fi.Mode().IsRegular() {
+			return nil, refuse("--etcd-binary %q: not a regular file", o.EtcdBinary)
+		}
+		c.EtcdBinary = abs
+	}
 	warnings, err := c.Validate()
 	if err != nil {
 		return nil, refuse("member add %s: %w", arg, err)
@@ -319,12 +339,20 @@ func (s *session) writeBundle(ctx context.Context, c *spec.Cluster, h spec.Host)
 // where the control plane's endpoints change.
 func startInstructions(out string, c *spec.Cluster, h spec.Host) string {
 	copyCmd := archive.CopyCommand(layout.Bundle(out).Archive(h.Name), h.Address, phases.StartCommand(c))
+	how, joins := "restart kubelet", "Its manifest joins the running cluster (--initial-cluster-state=existing)."
+	if c.Systemd() {
+		how = "start " + layout.EtcdUnitName
+		joins = "Its " + layout.EtcdConfig + " joins the running cluster (initial-cluster-state: existing)."
+		if line := phases.InstallEtcdLine(c); line != "" {
+			joins = line + "\n" + joins
+		}
+	}
 	return fmt.Sprintf(`
-Start %[1]s: copy its bundle and unpack it at / on the host, then restart kubelet:
+Start %[1]s: copy its bundle and unpack it at / on the host, then %[6]s:
   %[3]s
-Its manifest joins the running cluster (--initial-cluster-state=existing). Once it votes, give the
+%[7]s Once it votes, give the
 control plane the new endpoint list: %[2]s/%[4]s, and on every control-plane node
---etcd-servers=%[5]s in /etc/kubernetes/manifests/kube-apiserver.yaml.`, h.Name, out, copyCmd, layout.KubeadmConfigFile, etcdServers(c))
+--etcd-servers=%[5]s in /etc/kubernetes/manifests/kube-apiserver.yaml.`, h.Name, out, copyCmd, layout.KubeadmConfigFile, etcdServers(c), how, joins)
 }
 
 // PromoteOptions name the learner to promote.

@@ -133,7 +133,7 @@ func (s *session) connect(ctx context.Context, avoid ...string) error {
 	if co.Bundle == "" {
 		co.Bundle = s.bundleFolder(avoid)
 		if co.Bundle == "" && len(co.Endpoints) == 0 {
-			return refuse("--out %q: no host folder with %s for the hosts of %s; give --endpoints with --cacert, --cert and --key", s.opts.Out, layout.Rel(layout.EtcdManifest), s.specPath)
+			return refuse("--out %q: no host folder with %s or %s for the hosts of %s; give --endpoints with --cacert, --cert and --key", s.opts.Out, layout.Rel(layout.EtcdManifest), layout.Rel(layout.EtcdConfig), s.specPath)
 		}
 	}
 	t, err := etcdops.Resolve(ctx, co)
@@ -158,13 +158,14 @@ func (s *session) connect(ctx context.Context, avoid ...string) error {
 	return nil
 }
 
-// bundleFolder is the first host folder of the spec that holds a manifest,
-// skipping avoid unless nothing else is there.
+// bundleFolder is the first host folder of the spec that holds a manifest
+// (or, with runtime systemd, etcd.conf.yml), skipping avoid unless nothing
+// else is there.
 func (s *session) bundleFolder(avoid []string) string {
 	var fallback string
 	for _, h := range s.spec.Hosts {
 		dir := layout.Bundle(s.opts.Out).Host(h.Name)
-		if _, err := os.Stat(layout.OnHost(dir, layout.EtcdManifest)); err != nil {
+		if _, err := etcdops.ReadHost(dir); err != nil {
 			continue
 		}
 		if slices.Contains(avoid, h.Name) {

@@ -234,6 +234,22 @@ func names(ms []etcdops.Member) string {
 // where the control plane's endpoints change.
 func removeInstructions(out string, c *spec.Cluster, h spec.Host) string {
 	t := shellcmd.Quote(shellcmd.SSHTarget("root", h.Address))
+	if c.Systemd() {
+		// With DynamicUser= the data lies in /var/lib/private; the
+		// folder's link in /var/lib goes with it.
+		data := layout.DynamicStateDir(c.Etcd.DataDir)
+		return fmt.Sprintf(`
+On %[1]s, stop etcd and keep it from starting again, then remove its data, which the
+cluster no longer accepts:
+  ssh %[2]s %[3]s
+  ssh %[2]s %[4]s
+Give the control plane the new endpoint list: %[5]s/%[6]s, and on every control-plane node
+--etcd-servers=%[7]s in /etc/kubernetes/manifests/kube-apiserver.yaml.
+%[5]s/%[1]s and %[5]s/%[1]s.tar.gz are left in place; delete them when the host is gone.`,
+			h.Name, t, shellcmd.Quote("systemctl disable --now "+layout.EtcdUnitName),
+			shellcmd.Quote("rm -rf "+shellcmd.Quote(data)+" "+shellcmd.Quote(c.Etcd.DataDir)),
+			out, layout.KubeadmConfigFile, etcdServers(c))
+	}
 	return fmt.Sprintf(`
 On %[1]s, remove the manifest so that kubelet stops the etcd Pod, then, once the Pod is gone
 (crictl ps --name etcd lists nothing), its data, which the cluster no longer accepts:

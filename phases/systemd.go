@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
@@ -84,6 +85,17 @@ func StartCommand(c *spec.Cluster) string {
 		return "systemctl enable --now --no-block " + layout.EtcdUnitName
 	}
 	return "systemctl restart kubelet"
+}
+
+// InstallEtcdLine says which etcd release to install where the unit runs
+// it, when the bundles do not carry the binary (no --etcd-binary); "" when
+// they do or the runtime is static-pod.
+func InstallEtcdLine(c *spec.Cluster) string {
+	if !c.Systemd() || c.EtcdBinary != "" {
+		return ""
+	}
+	return fmt.Sprintf("Install etcd v%s (github.com/etcd-io/etcd/releases) at %s on the host first: the unit runs it.",
+		strings.TrimSuffix(c.Etcd.Version, "-0"), layout.EtcdBinary)
 }
 
 func etcdConfigFile(c *spec.Cluster, h spec.Host) ([]byte, error) {

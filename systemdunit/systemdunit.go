@@ -17,7 +17,7 @@ import (
 // Limits of the unit.
 const (
 	// stateRoot is where systemd makes a unit's StateDirectory=.
-	stateRoot = "/var/lib/"
+	stateRoot = layout.StateRoot
 	// NoFile is the open file limit: etcd holds a socket per client and
 	// peer connection besides its WAL and snapshot files.
 	NoFile = 65536

@@ -164,9 +164,8 @@ func runPhases(ps []phases.Phase) cli.ActionFunc {
 // printCopyCommands tells the user how each bundle reaches its host.
 func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
 	fmt.Fprintf(w, "\nBundles are ready in %s. The CA key stays in %s/%s: keep it on this machine.\n", out, out, layout.CAStoreDir)
-	if cl.Systemd() && cl.EtcdBinary == "" {
-		fmt.Fprintf(w, "Install etcd v%s (github.com/etcd-io/etcd/releases) at %s on every host, or give --etcd-binary to ship it in the bundles.\n",
-			strings.TrimSuffix(cl.Etcd.Version, "-0"), layout.EtcdBinary)
+	if line := phases.InstallEtcdLine(cl); line != "" {
+		fmt.Fprintf(w, "%s Or give --etcd-binary to ship it in the bundles.\n", strings.Replace(line, "on the host first", "on every host", 1))
 	}
 	fmt.Fprintln(w, "Copy each host's bundle and unpack it at /:")
 	for _, h := range cl.Hosts {

@@ -71,6 +71,7 @@ func addFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "peer-cert-san", Usage: "extra SAN of the new host's etcd-peer certificate; comma-separated or repeated"},
 		&cli.BoolFlag{Name: "voting", Usage: "add a voting member instead of a learner (no promotion)"},
 		&cli.BoolFlag{Name: "no-promote", Usage: "return once the learner is added; promote it later with member promote"},
+		&cli.StringFlag{Name: "etcd-binary", Usage: "runtime systemd: put this etcd binary `FILE` into the new host's bundle at the unit's " + layout.EtcdBinary + " (default: the spec's etcdBinary, if any); recorded in the spec", TakesFile: true},
 		waitFlag(),
 	)
 }
@@ -103,7 +104,9 @@ leaves recoverable:
   2. writes the new host's folder OUT/NAME and OUT/NAME.tar.gz with init's phases for
      that host alone (certificates from the CA store; other hosts' files are not
      touched). Its manifest has --initial-cluster = every member plus the new one and
-     --initial-cluster-state=existing;
+     --initial-cluster-state=existing; with runtime systemd, its /etc/etcd/etcd.conf.yml
+     says the same (initial-cluster-state: existing) beside etcd.service, and the
+     bundle carries the etcd binary of --etcd-binary (or of the spec's etcdBinary);
   3. adds the member through the API, as a learner (--voting: as a voting member);
   4. records the host in OUT/cluster.yaml, its endpoint in OUT/kubeadm-config.yaml and
      its archive in OUT/SHA256SUMS, and prints how to copy and start the bundle;
@@ -141,6 +144,10 @@ Examples:
   etcd-staticpod member add etcd04=10.107.88.18 --no-promote
   etcd-staticpod member promote etcd04
 
+  # runtime systemd: the new host's bundle carries etcd; the printed steps end with
+  # systemctl daemon-reload && systemctl enable --now --no-block etcd.service
+  etcd-staticpod member add etcd04=10.107.88.18 --etcd-binary ./etcd-v3.6.8-linux-amd64/etcd
+
   # a host with an extra SAN, through a bundle folder elsewhere
   etcd-staticpod member add etcd05=10.107.88.19 --out /srv/etcd-bundles --server-cert-san etcd05.example.internal`,
 		Flags: addFlags(),
@@ -177,6 +184,7 @@ Examples:
 			defer release()
 			res, err := membership.Add(c.Context, membership.AddOptions{
 				Options: run.opts, Host: h, Voting: c.Bool("voting"), NoPromote: c.Bool("no-promote"), Wait: wait,
+				EtcdBinary: c.String("etcd-binary"),
 			})
 			if res != nil && err == nil {
 				doc := addDoc{
@@ -253,7 +261,9 @@ func memberRemoveCommand() *cli.Command {
 started, by the address the spec gives NAME) through the API, then the host from
 OUT/cluster.yaml and its endpoint from OUT/kubeadm-config.yaml, and prints what is
 left to do on the host: remove its manifest so that kubelet stops the Pod, then its
-data. The host folder OUT/NAME and its archive are left in place.
+data (runtime systemd: systemctl disable --now etcd.service, then its data in
+/var/lib/private, where DynamicUser= keeps it). The host folder OUT/NAME and its
+archive are left in place.
 
 Refused, with nothing changed, when fewer than 3 voting members would remain, or when
 the remaining healthy voting members would not be a quorum of the new membership;
@@ -317,7 +327,7 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"out", "config", "bundle", "cacert", "cert", "key", "identity", "ca-cert", "ca-key"} {
+	for _, name := range []string{"out", "config", "bundle", "cacert", "cert", "key", "identity", "ca-cert", "ca-key", "etcd-binary"} {
 		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
 			return nil, badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
 		}

@@ -1,10 +1,11 @@
 // Package etcdtest runs real etcd clusters from the bundles that
 // `etcd-staticpod init` writes, for tests of the day-2 commands. Each
-// member runs the command line of its own static Pod manifest, with the
+// member runs the command line of its own static Pod manifest, or, for
+// runtime systemd, the etcd its unit names with its etcd.conf.yml, with the
 // bundle's certificates, on its own loopback address (Addr(11), Addr(12),
-// ... in the test package's own range) and free ports; the manifests in the
-// bundle folder are rewritten to those ports so that resolving from a
-// bundle finds the running cluster.
+// ... in the test package's own range) and free ports; the manifests and
+// config files in the bundle folder are rewritten to those ports so that
+// resolving from a bundle finds the running cluster.
 package etcdtest
 
 import (
@@ -251,6 +252,11 @@ type Member struct {
 	MetricsURL string
 	DataDir    string
 	LogFile    string
+	// Systemd is set for a member of runtime systemd: it runs the etcd
+	// its unit names (the host folder's when the bundle carries one) with
+	// --config-file, from its etcd.conf.yml rewritten to the test's ports,
+	// folders and the keys the unit loads as credentials.
+	Systemd bool
 
 	bin  string
 	args []string
@@ -307,11 +313,11 @@ func Run(tb testing.TB, dir string) *Cluster {
 	c := &Cluster{Dir: dir}
 	var manifests []*etcdops.Manifest
 	for _, e := range entries {
-		mf := layout.OnHost(filepath.Join(dir, e.Name()), layout.EtcdManifest)
 		if !e.IsDir() {
 			continue
 		}
-		m, err := etcdops.ReadManifest(mf)
+		// A static Pod's manifest, or a systemd member's etcd.conf.yml.
+		m, err := etcdops.ReadHost(filepath.Join(dir, e.Name()))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -319,10 +325,11 @@ func Run(tb testing.TB, dir string) *Cluster {
 			tb.Fatal(err)
 		}
 		manifests = append(manifests, m)
-		c.Members = append(c.Members, &Member{Name: m.Name, Bundle: filepath.Join(dir, e.Name()), bin: bin})
+		systemd := filepath.Base(m.Path) == filepath.Base(layout.EtcdConfig)
+		c.Members = append(c.Members, &Member{Name: m.Name, Bundle: filepath.Join(dir, e.Name()), Systemd: systemd, bin: bin})
 	}
 	if len(c.Members) == 0 {
-		tb.Fatalf("no host folder with %s in %s", layout.Rel(layout.EtcdManifest), dir)
+		tb.Fatalf("no host folder with %s or %s in %s", layout.Rel(layout.EtcdManifest), layout.Rel(layout.EtcdConfig), dir)
 	}
 
 	originals := make([][]byte, len(manifests))
@@ -431,6 +438,13 @@ func (c *Cluster) launch(tb testing.TB, manifests []*etcdops.Manifest, originals
 			mem.MetricsURL = "http://" + ports.take("127.0.0.1")
 			mem.args = append(mem.args, "--listen-metrics-urls="+mem.MetricsURL)
 		}
+		if mem.Systemd {
+			file, err := mem.configFile(originals[i], tb.TempDir(), mapURLs)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			mem.args = []string{"--config-file=" + file}
+		}
 		// The manifest now names the ports the member really serves on.
 		data := urlHost.ReplaceAllFunc(originals[i], func(s []byte) []byte {
 			sub := urlHost.FindSubmatch(s)
@@ -496,7 +510,7 @@ func (m *Member) start() error {
 	if err != nil {
 		return fmt.Errorf("etcd log: %w", err)
 	}
-	p, err := StartProcess(exec.Command(m.bin, m.args...), logf)
+	p, err := StartProcess(exec.Command(m.binary(), m.args...), logf)
 	if err != nil {
 		return fmt.Errorf("start etcd %s: %w", m.Name, err)
 	}
