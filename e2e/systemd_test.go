@@ -137,12 +137,6 @@ func parseUnit(t *testing.T, text string) unitSays {
 	return u
 }
 
-// privateState is where DynamicUser= puts the state folder dir: below
-// /var/lib/private, dir itself being a link to it.
-func privateState(dir string) string {
-	return "/var/lib/private/" + strings.TrimPrefix(dir, "/var/lib/")
-}
-
 // checkRunsAsUnitSays checks, from outside, the process systemd started
 // against the unit file on the host: its ExecStart= verbatim, its
 // Environment= and UMask=, a non-root dynamic user without capabilities,
@@ -198,8 +192,8 @@ func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 		t.Errorf("%s: etcd runs as root", name)
 	}
 	// DynamicUser= puts the state folder in /var/lib/private and links it.
-	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || !strings.HasSuffix(cwd, privateState(unit.workingDir)) {
-		t.Errorf("%s: etcd's working directory %q (%v), want the state folder %s", name, cwd, err, privateState(unit.workingDir))
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || !strings.HasSuffix(cwd, layout.DynamicStateDir(unit.workingDir)) {
+		t.Errorf("%s: etcd's working directory %q (%v), want the state folder %s", name, cwd, err, layout.DynamicStateDir(unit.workingDir))
 	}
 	var creds []string
 	for cred, file := range unit.credentials {
@@ -226,7 +220,7 @@ func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 	slices.Sort(creds)
 	out, _ := h.Exec(ctx, "systemctl", "show", "-p", "ActiveState,SubState,Type,NRestarts", layout.EtcdUnitName)
 	t.Logf("%s: etcd (pid %d here) runs %q as uid %d, umask %s, in %s, credentials %s; %s", name, pid, unit.execStart, uid, unit.umask,
-		privateState(unit.workingDir), strings.Join(creds, ", "), strings.Join(strings.Fields(string(out)), " "))
+		layout.DynamicStateDir(unit.workingDir), strings.Join(creds, ", "), strings.Join(strings.Fields(string(out)), " "))
 }
 
 // shell runs a command line on a host, as ssh would, and logs it.
@@ -391,6 +385,108 @@ func (r *systemdRun) boot(t *testing.T, h harness.Host) {
 	t.Logf("%s: systemd booted as PID 1 of its namespaces (pid %d here), in network namespace of %s", h.Name, r.hosts[h.Name].PID(), h.Address)
 }
 
+// scale adds a fourth systemd host with member add, started with the
+// printed line once the bundle is written, then removes the first host
+// with member remove and runs the printed ssh lines on it; a writer runs
+// throughout.
+func (r *systemdRun) scale(t *testing.T) {
+	ctx := stepContext(t, 6*time.Minute)
+	cli := r.client(t)
+	w := harness.StartWriter(ctx, cli, "/e2e/systemd-member")
+	stopped := false
+	defer func() {
+		if !stopped {
+			w.Stop()
+		}
+	}()
+	host := r.lab.NextHost(t, "etcd04")
+	if err := r.lab.Wire([]harness.Host{host}); err != nil {
+		t.Fatal(err)
+	}
+	r.boot(t, host)
+
+	begin := time.Now()
+	var out lockedBuffer
+	add := r.lab.Command(ctx, r.tools.CLI, "member", "add", host.Name+"="+host.Address, "--out", r.bundle.Dir, "--timeout", "3m")
+	add.Stdout, add.Stderr = &out, &out
+	if err := add.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- add.Wait() }()
+	// The copy line is printed once the learner is in the cluster; the
+	// command then waits for it to start and catch up.
+	var line string
+	for line == "" {
+		select {
+		case err := <-exited:
+			t.Fatalf("member add exited (%v) before printing the copy line:\n%s", err, out.String())
+		case <-ctx.Done():
+			t.Fatalf("member add printed no copy line:\n%s", out.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+		for _, l := range strings.Split(out.String(), "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "scp ") && strings.Contains(l, "/"+host.Name+".tar.gz ") {
+				line = l
+			}
+		}
+	}
+	r.run(t, line)
+	if err := <-exited; err != nil {
+		t.Fatalf("member add: %v\n%s", err, out.String())
+	}
+	t.Logf("member add %s=%s (%s):\n%s", host.Name, host.Address, time.Since(begin).Round(time.Millisecond), out.String())
+	r.members = append(r.members, host)
+	r.waitHealthy(t, r.members[0].Name, len(r.members))
+	r.checkRunsAsUnitSays(t, host.Name)
+	conf := r.shell(t, host.Name, "grep initial-cluster-state: "+layout.EtcdConfig)
+	if !strings.Contains(conf, "existing") {
+		t.Errorf("%s's %s: %s, want initial-cluster-state: existing", host.Name, layout.EtcdConfig, conf)
+	}
+
+	gone := r.members[0]
+	begin = time.Now()
+	rm := r.lab.Command(ctx, r.tools.CLI, "member", "remove", gone.Name, "--out", r.bundle.Dir)
+	printed, err := rm.CombinedOutput()
+	if err != nil {
+		t.Fatalf("member remove %s: %v\n%s", gone.Name, err, printed)
+	}
+	t.Logf("member remove %s (%s):\n%s", gone.Name, time.Since(begin).Round(time.Millisecond), printed)
+	r.members = r.members[1:]
+	var steps int
+	for _, l := range strings.Split(string(printed), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "ssh ") {
+			r.run(t, l)
+			steps++
+		}
+	}
+	if steps == 0 {
+		t.Fatalf("member remove printed no ssh steps")
+	}
+	if st := r.shell(t, gone.Name, "systemctl is-enabled etcd.service; systemctl is-active etcd.service; ls -A /var/lib/private /var/lib | tr '\\n' ' '"); !strings.Contains(st, "disabled") || !strings.Contains(st, "inactive") || strings.Contains(st, "etcd ") {
+		t.Errorf("%s after the printed steps: %s; want etcd.service disabled and stopped, its data gone", gone.Name, st)
+	}
+	r.waitHealthy(t, r.members[0].Name, len(r.members))
+	t.Logf("members:\n%s", r.cli(t, "members", "--bundle", r.bundle.HostRoot(r.members[0].Name)))
+
+	rep := w.Stop()
+	stopped = true
+	t.Logf("writer during member add and remove: %s", rep)
+	if rep.Acked == 0 || len(rep.Stale) > 0 || rep.LongestOutage >= maxScaleOutage {
+		t.Errorf("writer: %s; want no stale read and no outage of %s or more", rep, maxScaleOutage)
+	}
+	// The client's endpoints include the removed member; read back
+	// through the others.
+	rest, err := r.lab.Client(r.bundle.APIServerClient(r.members[0].Name), r.endpoints()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rest.Close()
+	if err := w.Verify(ctx, rest); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestSystemdRuntime: init --runtime systemd on three hosts, each booted
 // with a real systemd as PID 1 in its own namespaces, the archive unpacked
 // at / and etcd.service started as init prints; the units form a healthy
@@ -446,6 +542,7 @@ func TestSystemdRuntime(t *testing.T) {
 		}},
 		{"certs renew", r.renew},
 		{"snapshot save", func(t *testing.T) { r.saveSnapshot(t) }},
+		{"member add and remove", r.scale},
 	}
 	for _, step := range steps {
 		if !t.Run(step.name, step.run) {
