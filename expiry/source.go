@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -43,24 +42,21 @@ func bundleItems(src Source) ([]Item, error) {
 	}
 	certDir, cpCertDir := layout.DefaultCertDir, layout.DefaultCertDir
 	var hosts []string
-	path := src.Config
-	if recorded := filepath.Join(out, layout.SpecFile); path == "" && fileExists(recorded) {
-		path = recorded
+	// Validated, so that a host name in it cannot lead outside the folder.
+	r, err := spec.Resolve(spec.Source{Config: src.Config, Out: out})
+	if err != nil {
+		return nil, err
 	}
-	if path != "" {
-		cl, err := loadChecked(path)
-		if err != nil {
-			return nil, err
-		}
-		for _, h := range cl.Hosts {
+	if r != nil {
+		for _, h := range r.Hosts {
 			hosts = append(hosts, h.Name)
 		}
-		certDir, cpCertDir = cl.CertDir, cl.ControlPlane.CertDir
+		certDir, cpCertDir = r.CertDir, r.ControlPlane.CertDir
 	}
 	if src.CertDir != "" {
 		certDir = src.CertDir
 	}
-	if path == "" {
+	if r == nil {
 		dirs, err := os.ReadDir(out)
 		if err != nil {
 			return nil, fmt.Errorf("--out %q: %w", out, err)
@@ -77,20 +73,6 @@ func bundleItems(src Source) ([]Item, error) {
 	return Bundle(out, hosts, certDir, cpCertDir), nil
 }
 
-// loadChecked reads a spec for reading certificates: defaulted and
-// validated, so that a host name in it cannot lead outside the folder.
-func loadChecked(path string) (*spec.Cluster, error) {
-	cl, err := spec.Load(path)
-	if err != nil {
-		return nil, badinput.Wrap(err)
-	}
-	cl.SetDefaults()
-	if _, err := cl.Validate(); err != nil {
-		return nil, badinput.Wrap(fmt.Errorf("cluster spec %s: %w", path, err))
-	}
-	return cl, nil
-}
-
 // nodeItems lists a node's certificates; the host's name and certificate
 // folder come from its etcd manifest (or a systemd member's etcd.conf.yml)
 // when there is one.
@@ -103,12 +85,12 @@ func nodeItems(src Source) ([]Item, error) {
 	if m, err := etcdops.ReadHost(root); err == nil {
 		certDir, host = m.CertDir, m.Name
 	}
-	if path := src.Config; path != "" {
-		cl, err := loadChecked(path)
-		if err != nil {
-			return nil, err
-		}
-		certDir = cl.CertDir
+	r, err := spec.Resolve(spec.Source{Config: src.Config})
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		certDir = r.CertDir
 	}
 	if src.CertDir != "" {
 		certDir = src.CertDir
