@@ -99,7 +99,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	begin := time.Now()
 	var stdout, stderr lockedBuffer
 	add := r.lab.Command(stepContext(t, memberWait+time.Minute), r.tools.CLI, "member", "add", host.Name+"="+host.Address,
-		"--out", dir, "--timeout", memberWait.String(), "-o", "json")
+		"--out", dir, "--wait", memberWait.String(), "-o", "json")
 	add.Stdout, add.Stderr = &stdout, &stderr
 	if err := add.Start(); err != nil {
 		t.Fatal(err)

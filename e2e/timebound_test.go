@@ -16,7 +16,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
 
-// boundTimeout is the --timeout (or --request-timeout) every command gets
+// boundTimeout is the --timeout every command gets
 // here: short, so that the test stays short, and long enough for a healthy
 // member to answer on a busy machine.
 const boundTimeout = 2 * time.Second
@@ -108,13 +108,15 @@ func checkTimeBounds(t *testing.T, r *run, victim *harness.Member, extra harness
 			says: []string{"passed over " + url + ": " + noAnswer}, unbounded: snapshotTransfer},
 		{name: "snapshot save --endpoint", args: []string{"snapshot", "save", filepath.Join(snapshotDir, "from.db"), "--bundle", bundle, "--endpoint", url, "--timeout", timeout}, code: 1,
 			says: []string{url + ": " + noAnswer}},
-		{name: "member add", args: []string{"member", "add", extra.Name + "=" + extra.Address, "--out", out, "--no-promote", "--request-timeout", timeout}, code: 1,
+		{name: "member add", args: []string{"member", "add", extra.Name + "=" + extra.Address, "--out", out, "--no-promote", "--timeout", timeout}, code: 1,
 			says: []string{victim.Name, noAnswer}},
-		{name: "member promote", args: []string{"member", "promote", victim.Name, "--out", out, "--request-timeout", timeout}, code: 0, says: []string{ownNote}},
+		{name: "member promote", args: []string{"member", "promote", victim.Name, "--out", out, "--timeout", timeout}, code: 0, says: []string{ownNote}},
 		// Refused for the quorum's sake; it reaches the cluster through
 		// another host's folder, the member's being the one to go.
-		{name: "member remove", args: []string{"member", "remove", victim.Name, "--out", out, "--request-timeout", timeout}, code: 2, says: []string{"member remove " + victim.Name}},
-		{name: "upgrade", args: []string{"upgrade", "--etcd-version", "3.6.16-0", "--out", out, "--dry-run", "--request-timeout", timeout}, code: 1,
+		{name: "member remove", args: []string{"member", "remove", victim.Name, "--out", out, "--timeout", timeout}, code: 2, says: []string{"member remove " + victim.Name}},
+		// The older name of --timeout, as scripts may give it, bounds alike.
+		{name: "member remove (old name)", args: []string{"member", "remove", victim.Name, "--out", out, "--request-timeout", timeout}, code: 2, says: []string{"member remove " + victim.Name}},
+		{name: "upgrade", args: []string{"upgrade", "--etcd-version", "3.6.16-0", "--out", out, "--dry-run", "--timeout", timeout}, code: 1,
 			says: []string{victim.Name, noAnswer}},
 		{name: "alarm list", args: []string{"alarm", "list", "--bundle", bundle, "--timeout", timeout}, code: 0, says: []string{ownNote}},
 		{name: "compact", args: []string{"compact", "--bundle", bundle, "--timeout", timeout}, code: 0, says: []string{ownNote}},

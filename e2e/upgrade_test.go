@@ -87,7 +87,7 @@ func TestUpgradeRolling(t *testing.T) {
 
 	execLog := filepath.Join(t.TempDir(), "exec.log")
 	stdout, stderr, code := upgradeCLI(t, r, 4*time.Minute, "upgrade", "--etcd-version", nextTag, "--out", r.bundle.Dir,
-		"--timeout", "2m", "-o", "json", "--exec", "echo {name} {address} {manifest} >> "+execLog)
+		"--wait", "2m", "-o", "json", "--exec", "echo {name} {address} {manifest} >> "+execLog)
 	t.Logf("progress:\n%s", stderr)
 	if code != 0 {
 		t.Fatalf("upgrade exited %d: %s\n%s", code, stderr, stdout)
@@ -244,7 +244,7 @@ func TestUpgradeRefusals(t *testing.T) {
 	if err := r.cluster.Members[0].Stop(stepContext(t, time.Minute), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, code = upgradeCLI(t, r, time.Minute, "upgrade", "--etcd-version", nextTag, "--out", r.bundle.Dir, "--request-timeout", "2s")
+	_, stderr, code = upgradeCLI(t, r, time.Minute, "upgrade", "--etcd-version", nextTag, "--out", r.bundle.Dir, "--timeout", "2s")
 	if code != 1 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "must be healthy") {
 		t.Errorf("unhealthy cluster: exit %d, stderr %q; want exit 1 and one line saying it must be healthy", code, stderr)
 	}
@@ -291,7 +291,7 @@ func upgradeFolderState(t *testing.T, dir string) string {
 
 // TestUpgradeStopsAtAMemberThatDoesNotReturn: a target the first host
 // cannot run (no binary for its image, as a wrong tag on a real node would
-// leave the Pod failing) stops the upgrade at that host within --timeout:
+// leave the Pod failing) stops the upgrade at that host within --wait:
 // exit 1, a summary naming it failed and the others untouched, the other
 // members healthy and the spec unchanged; init's own phase with the
 // recorded spec brings the member back.
@@ -306,7 +306,7 @@ func TestUpgradeStopsAtAMemberThatDoesNotReturn(t *testing.T) {
 	}
 
 	stdout, stderr, code := upgradeCLI(t, r, 2*time.Minute, "upgrade", "--etcd-version", "3.6.99-0", "--out", r.bundle.Dir,
-		"--timeout", "5s", "--request-timeout", "2s", "-o", "json")
+		"--wait", "5s", "--timeout", "2s", "-o", "json")
 	t.Logf("progress:\n%s", stderr)
 	t.Logf("kubelet: %v", kubelet.Events())
 	if code != 1 {
@@ -393,7 +393,7 @@ func TestUpgradeOneNodeThenTheRest(t *testing.T) {
 	}
 
 	stdout, stderr, code := upgradeCLI(t, r, 3*time.Minute, "upgrade", "--etcd-version", nextTag, "--config", specFile,
-		"--node", node, "--root", r.bundle.HostRoot(node), "--timeout", "2m", "-o", "json")
+		"--node", node, "--root", r.bundle.HostRoot(node), "--wait", "2m", "-o", "json")
 	t.Logf("progress:\n%s", stderr)
 	var sum upgradeSummary
 	if err := json.Unmarshal([]byte(stdout), &sum); code != 0 || err != nil || len(sum.Hosts) != 1 || sum.Hosts[0].Name != node || sum.Hosts[0].State != "upgraded" || sum.SpecRecorded {
@@ -412,7 +412,7 @@ func TestUpgradeOneNodeThenTheRest(t *testing.T) {
 		t.Errorf("upgrade --root changed %s", layout.SpecFile)
 	}
 
-	stdout, stderr, code = upgradeCLI(t, r, 3*time.Minute, "upgrade", "--etcd-version", nextTag, "--out", r.bundle.Dir, "--timeout", "2m", "-o", "json")
+	stdout, stderr, code = upgradeCLI(t, r, 3*time.Minute, "upgrade", "--etcd-version", nextTag, "--out", r.bundle.Dir, "--wait", "2m", "-o", "json")
 	t.Logf("progress:\n%s", stderr)
 	sum = upgradeSummary{}
 	if err := json.Unmarshal([]byte(stdout), &sum); code != 0 || err != nil || len(sum.Hosts) != 3 || !sum.SpecRecorded {

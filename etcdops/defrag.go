@@ -21,10 +21,10 @@ const (
 	DefaultMinFreeBytes   = 16 << 20
 )
 
-// DefaultMemberTimeout bounds one member's defragmentation and the wait
+// DefaultDefragWait bounds one member's defragmentation and the wait
 // for the cluster's health after it. etcd copies the whole database while
 // the member stalls; a few GiB take minutes on a slow disk.
-const DefaultMemberTimeout = 10 * time.Minute
+const DefaultDefragWait = 10 * time.Minute
 
 // MinFree is how much free space (database size minus size in use) a
 // member must have before it is worth defragmenting: a size, or a share
@@ -124,9 +124,9 @@ type DefragOptions struct {
 	// DryRun checks the cluster and says what would be done; nothing is
 	// defragmented.
 	DryRun bool
-	// MemberTimeout bounds one member's defragmentation and, after it, the
-	// wait for the cluster's health; 0 means DefaultMemberTimeout.
-	MemberTimeout time.Duration
+	// Wait bounds one member's defragmentation and, after it, the
+	// wait for the cluster's health; 0 means DefaultDefragWait.
+	Wait time.Duration
 	// ChecksBy, when set, ends the checks before the first member (the
 	// member list, health and status of every member) at that time, as
 	// the command's --timeout.
@@ -170,8 +170,8 @@ func (r DefragResult) Free() int64 { return r.Before - r.BeforeInUse }
 // The results are in the order the members were taken, the skipped ones
 // included; on an error they hold what was done until then.
 func Defrag(ctx context.Context, t *Target, o DefragOptions) ([]DefragResult, error) {
-	if o.MemberTimeout <= 0 {
-		o.MemberTimeout = DefaultMemberTimeout
+	if o.Wait <= 0 {
+		o.Wait = DefaultDefragWait
 	}
 	logf := o.Logf
 	if logf == nil {
@@ -250,9 +250,9 @@ func Defrag(ctx context.Context, t *Target, o DefragOptions) ([]DefragResult, er
 	first := true
 	for len(todo) > 0 {
 		if !first {
-			if err := waitHealthyForDefrag(ctx, t, o.MemberTimeout); err != nil {
+			if err := waitHealthyForDefrag(ctx, t, o.Wait); err != nil {
 				return done, fmt.Errorf("after defragmenting %s the cluster did not become healthy within %v, so %s %s not defragmented: %w",
-					label(done[len(done)-1]), o.MemberTimeout, resultNames(todo), plural(len(todo), "is", "are"), err)
+					label(done[len(done)-1]), o.Wait, resultNames(todo), plural(len(todo), "is", "are"), err)
 			}
 		}
 		first = false
@@ -275,7 +275,7 @@ func Defrag(ctx context.Context, t *Target, o DefragOptions) ([]DefragResult, er
 		r.Leader = s.IsLeader
 		r.Before, r.BeforeInUse = s.DBSize, s.DBSizeInUse
 		logf("%s: defragmenting%s: %s, %s in use", label(r), leaderNote(r.Leader), FormatBytes(r.Before), FormatBytes(r.BeforeInUse))
-		took, err := defragment(ctx, t, r.Endpoint, o.MemberTimeout)
+		took, err := defragment(ctx, t, r.Endpoint, o.Wait)
 		r.Took = took
 		if err != nil {
 			r.Reason = "failed: " + err.Error()
@@ -290,8 +290,8 @@ func Defrag(ctx context.Context, t *Target, o DefragOptions) ([]DefragResult, er
 	if first {
 		return done, nil // nothing was defragmented
 	}
-	if err := waitHealthyForDefrag(ctx, t, o.MemberTimeout); err != nil {
-		return done, fmt.Errorf("after defragmenting %s the cluster did not become healthy within %v: %w", label(done[len(done)-1]), o.MemberTimeout, err)
+	if err := waitHealthyForDefrag(ctx, t, o.Wait); err != nil {
+		return done, fmt.Errorf("after defragmenting %s the cluster did not become healthy within %v: %w", label(done[len(done)-1]), o.Wait, err)
 	}
 	return done, nil
 }

@@ -199,7 +199,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	ctx := context.Background()
 	// Members started by a step outlive it.
 	whole := t
-	out := []string{"--out", dir, "--request-timeout", requestTimeout.String()}
+	out := []string{"--out", dir, "--timeout", requestTimeout.String()}
 	args := func(cmd string, rest ...string) []string {
 		return append(append([]string{"member", cmd}, out...), rest...)
 	}
@@ -209,9 +209,9 @@ func TestScaleOutAndIn(t *testing.T) {
 		wantRefusal(t, bin, dir, 2, `address `+etcdtest.Addr(12)+` is already host "etcd02"'s`, args("add", "etcd09="+etcdtest.Addr(12))...)
 		wantRefusal(t, bin, dir, 2, `is not a DNS-1123 label`, args("add", "Etcd09=127.0.0.59")...)
 		wantRefusal(t, bin, dir, 2, `is not an IPv4 or IPv6 address`, args("add", "etcd09=not-an-ip")...)
-		wantRefusal(t, bin, dir, 2, `--timeout "soon"`, args("add", "--timeout", "soon", "etcd09=127.0.0.59")...)
+		wantRefusal(t, bin, dir, 2, `--wait "soon"`, args("add", "--wait", "soon", "etcd09=127.0.0.59")...)
 		// Flags may follow the argument, aliases too.
-		wantRefusal(t, bin, dir, 2, `--timeout "soon"`, append(args("add", "etcd09=127.0.0.59"), "--voting", "--timeout", "soon")...)
+		wantRefusal(t, bin, dir, 2, `--wait "soon"`, append(args("add", "etcd09=127.0.0.59"), "--voting", "--wait", "soon")...)
 		wantRefusal(t, bin, dir, 2, `--output "xml"`, append(args("remove", "etcd02"), "-o", "xml")...)
 		wantRefusal(t, bin, dir, 2, `--no-promote: a member added with --voting`, append(args("add", "--voting", "etcd09=127.0.0.59"), "--no-promote")...)
 		wantRefusal(t, bin, dir, 2, `flag provided but not defined: -bogus`, append(args("add", "etcd09=127.0.0.59"), "--bogus")...)
@@ -386,7 +386,7 @@ func TestScaleOutAndIn(t *testing.T) {
 			t.Errorf("spec hosts %v", got)
 		}
 		// Promotion waits for a member that never starts, within its bound.
-		_, stderr, code = etcdtest.Exec(t, bin, args("promote", "--timeout", "1s", "etcd05")...)
+		_, stderr, code = etcdtest.Exec(t, bin, args("promote", "--wait", "1s", "etcd05")...)
 		if code != 1 || !strings.Contains(stderr, "not promoted after") || !strings.Contains(stderr, "not started") {
 			t.Errorf("promote of a member that never starts: exit %d\n%s", code, stderr)
 		}

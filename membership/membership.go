@@ -76,7 +76,7 @@ func waitingSession(o Options, wait *time.Duration) (*session, error) {
 		*wait = DefaultWait
 	}
 	if *wait < 0 {
-		return nil, refuse("--timeout %q: must be positive", *wait)
+		return nil, refuse("--wait %q: must be positive", *wait)
 	}
 	c, path, err := loadSpec(o)
 	if err != nil {

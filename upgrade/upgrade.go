@@ -33,8 +33,8 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMemberTimeout = 5 * time.Minute
-	DefaultPoll          = 500 * time.Millisecond
+	DefaultWait = 5 * time.Minute
+	DefaultPoll = 500 * time.Millisecond
 )
 
 // Options are what an upgrade works from; the CLI fills them.
@@ -53,9 +53,9 @@ type Options struct {
 	Exec string
 	// CACert, Cert and Key replace the bundle's (or the node's) TLS files.
 	CACert, Cert, Key string
-	// MemberTimeout bounds each member's upgrade, from the rewrite until it
-	// has caught up; RequestTimeout bounds each request.
-	MemberTimeout, RequestTimeout time.Duration
+	// Wait bounds each member's upgrade, from the rewrite until it has
+	// caught up; RequestTimeout bounds each request.
+	Wait, RequestTimeout time.Duration
 	// ChecksBy is when the checks before anything is written (finding the
 	// cluster, every member's health, status and version, all asked at
 	// once) must end, so that a member that does not answer costs that
@@ -227,8 +227,8 @@ func newUpgrader(o Options) (*upgrader, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	if o.MemberTimeout == 0 {
-		o.MemberTimeout = DefaultMemberTimeout
+	if o.Wait == 0 {
+		o.Wait = DefaultWait
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = etcdops.DefaultTimeout
@@ -465,7 +465,7 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 	r.State = Failed
 	// A signal calls the rewrite off; the member's own timeout does not.
 	runCtx := ctx
-	ctx, cancel := context.WithTimeout(ctx, u.o.MemberTimeout)
+	ctx, cancel := context.WithTimeout(ctx, u.o.Wait)
 	defer cancel()
 	// The previous member has just caught up; a moment of doubt (a request
 	// meeting the end of an election) is waited out, a real fault is not.
@@ -494,7 +494,7 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 			return err
 		}
 	} else if u.o.Root == "" {
-		u.logf("%s: kubelet on %s must see the new manifest: copy %s to %s:%s (or use --exec); waiting up to %s", h.Name, h.Address, u.manifestFile(h), h.Name, layout.EtcdManifest, u.o.MemberTimeout)
+		u.logf("%s: kubelet on %s must see the new manifest: copy %s to %s:%s (or use --exec); waiting up to %s", h.Name, h.Address, u.manifestFile(h), h.Name, layout.EtcdManifest, u.o.Wait)
 	}
 	if err := u.await(ctx, h, start); err != nil {
 		r.Error = err.Error()
@@ -636,7 +636,7 @@ func (u *upgrader) await(ctx context.Context, h spec.Host, start time.Time) erro
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("%s did not report version %s within %s (last: %s); its manifest names %s", h.Name, want, u.o.MemberTimeout, last, u.image)
+		return fmt.Errorf("%s did not report version %s within %s (last: %s); its manifest names %s", h.Name, want, u.o.Wait, last, u.image)
 	}
 	u.logf("%s: runs %s after %s", h.Name, want, since(start))
 
@@ -646,7 +646,7 @@ func (u *upgrader) await(ctx context.Context, h spec.Host, start time.Time) erro
 		return hl.Healthy
 	})
 	if err != nil {
-		return fmt.Errorf("%s runs %s but is not healthy within %s: %s", h.Name, want, u.o.MemberTimeout, last)
+		return fmt.Errorf("%s runs %s but is not healthy within %s: %s", h.Name, want, u.o.Wait, last)
 	}
 
 	var target uint64
@@ -666,7 +666,7 @@ func (u *upgrader) await(ctx context.Context, h spec.Host, start time.Time) erro
 		return false
 	})
 	if err != nil {
-		return fmt.Errorf("%s runs %s but the leader's raft index could not be read within %s: %s", h.Name, want, u.o.MemberTimeout, last)
+		return fmt.Errorf("%s runs %s but the leader's raft index could not be read within %s: %s", h.Name, want, u.o.Wait, last)
 	}
 	var applied uint64
 	err = u.poll(ctx, func(ctx context.Context) bool {
@@ -676,7 +676,7 @@ func (u *upgrader) await(ctx context.Context, h spec.Host, start time.Time) erro
 		return s.Error == "" && s.RaftAppliedIndex >= target
 	})
 	if err != nil {
-		return fmt.Errorf("%s runs %s but did not catch up with the leader within %s: applied raft index %d of %d (%s)", h.Name, want, u.o.MemberTimeout, applied, target, last)
+		return fmt.Errorf("%s runs %s but did not catch up with the leader within %s: applied raft index %d of %d (%s)", h.Name, want, u.o.Wait, applied, target, last)
 	}
 	u.logf("%s: healthy and caught up (applied raft index %d, leader at %d) after %s", h.Name, applied, target, since(start))
 	return nil

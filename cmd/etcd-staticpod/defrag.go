@@ -5,7 +5,6 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,7 +15,7 @@ func defragCommand() *cli.Command {
 	cmd := clusterCommand(&cli.Command{
 		Name:      "defrag",
 		Usage:     "defragment the members one at a time, followers first and the leader last, where it frees space",
-		UsageText: "etcd-staticpod defrag [--min-free SIZE|PERCENT] [--all] [--dry-run] [--member-timeout DURATION] " + connectUsage,
+		UsageText: "etcd-staticpod defrag [--min-free SIZE|PERCENT] [--all] [--dry-run] [--wait DURATION] " + connectUsage,
 		Description: `etcd keeps the pages that deleted and compacted data used in its database file
 for later writes; only a defragmentation gives them back to the filesystem, and
 the file is what --quota-backend-bytes is measured against. While etcd rewrites
@@ -29,7 +28,7 @@ database size minus the size in use, as status shows them) is above --min-free:
 a size such as 64MiB or a share of its database such as 10% (default: 10% of
 the database and at least 16 MiB); --all takes every member. The cluster must
 be healthy before the first member, and after each member the command waits,
-within --member-timeout, until every member is healthy again. An active NOSPACE
+within --wait, until every member is healthy again. An active NOSPACE
 alarm does not count against health here: defragmenting is how the space is
 given back (then "etcd-staticpod alarm disarm"). --dry-run checks the cluster and
 shows what would be done.
@@ -58,19 +57,23 @@ Examples:
   etcd-staticpod defrag --bundle ./etcd-bundles/etcd01 --min-free 256MiB -o json
 
   # every member, after a NOSPACE alarm and a compaction
-  etcd-staticpod defrag --bundle ./etcd-bundles/etcd01 --all`,
+  etcd-staticpod defrag --bundle ./etcd-bundles/etcd01 --all
+
+  # a large database on slow disks: up to 30 minutes for each member
+  etcd-staticpod defrag --bundle ./etcd-bundles/etcd01 --wait 30m`,
 		Action: runDefrag,
 	})
 	for _, f := range cmd.Flags {
 		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "timeout" {
-			sf.Usage = "bound `DURATION` on finding the members and checking them before the first, then on each check and request, such as 5s (a member's defragmentation has --member-timeout)"
+			sf.Usage = "bound `DURATION` on each request to etcd, such as 5s, and on finding the members and checking them before the first as a whole (a member's defragmentation has --wait)"
 		}
 	}
 	cmd.Flags = append(cmd.Flags,
 		&cli.StringFlag{Name: "min-free", Usage: "defragment a member only when its free space is above `SIZE` (64MiB) or this share of its database (10%) (default: 10%, at least 16MiB)"},
 		&cli.BoolFlag{Name: "all", Usage: "defragment every member, whatever its free space"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "check the cluster and show what would be done; defragment nothing"},
-		&cli.StringFlag{Name: "member-timeout", Value: etcdops.DefaultMemberTimeout.String(), Usage: "bound `DURATION` on one member's defragmentation and on the wait for the cluster's health after it"},
+		waitFlag(etcdops.DefaultDefragWait, "each member's defragmentation and the wait for the cluster's health after it, such as 30m"),
+		oldFlag("member-timeout"),
 	)
 	return cmd
 }
@@ -87,14 +90,14 @@ func runDefrag(c *cli.Context) error {
 		}
 		o.MinFree = mf
 	}
-	d, err := time.ParseDuration(c.String("member-timeout"))
-	if err != nil || d <= 0 {
-		return badArgs(fmt.Errorf("--member-timeout %q: want a positive duration such as 10m", c.String("member-timeout")))
+	wait, err := parseWait(c, "member-timeout")
+	if err != nil {
+		return err
 	}
-	o.MemberTimeout = d
+	o.Wait = wait
 	// --timeout bounds finding the members and the checks before the
-	// first member, then each check and request; --member-timeout each
-	// member's defragmentation and the wait for health after it.
+	// first member, then each check and request; --wait each member's
+	// defragmentation and the wait for health after it.
 	s, err := connect(c)
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ func connectionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE`", TakesFile: true},
 		&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
 		&cli.StringFlag{Name: "identity", Value: etcdops.IdentityHealthcheck, Usage: "client certificate pair `NAME` from the host folder: " + strings.Join(etcdops.Identities(), " or ")},
-		&cli.StringFlag{Name: "timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on the whole command, such as 5s: finding the members and every member's answer; a member silent by then is reported so"},
+		timeoutFlag("the whole command, which asks every member at once: finding the members and every member's answer, counted from the command's start; a member silent by then is reported so"),
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"},
 	}
 }
@@ -104,18 +104,6 @@ func commandDeadline(c *cli.Context) (context.Context, context.CancelFunc, error
 	return ctx, cancel, nil
 }
 
-// parseTimeout reads --timeout.
-func parseTimeout(c *cli.Context) (time.Duration, error) {
-	timeout, err := time.ParseDuration(c.String("timeout"))
-	if err != nil {
-		return 0, badArgs(fmt.Errorf("--timeout %q: not a duration such as 5s", c.String("timeout")))
-	}
-	if timeout <= 0 {
-		return 0, badArgs(fmt.Errorf("--timeout %q: must be positive", c.String("timeout")))
-	}
-	return timeout, nil
-}
-
 // clusterCommand fills in what the cluster commands share.
 func clusterCommand(cmd *cli.Command) *cli.Command {
 	cmd.Category = "running cluster"
@@ -133,8 +121,8 @@ func healthCommand() *cli.Command {
 		Description: `Checks every endpoint at once, the way etcdctl endpoint health does: a
 linearizable read of one key must go through raft (an answer of "permission
 denied" still proves that), and the cluster must have no active alarm such as
-NOSPACE or CORRUPT. --timeout bounds the whole command, finding the members
-included: an endpoint that has not answered by then is unhealthy, with the reason
+NOSPACE or CORRUPT. --timeout bounds the requests, all made at once, and so the
+whole command, finding the members included: an endpoint that has not answered by then is unhealthy, with the reason
 (connection refused, a certificate refused, packets dropped, a process that does
 not respond).
 
@@ -152,6 +140,9 @@ Examples:
 
   # from the machine that ran init; finds every member through etcd01
   etcd-staticpod health --bundle ./etcd-bundles/etcd01
+
+  # over a slow link: up to 15s for the members' answers
+  etcd-staticpod health --bundle ./etcd-bundles/etcd01 --timeout 15s
 
   # connect as kube-apiserver does, JSON for scripts
   etcd-staticpod health --bundle ./etcd-bundles/etcd01 --identity apiserver-etcd-client -o json
@@ -200,8 +191,9 @@ func statusCommand() *cli.Command {
 		Description: `Asks every endpoint at once for its status (as etcdctl endpoint status): member
 ID, version, storage version, database size and size in use, quota, the leader it
 follows, whether it leads or is a learner, raft term, raft index, raft applied
-index, and the member's own errors such as alarms. --timeout bounds the whole
-command, finding the members included.
+index, and the member's own errors such as alarms. --timeout bounds the
+requests, all made at once, and so the whole command, finding the members
+included.
 In a healthy cluster exactly one member leads and all agree on the raft term.
 
 Output: -o json (or yaml) prints a list of {"endpoint", "name", "id", "version",
@@ -255,7 +247,8 @@ func membersCommand() *cli.Command {
 		Description: `Reads the member list with a linearizable request (as etcdctl member list), so
 a member cut off from the quorum cannot answer with a stale list. A member that
 was added but has not started yet has no name and is shown as unstarted.
---timeout bounds the whole command, finding the members included.
+--timeout bounds the requests, and so the whole command, finding the members
+included.
 
 Output: -o json (or yaml) prints a list of {"id", "name", "started", "isLearner",
 "peerURLs", "clientURLs"}; IDs are hex strings, as etcd prints them.

@@ -97,7 +97,8 @@ func TestClusterCommands(t *testing.T) {
 	endpoints := c.Endpoints()
 
 	t.Run("health table", func(t *testing.T) {
-		stdout, stderr, code := runCLI(t, "health", "--bundle", bundle)
+		// Where --timeout never named a wait, a long one is no mistake.
+		stdout, stderr, code := runCLI(t, "health", "--bundle", bundle, "--timeout", "90s")
 		if code != 0 || stderr != "" {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}

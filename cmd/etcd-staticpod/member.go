@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,7 +38,11 @@ const memberWhere = `The bundle folder and the cluster:
                        recorded in DIR/cluster.yaml (FILE is left as it is).
 The cluster is found through the first host folder in DIR (its certificates and
 manifest, then the member list), as with --bundle; --bundle, --endpoints, --cacert,
---cert, --key and --identity work as for etcd-staticpod members.`
+--cert, --key and --identity work as for etcd-staticpod members.
+
+Time: --timeout (default 5s) bounds each request to etcd, and the checks before a
+change taken together, counted from the command's start; --wait (add and promote,
+default 10m) bounds the wait for the learner.`
 
 const memberExitStatus = `Exit status: 0 on success; 1 when the cluster is unhealthy, refuses the change or
 does not answer, or the wait ends first; 2 for bad input (a flag, the spec, the local
@@ -56,7 +59,8 @@ func memberFlags(extra ...cli.Flag) []cli.Flag {
 		&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE`", TakesFile: true},
 		&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
 		&cli.StringFlag{Name: "identity", Value: etcdops.IdentityHealthcheck, Usage: "client certificate pair `NAME` from the host folder: " + strings.Join(etcdops.Identities(), " or ")},
-		&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to the cluster, and on the checks before a change as a whole (finding the cluster, its member list, every member's health)"},
+		timeoutFlag("the checks before a change as a whole (finding the cluster, its member list, every member's health)"),
+		oldFlag("request-timeout"),
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml (progress then goes to stderr)"},
 		waitLockFlag(),
 	}
@@ -72,18 +76,18 @@ func addFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "voting", Usage: "add a voting member instead of a learner (no promotion)"},
 		&cli.BoolFlag{Name: "no-promote", Usage: "return once the learner is added; promote it later with member promote"},
 		&cli.StringFlag{Name: "etcd-binary", Usage: "runtime systemd: put this etcd binary `FILE` into the new host's bundle at the unit's " + layout.EtcdBinary + " (default: the spec's etcdBinary, if any); recorded in the spec", TakesFile: true},
-		waitFlag(),
+		learnerWaitFlag(),
 	)
 }
 
-func promoteFlags() []cli.Flag { return memberFlags(waitFlag()) }
+func promoteFlags() []cli.Flag { return memberFlags(learnerWaitFlag()) }
 
 func removeFlags() []cli.Flag {
 	return memberFlags(&cli.BoolFlag{Name: "force", Usage: "go below 3 voting members, or remove while the rest are not a healthy quorum"})
 }
 
-func waitFlag() cli.Flag {
-	return &cli.StringFlag{Name: "timeout", Value: membership.DefaultWait.String(), Usage: "bound `DURATION` on the wait for the learner to start, catch up and be promoted"}
+func learnerWaitFlag() cli.Flag {
+	return waitFlag(membership.DefaultWait, "the wait for the learner to start, catch up, be promoted and serve clients, such as 30m")
 }
 
 func memberCommand(cmd *cli.Command) *cli.Command {
@@ -94,7 +98,7 @@ func memberAddCommand() *cli.Command {
 	return memberCommand(&cli.Command{
 		Name:      "add",
 		Usage:     "add a host: make its bundle, add it as a learner, promote it once in sync",
-		UsageText: "etcd-staticpod member add NAME=ADDRESS [--out DIR] [--config FILE] [--voting | --no-promote] [--timeout DURATION] [-o table|json|yaml]",
+		UsageText: "etcd-staticpod member add NAME=ADDRESS [--out DIR] [--config FILE] [--voting | --no-promote] [--wait DURATION] [--timeout DURATION] [-o table|json|yaml]",
 		Description: `Adds one etcd host to the running cluster, in an order that a failure at any point
 leaves recoverable:
 
@@ -110,7 +114,7 @@ leaves recoverable:
   3. adds the member through the API, as a learner (--voting: as a voting member);
   4. records the host in OUT/cluster.yaml, its endpoint in OUT/kubeadm-config.yaml and
      its archive in OUT/SHA256SUMS, and prints how to copy and start the bundle;
-  5. waits, up to --timeout, for the learner to start and catch up with the leader,
+  5. waits, up to --wait, for the learner to start and catch up with the leader,
      and promotes it, retrying while etcd answers that it is not in sync yet.
      --no-promote stops after step 4; ` + "`etcd-staticpod member promote NAME`" + ` does step 5 alone.
 
@@ -139,6 +143,9 @@ Output: the progress, the commands for the new host and then the member list. -o
 Examples:
   # a fourth host, promoted once it has started and caught up
   etcd-staticpod member add etcd04=10.107.88.18
+
+  # a host that takes long to start: up to 30 minutes for the learner
+  etcd-staticpod member add etcd04=10.107.88.18 --wait 30m
 
   # add now, start and promote later
   etcd-staticpod member add etcd04=10.107.88.18 --no-promote
@@ -169,7 +176,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			wait, err := parseWait(c)
+			wait, err := parseWait(c, "")
 			if err != nil {
 				return err
 			}
@@ -209,8 +216,8 @@ func memberPromoteCommand() *cli.Command {
 	return memberCommand(&cli.Command{
 		Name:      "promote",
 		Usage:     "wait for a learner to start and catch up, and make it a voting member",
-		UsageText: "etcd-staticpod member promote NAME [--out DIR] [--timeout DURATION] [-o table|json|yaml]",
-		Description: `Waits, up to --timeout, for the learner NAME to start and catch up with the leader,
+		UsageText: "etcd-staticpod member promote NAME [--out DIR] [--wait DURATION] [--timeout DURATION] [-o table|json|yaml]",
+		Description: `Waits, up to --wait, for the learner NAME to start and catch up with the leader,
 and promotes it, retrying with backoff while etcd answers "can only promote a learner
 member which is in sync with leader". A learner that has not started yet is found
 by the address the spec gives NAME. A member that votes already is success.
@@ -224,14 +231,17 @@ Output: the progress, then the member list. -o json (or yaml) prints {"member",
 
 Examples:
   etcd-staticpod member promote etcd04
-  etcd-staticpod member promote etcd04 --out /srv/etcd-bundles --timeout 30m -o json`,
+  etcd-staticpod member promote etcd04 --out /srv/etcd-bundles --wait 30m -o json
+
+  # a slow link to the cluster: up to 15s for each request, an hour for the learner
+  etcd-staticpod member promote etcd04 --timeout 15s --wait 1h`,
 		Flags: promoteFlags(),
 		Action: withTrailingFlags(promoteFlags, func(c *cli.Context) error {
 			name, run, err := namedMemberRun(c)
 			if err != nil {
 				return err
 			}
-			wait, err := parseWait(c)
+			wait, err := parseWait(c, "")
 			if err != nil {
 				return err
 			}
@@ -256,7 +266,7 @@ func memberRemoveCommand() *cli.Command {
 	return memberCommand(&cli.Command{
 		Name:      "remove",
 		Usage:     "remove a member: from the cluster, then from the spec and kubeadm-config.yaml",
-		UsageText: "etcd-staticpod member remove NAME [--out DIR] [--force] [-o table|json|yaml]",
+		UsageText: "etcd-staticpod member remove NAME [--out DIR] [--force] [--timeout DURATION] [-o table|json|yaml]",
 		Description: `Removes the member NAME (looked up by name in the member list, or, if it never
 started, by the address the spec gives NAME) through the API, then the host from
 OUT/cluster.yaml and its endpoint from OUT/kubeadm-config.yaml, and prints what is
@@ -332,9 +342,14 @@ func newMemberRun(c *cli.Context) (*memberRun, error) {
 			return nil, badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
 		}
 	}
-	timeout, err := time.ParseDuration(c.String("request-timeout"))
-	if err != nil || timeout <= 0 {
-		return nil, badArgs(fmt.Errorf("--request-timeout %q: want a positive duration such as 5s", c.String("request-timeout")))
+	// add's and promote's --timeout once bounded their wait.
+	parse := parseTimeout
+	if c.Command.Name != "remove" {
+		parse = parseRequestTimeout
+	}
+	timeout, err := parse(c)
+	if err != nil {
+		return nil, err
 	}
 	// The checks before a change count from the process's start.
 	checksBy := runStart(c).Add(timeout)
@@ -378,14 +393,6 @@ func namedMemberRun(c *cli.Context) (string, *memberRun, error) {
 	}
 	run, err := newMemberRun(c)
 	return name, run, err
-}
-
-func parseWait(c *cli.Context) (time.Duration, error) {
-	d, err := time.ParseDuration(c.String("timeout"))
-	if err != nil || d <= 0 {
-		return 0, badArgs(fmt.Errorf("--timeout %q: want a positive duration such as 10m", c.String("timeout")))
-	}
-	return d, nil
 }
 
 // print writes the result: the member list as a table, or doc as JSON or

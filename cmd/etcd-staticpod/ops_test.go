@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
@@ -39,7 +40,10 @@ func TestOpsCommandsRejectBadInput(t *testing.T) {
 		{"defrag min-free share", []string{"defrag", "--bundle", bundle, "--min-free", "150%"}, `--min-free "150%": want a share from 0% to 100%`},
 		{"defrag min-free negative", []string{"defrag", "--bundle", bundle, "--min-free", "-1MiB"}, `--min-free "-1MiB": want a size`},
 		{"defrag min-free and all", []string{"defrag", "--bundle", bundle, "--min-free", "1MiB", "--all"}, `--min-free "1MiB": give --min-free or --all, not both`},
-		{"defrag member-timeout", []string{"defrag", "--bundle", bundle, "--member-timeout", "soon"}, `--member-timeout "soon": want a positive duration`},
+		{"defrag wait", []string{"defrag", "--bundle", bundle, "--wait", "soon"}, `--wait "soon": not a duration such as 10m`},
+		{"defrag wait zero", []string{"defrag", "--bundle", bundle, "--wait", "0s"}, `--wait "0s": must be positive`},
+		{"defrag member-timeout", []string{"defrag", "--bundle", bundle, "--member-timeout", "soon"}, `--member-timeout "soon": not a duration such as 10m`},
+		{"defrag member-timeout and wait", []string{"defrag", "--bundle", bundle, "--member-timeout", "5m", "--wait", "5m"}, `--member-timeout "5m": the older name of --wait; give --wait alone`},
 		{"defrag output", []string{"defrag", "--bundle", bundle, "-o", "xml"}, `--output "xml": want table, json or yaml`},
 		{"alarm list argument", []string{"alarm", "list", "NOSPACE", "--bundle", bundle}, `unexpected argument "NOSPACE": list takes flags only`},
 		{"alarm disarm argument", []string{"alarm", "disarm", "CORRUPT"}, `unexpected argument "CORRUPT": disarm takes flags only`},
@@ -150,10 +154,19 @@ func TestOpsCommands(t *testing.T) {
 				t.Errorf("%s defragmented %d of 3; the leader %s goes last", r.Name, i+1, lead)
 			}
 		}
-		stdout, _, code = runCLI(t, "defrag", "--bundle", bundle, "--all")
+		stdout, _, code = runCLI(t, "defrag", "--bundle", bundle, "--all", "--wait", "2m")
 		if code != 0 || strings.Count(stdout, "defragmented") != 3 || !strings.Contains(stdout, "leader") {
 			t.Errorf("table: exit %d\n%s", code, stdout)
 		}
+		// --wait bounds a member's defragmentation, under its older name
+		// too; the first member stops the run.
+		for _, flag := range []string{"--wait", "--member-timeout"} {
+			stdout, stderr, code = runCLI(t, "defrag", "--bundle", bundle, "--all", flag, "1ns", "-o", "json")
+			if code != 1 || !strings.Contains(stderr, "1ns") || strings.Count(stdout, `"name"`) != 1 {
+				t.Errorf("%s 1ns: exit %d, want 1 with one member tried\nstdout: %s\nstderr: %s", flag, code, stdout, stderr)
+			}
+		}
+		waitHealthy(t, bundle)
 	})
 
 	t.Run("alarm list without alarms", func(t *testing.T) {
@@ -255,4 +268,20 @@ func TestOpsCommands(t *testing.T) {
 			t.Errorf("left %v, want %v", left, want)
 		}
 	})
+}
+
+// waitHealthy waits until every member through bundle is healthy again.
+func waitHealthy(t *testing.T, bundle string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, stderr, code := runCLI(t, "health", "--bundle", bundle)
+		if code == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster is not healthy again: %s", stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

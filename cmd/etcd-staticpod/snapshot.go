@@ -36,7 +36,7 @@ func saveFlags() []cli.Flag {
 	flags := connectionFlags()
 	for _, f := range flags {
 		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "timeout" {
-			sf.Usage = "bound `DURATION` on finding the members and choosing the one to save from, such as 5s; the transfer then runs until it ends or stalls for 30s (or this long, if longer)"
+			sf.Usage = "bound `DURATION` on each request to etcd, such as 5s, and on finding the members and choosing the one to save from as a whole; the transfer then runs until it ends or stalls for 30s (or this long, if longer)"
 		}
 	}
 	return append(flags,

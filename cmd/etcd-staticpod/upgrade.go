@@ -6,12 +6,10 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
-	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/upgrade"
@@ -23,7 +21,7 @@ func upgradeCommand() *cli.Command {
 		Category: "running cluster",
 		Usage:    "upgrade etcd one member at a time: followers first, the leader last",
 		UsageText: "etcd-staticpod upgrade (--etcd-version TAG | --image IMAGE | --image-repository REGISTRY) [--out DIR | --config FILE]\n" +
-			"   [--node NAME [--root DIR]] [--exec CMD] [--timeout DURATION] [--request-timeout DURATION] [--cacert FILE --cert FILE --key FILE] [--dry-run] [-o table|json|yaml]",
+			"   [--node NAME [--root DIR]] [--exec CMD] [--wait DURATION] [--timeout DURATION] [--cacert FILE --cert FILE --key FILE] [--dry-run] [-o table|json|yaml]",
 		Description: `Reads the cluster spec (OUT/cluster.yaml, or --config), sets the new etcd image,
 and checks that every member is healthy and runs a version the target can follow:
 no downgrade, no change of major version, no skipped minor version (3.6.8 -> 3.6.16
@@ -40,8 +38,12 @@ first), it:
      (root@ADDRESS as ssh takes it) and {scp-target} (the same with an IPv6
      address in brackets, as scp takes it before :PATH) replaced, shell-quoted:
      the way the manifest reaches the node, such as an scp;
-  3. waits, within --timeout, until that member reports the new version, is
-     healthy, and has applied the raft index its leader had when it came back.
+  3. waits, within --wait (default 5m), until that member reports the new
+     version, is healthy, and has applied the raft index its leader had when it
+     came back.
+
+--timeout (default 5s) bounds each request to etcd, and the checks before
+anything is written taken together, counted from the command's start.
 
 Once every member runs the new version, OUT/cluster.yaml records the new image.
 Hosts that run the new version with an unchanged manifest are left alone, so a
@@ -73,7 +75,10 @@ Examples:
   etcd-staticpod upgrade --etcd-version 3.6.16-0 --dry-run
 
   # on a node itself, one host at a time (the leader's node last)
-  etcd-staticpod upgrade --etcd-version 3.6.16-0 --config cluster.yaml --node etcd02 --root /`,
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --config cluster.yaml --node etcd02 --root /
+
+  # nodes that pull the image slowly: up to 15 minutes for each member to come back
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --wait 15m`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + layout.SpecFile + ")", TakesFile: true},
 			&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR` written by init", TakesFile: true},
@@ -83,8 +88,9 @@ Examples:
 			&cli.StringFlag{Name: "node", Usage: "upgrade only this host `NAME`"},
 			&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR`, / on the node itself", TakesFile: true},
 			&cli.StringFlag{Name: "exec", Usage: "`CMD` run per host after its rewrite, with {name}, {address}, {manifest}, {folder}, {ssh-target}, {scp-target} replaced"},
-			&cli.StringFlag{Name: "timeout", Value: upgrade.DefaultMemberTimeout.String(), Usage: "bound `DURATION` on each member, from the rewrite until it has caught up"},
-			&cli.StringFlag{Name: "request-timeout", Value: etcdops.DefaultTimeout.String(), Usage: "bound `DURATION` on each request to etcd, and on the checks before anything is written as a whole (finding the cluster, every member's health, status and version)"},
+			waitFlag(upgrade.DefaultWait, "each member, from the rewrite until it has caught up, such as 15m"),
+			timeoutFlag("the checks before anything is written as a whole (finding the cluster, every member's health, status and version)"),
+			oldFlag("request-timeout"),
 			&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` instead of the bundle's", TakesFile: true},
 			&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE` instead of the bundle's healthcheck-client", TakesFile: true},
 			&cli.StringFlag{Name: "key", Usage: "client key `FILE` of --cert", TakesFile: true},
@@ -105,13 +111,13 @@ func runUpgrade(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	durations := map[string]time.Duration{}
-	for _, name := range []string{"timeout", "request-timeout"} {
-		d, err := time.ParseDuration(c.String(name))
-		if err != nil || d <= 0 {
-			return badArgs(fmt.Errorf("--%s %q: want a positive duration such as 5m", name, c.String(name)))
-		}
-		durations[name] = d
+	wait, err := parseWait(c, "")
+	if err != nil {
+		return err
+	}
+	timeout, err := parseRequestTimeout(c)
+	if err != nil {
+		return err
 	}
 	for _, name := range []string{"out", "config", "etcd-version", "image-repository", "image", "node", "root", "exec", "cacert", "cert", "key"} {
 		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
@@ -137,9 +143,9 @@ func runUpgrade(c *cli.Context) error {
 		CACert:         c.String("cacert"),
 		Cert:           c.String("cert"),
 		Key:            c.String("key"),
-		MemberTimeout:  durations["timeout"],
-		RequestTimeout: durations["request-timeout"],
-		ChecksBy:       start.Add(durations["request-timeout"]),
+		Wait:           wait,
+		RequestTimeout: timeout,
+		ChecksBy:       start.Add(timeout),
 		DryRun:         c.Bool("dry-run"),
 		Log:            c.App.ErrWriter,
 		WriteDelay:     testWriteDelay(),
