@@ -31,7 +31,7 @@ func TestAddSystemd(t *testing.T) {
 		}
 	}
 	addr := etcdtest.Addr(97)
-	out := []string{"--out", dir, "--request-timeout", requestTimeout.String()}
+	out := []string{"--out", dir, "--timeout", requestTimeout.String()}
 	args := func(cmd string, rest ...string) []string {
 		return append(append([]string{"member", cmd}, out...), rest...)
 	}
@@ -95,7 +95,7 @@ func TestAddSystemd(t *testing.T) {
 	if !joiner.Systemd {
 		t.Fatal("etcd04 does not run from etcd.conf.yml")
 	}
-	stdout, stderr, code = etcdtest.Exec(t, bin, args("promote", "etcd04", "--timeout", "2m")...)
+	stdout, stderr, code = etcdtest.Exec(t, bin, args("promote", "etcd04", "--wait", "2m")...)
 	if code != 0 {
 		t.Fatalf("member promote: exit %d\n%s\n%s", code, stdout, stderr)
 	}
