@@ -407,7 +407,7 @@ func (r *systemdRun) scale(t *testing.T) {
 
 	begin := time.Now()
 	var out lockedBuffer
-	add := r.lab.Command(ctx, r.tools.CLI, "member", "add", host.Name+"="+host.Address, "--out", r.bundle.Dir, "--timeout", "3m")
+	add := r.lab.Command(ctx, r.tools.CLI, "member", "add", host.Name+"="+host.Address, "--out", r.bundle.Dir, "--wait", "3m")
 	add.Stdout, add.Stderr = &out, &out
 	if err := add.Start(); err != nil {
 		t.Fatal(err)
