@@ -79,15 +79,22 @@ type RestoredMember struct {
 	PeerURLs []string `json:"peerURLs"`
 	// DataDir is the member's --data-dir on the host (/var/lib/etcd).
 	DataDir string `json:"dataDir"`
+	// StateDir, with runtime systemd, is the folder that really holds
+	// DataDir on the host: the unit's DynamicUser= makes StateDirectory=
+	// in /var/lib/private, and DataDir is a link to it.
+	StateDir string `json:"stateDir,omitempty"`
 	// RestoreDir is the restored folder on the host, beside DataDir.
 	RestoreDir string `json:"restoreDir"`
-	// AsideDir is where the swap moves the old DataDir.
+	// AsideDir is where the swap moves the old data: beside DataDir, or
+	// beside StateDir with runtime systemd.
 	AsideDir string `json:"asideDir"`
 	// Written is where RestoreDir was written on this machine.
 	Written string `json:"written"`
-	// Source is the file the member's flags came from: its manifest, or
-	// "the cluster spec" when the host folder has none.
+	// Source is the file the member's flags came from: its manifest (or
+	// etcd.conf.yml), or "the cluster spec" when the host folder has none.
 	Source string `json:"source"`
+	// Runtime is how etcd runs on the host: static-pod or systemd.
+	Runtime string `json:"runtime"`
 	// Copy is the command that copies Written to the host from this
 	// machine; empty when it was written in the host's own root (--root).
 	Copy string `json:"copy,omitempty"`
@@ -207,6 +214,12 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 			Name: h.Name, Address: h.Address, PeerURLs: f.peerURLs,
 			DataDir: dataDir, RestoreDir: restoreDir, AsideDir: layout.AsideDir(dataDir, token),
 			Written: filepath.Join(root, filepath.FromSlash(restoreDir)), Source: f.source,
+			Runtime: spec.RuntimeStaticPod,
+		}
+		if f.systemd {
+			m.Runtime = spec.RuntimeSystemd
+			m.StateDir = layout.DynamicStateDir(dataDir)
+			m.AsideDir = layout.AsideDir(m.StateDir, token)
 		}
 		// A link on the way must not take the restored data out of the tree.
 		tree := o.Out
@@ -275,16 +288,20 @@ type memberFlags struct {
 	dataDir        string
 	initialCluster string
 	source         string
+	// systemd: the host runs etcd as a systemd service.
+	systemd bool
 }
 
-// hostFlags reads the member's flags from the host's manifest, which is
-// what etcd runs with, or, when the host folder has none, from the
-// manifest init would write for the spec.
+// hostFlags reads the member's flags from the host's manifest (or, with
+// runtime systemd, its etcd.conf.yml), which is what etcd runs with, or,
+// when the host folder has neither, from what init would write for the
+// spec.
 func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
-	file := layout.OnHost(root, layout.EtcdManifest)
-	m, err := etcdops.ReadManifest(file)
+	m, err := etcdops.ReadHost(root)
+	systemd := c.Systemd()
 	switch {
 	case err == nil:
+		systemd = filepath.Base(m.Path) == path.Base(layout.EtcdConfig)
 	case errors.Is(err, os.ErrNotExist):
 		pod, perr := manifests.EtcdPod(c, h, manifests.HostExtraArgs(c, h))
 		if perr != nil {
@@ -292,13 +309,17 @@ func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
 		}
 		m = &etcdops.Manifest{Command: pod.Spec.Containers[0].Command, Path: "the cluster spec"}
 	default:
-		return memberFlags{}, &badinput.Error{What: "manifest", Value: file, Err: err}
+		return memberFlags{}, &badinput.Error{What: "manifest", Value: layout.OnHost(root, layout.EtcdManifest), Err: err}
 	}
-	f := memberFlags{source: m.Path}
+	what := "manifest"
+	if systemd {
+		what = "etcd config file"
+	}
+	f := memberFlags{source: m.Path, systemd: systemd}
 	get := func(name string) (string, error) {
 		v, ok := m.Flag(name)
 		if !ok || strings.TrimSpace(v) == "" {
-			return "", inputErr("manifest", m.Path, "no --%s for host %s", name, h.Name)
+			return "", inputErr(what, m.Path, "no --%s for host %s", name, h.Name)
 		}
 		return strings.TrimSpace(v), nil
 	}
@@ -307,7 +328,7 @@ func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
 		return f, err
 	}
 	if name != h.Name {
-		return f, inputErr("manifest", m.Path, "runs member --name=%s, but it is in the folder of host %s", name, h.Name)
+		return f, inputErr(what, m.Path, "runs member --name=%s, but it is in the folder of host %s", name, h.Name)
 	}
 	peers, err := get("initial-advertise-peer-urls")
 	if err != nil {
@@ -315,7 +336,7 @@ func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
 	}
 	urls, err := types.NewURLs(strings.Split(peers, ","))
 	if err != nil {
-		return f, inputErr("manifest", m.Path, "--initial-advertise-peer-urls=%s: %v", peers, err)
+		return f, inputErr(what, m.Path, "--initial-advertise-peer-urls=%s: %v", peers, err)
 	}
 	f.peerURLs = urls.StringSlice()
 	if f.dataDir, err = get("data-dir"); err != nil {
@@ -328,8 +349,25 @@ func hostFlags(c *spec.Cluster, h spec.Host, root string) (memberFlags, error) {
 }
 
 // hostSteps are the commands that stop the member's static Pod, swap the
-// restored folder in and start the Pod again, all on the host.
+// restored folder in and start the Pod again, all on the host; with
+// runtime systemd, they stop and start etcd.service and swap the folder
+// the unit's DynamicUser= really keeps the data in.
 func hostSteps(c *spec.Cluster, m RestoredMember) (stop, swap, start []string) {
+	if m.Runtime == spec.RuntimeSystemd {
+		unit := layout.EtcdUnitName
+		// systemctl stop returns once etcd has exited.
+		stop = []string{"systemctl stop " + unit}
+		sd, r, a := shellcmd.Quote(m.StateDir), shellcmd.Quote(m.RestoreDir), shellcmd.Quote(m.AsideDir)
+		// The restored folder stays root's: on start, systemd finds the
+		// state folder's owner is not the service's user and changes the
+		// owner of everything in it (StateDirectory=), and its mode to
+		// StateDirectoryMode=.
+		swap = []string{"{ [ ! -e " + sd + " ] || mv " + sd + " " + a + "; } && mkdir -p -m 0700 " + shellcmd.Quote(path.Dir(m.StateDir)) + " && mv " + r + " " + sd}
+		// --no-block: etcd reports ready only once a quorum runs, so a
+		// blocking start on the first host would wait for the others.
+		start = []string{"systemctl start --no-block " + unit}
+		return stop, swap, start
+	}
 	manifest := layout.EtcdManifest
 	stop = []string{
 		// kubelet stops a static Pod whose manifest leaves its staticPodPath.
@@ -366,14 +404,33 @@ func (r *RestoreResult) WriteRunbook(w io.Writer, out string, local bool) error 
 		fmt.Fprintf(w, "Restore every other host the same way, with --token %s and this snapshot (SHA-256 %s):\n", r.Token, r.Snapshot.SHA256)
 		fmt.Fprintf(w, "  etcd-staticpod snapshot restore SNAPSHOT --config %s --node NAME --root / --token %s\n", layout.SpecFile, r.Token)
 	}
-	fmt.Fprintln(w, "\n1. Stop etcd on EVERY host before any data is swapped: kubelet stops the static Pod once its")
-	fmt.Fprintln(w, "   manifest leaves /etc/kubernetes/manifests; wait until the container is gone.")
+	systemd := r.Members[0].Runtime == spec.RuntimeSystemd
+	if systemd {
+		fmt.Fprintln(w, "\n1. Stop etcd on EVERY host before any data is swapped (systemctl stop returns once etcd has exited):")
+	} else {
+		fmt.Fprintln(w, "\n1. Stop etcd on EVERY host before any data is swapped: kubelet stops the static Pod once its")
+		fmt.Fprintln(w, "   manifest leaves /etc/kubernetes/manifests; wait until the container is gone.")
+	}
 	for _, m := range r.Members {
 		fmt.Fprintln(w, on(m, m.Stop))
 	}
-	if local {
+	switch {
+	case systemd:
+		m := r.Members[0]
+		if local {
+			fmt.Fprintln(w, "2. Once etcd is stopped on every host, move the old data aside and the restored folder in.")
+		} else {
+			fmt.Fprintln(w, "2. Once etcd is stopped on every host, copy each restored folder to its host, then move the")
+			fmt.Fprintln(w, "   old data aside and the restored folder in.")
+		}
+		fmt.Fprintf(w, "   The unit's DynamicUser= keeps the data in %s (%s is a link to it), so the\n", m.StateDir, m.DataDir)
+		fmt.Fprintln(w, "   restored folder goes there. Leave it owned by root: when etcd starts, systemd sees that the")
+		fmt.Fprintln(w, "   state folder is not the service user's and gives it and everything in it to that user, with")
+		fmt.Fprintln(w, "   mode 0700 (StateDirectory=, StateDirectoryMode=). Do not chown it yourself: a folder the")
+		fmt.Fprintln(w, "   user owns already is taken as it is, files below included.")
+	case local:
 		fmt.Fprintln(w, "2. Once etcd is stopped on every host, move the old data folder aside and the restored one in:")
-	} else {
+	default:
 		fmt.Fprintln(w, "2. Once etcd is stopped on every host, copy each restored folder to its host, move the old")
 		fmt.Fprintln(w, "   data folder aside and the restored one in:")
 	}
@@ -383,7 +440,11 @@ func (r *RestoreResult) WriteRunbook(w io.Writer, out string, local bool) error 
 		}
 		fmt.Fprintln(w, on(m, m.Swap))
 	}
-	fmt.Fprintln(w, "3. Start etcd on every host: move the manifests back.")
+	if systemd {
+		fmt.Fprintln(w, "3. Start etcd on every host (--no-block: each reports ready only once a quorum runs).")
+	} else {
+		fmt.Fprintln(w, "3. Start etcd on every host: move the manifests back.")
+	}
 	for _, m := range r.Members {
 		fmt.Fprintln(w, on(m, m.Start))
 	}

@@ -237,8 +237,9 @@ func snapshotRestoreCommand() *cli.Command {
 restores a data folder from it with the member's name and peer URLs, the whole
 initial cluster and a NEW cluster token, so that the restored members form a new
 cluster (new cluster and member IDs) that no old member can rejoin. The flags come
-from each host's static Pod manifest in its host folder, which is what etcd will
-run with, or from the spec when the folder has none.
+from each host's static Pod manifest (runtime systemd: its etcd.conf.yml) in its
+host folder, which is what etcd will run with, or from the spec when the folder has
+neither.
 
 Each folder is written beside the member's data folder in the host folder:
 DIR/NAME/var/lib/etcd.restore-TOKEN, which is /var/lib/etcd.restore-TOKEN on
@@ -249,17 +250,23 @@ run removes what it wrote.
 Then it prints the exact sequence for static Pods: stop etcd on EVERY host first
 (move the manifest out of /etc/kubernetes/manifests, wait until the container is
 gone), then on each host move the old data folder aside and the restored one into
-place, then move the manifests back. Every member must be restored from the same
-snapshot with the same token; a node restore therefore needs --token.
+place, then move the manifests back. With runtime systemd: systemctl stop etcd.service
+on EVERY host first; then the restored folder replaces /var/lib/private/etcd, where
+the unit's DynamicUser= keeps the data (/var/lib/etcd is a link to it), left owned by
+root: on start systemd gives the folder and everything in it to the service's user
+(StateDirectory=); then systemctl start --no-block etcd.service. Every member must be
+restored from the same snapshot with the same token; a node restore therefore needs
+--token.
 
 --bump-revision N raises the revision by N and marks it compacted, as etcdutl
 does, so that watchers such as kube-apiserver's never see the revision go back
 and list afresh; 1000000000 is the usual choice for a Kubernetes cluster.
 
 Output: -o json (or yaml) prints {"token", "clusterID", "initialCluster",
-"snapshot", "members": [{"name", "id", "address", "peerURLs", "dataDir",
-"restoreDir", "asideDir", "written", "source", "copy", "stop", "swap", "start"}]},
-where stop, swap and start are shell commands to run as root on the host.
+"snapshot", "members": [{"name", "id", "address", "peerURLs", "dataDir", "stateDir",
+"restoreDir", "asideDir", "written", "source", "runtime", "copy", "stop", "swap",
+"start"}]}, where stop, swap and start are shell commands to run as root on the host
+and stateDir (runtime systemd) is the folder that really holds dataDir.
 
 Exit status: 0 when every folder was written, 1 when writing failed (nothing is
 left behind), 2 for a bad flag, a damaged snapshot, or a folder in the way.
