@@ -41,7 +41,7 @@ func TestOverrideDefaultArgument(t *testing.T) {
 	if !slices.IsSorted(rest) {
 		t.Errorf("defaults are not sorted: %q", rest)
 	}
-	if len(rest) != len(defaultArgs(c, c.Hosts[0]))-1 {
+	if len(rest) != len(defaultArgs(c, kubeadmMember(c, c.Hosts[0])))-1 {
 		t.Errorf("got %d defaults, want all but the overridden one", len(rest))
 	}
 }

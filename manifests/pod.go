@@ -52,35 +52,15 @@ func EtcdPod(c *spec.Cluster, h spec.Host, extraArgs []spec.Arg) (*corev1.Pod, e
 	if err != nil {
 		return nil, fmt.Errorf("etcd pod for host %q: %w", h.Name, err)
 	}
-	args := mergeArgs(defaultArgs(c, h), extraArgs)
+	args := mergeArgs(defaultArgs(c, kubeadmMember(c, h)), extraArgs)
 
 	hostPathType := corev1.HostPathDirectoryOrCreate
 	certDir := layout.CA.Dir(c.CertDir)
 	priority := systemNodeCriticalPriority
-	container := corev1.Container{
-		Name:            "etcd",
-		Image:           c.EtcdImage(),
-		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         command(args),
-		Ports: []corev1.ContainerPort{{
-			Name:          ProbePortName,
-			ContainerPort: probe.port,
-			Protocol:      corev1.ProtocolTCP,
-		}},
-		Env: envVars(c.Etcd.ExtraEnv),
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("100m"),
-				corev1.ResourceMemory: resource.MustParse("100Mi"),
-			},
-		},
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: dataVolume, MountPath: c.Etcd.DataDir},
-			{Name: certsVolume, MountPath: certDir},
-		},
-		LivenessProbe:  httpProbe(probe, "/livez", 10, 8, 10),
-		ReadinessProbe: httpProbe(probe, "/readyz", 0, 3, 1),
-		StartupProbe:   httpProbe(probe, "/readyz", 10, int32(math.Ceil(startupWindow.Seconds()/10)), 10),
+	container := EtcdContainer(c, args, probe)
+	container.VolumeMounts = []corev1.VolumeMount{
+		{Name: dataVolume, MountPath: c.Etcd.DataDir},
+		{Name: certsVolume, MountPath: certDir},
 	}
 	volumes := []corev1.Volume{
 		hostPathVolume(dataVolume, c.Etcd.DataDir, &hostPathType),
@@ -110,6 +90,33 @@ func EtcdPod(c *spec.Cluster, h spec.Host, extraArgs []spec.Arg) (*corev1.Pod, e
 			Volumes: volumes,
 		},
 	}, nil
+}
+
+// EtcdContainer is kubeadm's etcd container running etcd with args: the
+// image, the command, the probe port and kubeadm's probes on it, the
+// extra environment and the resource requests. Volumes are the caller's.
+func EtcdContainer(c *spec.Cluster, args []spec.Arg, probe ProbeEndpoint) corev1.Container {
+	return corev1.Container{
+		Name:            "etcd",
+		Image:           c.EtcdImage(),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         command(args),
+		Ports: []corev1.ContainerPort{{
+			Name:          ProbePortName,
+			ContainerPort: probe.Port,
+			Protocol:      corev1.ProtocolTCP,
+		}},
+		Env: envVars(c.Etcd.ExtraEnv),
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("100m"),
+				corev1.ResourceMemory: resource.MustParse("100Mi"),
+			},
+		},
+		LivenessProbe:  httpProbe(probe, "/livez", 10, 8, 10),
+		ReadinessProbe: httpProbe(probe, "/readyz", 0, 3, 1),
+		StartupProbe:   httpProbe(probe, "/readyz", 10, int32(math.Ceil(startupWindow.Seconds()/10)), 10),
+	}
 }
 
 // MarshalPod serializes a Pod the way kubeadm writes manifests: YAML with
@@ -153,13 +160,13 @@ func hostPathVolume(name, hostPath string, t *corev1.HostPathType) corev1.Volume
 
 // httpProbe probes the named container port, so the probes follow the port
 // a listen-metrics-urls argument chooses. Every etcd probe times out after 15s.
-func httpProbe(ep probeEndpoint, urlPath string, initialDelay, failureThreshold, period int32) *corev1.Probe {
+func httpProbe(ep ProbeEndpoint, urlPath string, initialDelay, failureThreshold, period int32) *corev1.Probe {
 	return &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-			Host:   ep.host,
+			Host:   ep.Host,
 			Path:   urlPath,
 			Port:   intstr.FromString(ProbePortName),
-			Scheme: corev1.URIScheme(ep.scheme),
+			Scheme: corev1.URIScheme(ep.Scheme),
 		}},
 		InitialDelaySeconds: initialDelay,
 		TimeoutSeconds:      15,

@@ -42,10 +42,13 @@ const (
 	// RuntimeSystemd is a systemd service running etcd from its own
 	// configuration file, without kubelet.
 	RuntimeSystemd = "systemd"
+	// RuntimeStatefulSet is a StatefulSet inside a Kubernetes cluster,
+	// for applications that need an etcd of their own.
+	RuntimeStatefulSet = "statefulset"
 )
 
 // Runtimes returns the accepted runtime values.
-func Runtimes() []string { return []string{RuntimeStaticPod, RuntimeSystemd} }
+func Runtimes() []string { return []string{RuntimeStaticPod, RuntimeSystemd, RuntimeStatefulSet} }
 
 // EncryptionAlgorithms lists the key types accepted, by kubeadm v1beta4's names.
 var encryptionAlgorithms = []string{"RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384"}
@@ -60,11 +63,14 @@ type Cluster struct {
 
 	Hosts []Host `yaml:"hosts" json:"hosts"`
 
-	// Runtime is how etcd runs on the hosts: static-pod (default) or systemd.
+	// Runtime is how etcd runs: static-pod (default) or systemd on hosts,
+	// or statefulset inside a Kubernetes cluster.
 	Runtime string `yaml:"runtime,omitempty" json:"runtime,omitempty"`
 	// EtcdBinary, with runtime systemd, is an etcd binary on the machine
 	// that runs init, put into every host's bundle where the unit runs it.
 	EtcdBinary string `yaml:"etcdBinary,omitempty" json:"etcdBinary,omitempty"`
+	// StatefulSet, with runtime statefulset, places the members.
+	StatefulSet *StatefulSet `yaml:"statefulset,omitempty" json:"statefulset,omitempty"`
 
 	// EncryptionAlgorithm is the key type of every key made: RSA-2048 (default),
 	// RSA-3072, RSA-4096, ECDSA-P256 or ECDSA-P384.
@@ -240,6 +246,12 @@ func (c *Cluster) SetDefaults() {
 	setString(&c.ControlPlane.KubeadmAPIVersion, DefaultKubeadmAPIVersion)
 	if c.Backup != nil {
 		c.Backup.setDefaults()
+	}
+	if c.InKubernetes() && c.StatefulSet == nil {
+		c.StatefulSet = &StatefulSet{}
+	}
+	if c.StatefulSet != nil {
+		c.StatefulSet.setDefaults()
 	}
 }
 

@@ -120,13 +120,13 @@ func (c *Cluster) textFields() [][2]string {
 	if b := c.Backup; b != nil {
 		f = append(f, [2]string{"backup.host", b.Host}, [2]string{"backup.schedule", b.Schedule}, [2]string{"backup.dir", b.Dir})
 	}
-	return f
+	return append(f, c.StatefulSet.textFields()...)
 }
 
 // Validate checks the defaulted spec. It returns warnings (things that work
 // but are unwise) and the first error, which names the host, field and value.
 func (c *Cluster) Validate() (warnings []string, err error) {
-	if len(c.Hosts) == 0 {
+	if len(c.Hosts) == 0 && !c.InKubernetes() {
 		return nil, fmt.Errorf("hosts: at least one host is required (--hosts NAME=ADDRESS,... or hosts: in --config)")
 	}
 	for _, f := range c.textFields() {
@@ -170,11 +170,16 @@ func (c *Cluster) Validate() (warnings []string, err error) {
 			}
 		}
 	}
-	if len(c.Hosts)%2 == 0 {
-		warnings = append(warnings, fmt.Sprintf("%d hosts: an even number of members tolerates no more failures than %d; an odd number is recommended", len(c.Hosts), len(c.Hosts)-1))
-	}
 	if !slices.Contains(Runtimes(), c.Runtime) {
 		return nil, fmt.Errorf("runtime %q: want one of %s", c.Runtime, strings.Join(Runtimes(), ", "))
+	}
+	stsWarnings, err := c.validateStatefulSet()
+	if err != nil {
+		return nil, err
+	}
+	warnings = append(warnings, stsWarnings...)
+	if len(c.Hosts)%2 == 0 && !c.InKubernetes() {
+		warnings = append(warnings, fmt.Sprintf("%d hosts: an even number of members tolerates no more failures than %d; an odd number is recommended", len(c.Hosts), len(c.Hosts)-1))
 	}
 	if c.EtcdBinary != "" {
 		if !c.Systemd() {
