@@ -90,6 +90,18 @@ func MonitoringClient() Profile {
 	}
 }
 
+// ApplicationClient is the client certificate applications reach etcd run
+// as a StatefulSet with (runtime statefulset). It names no host.
+func ApplicationClient() Profile {
+	return Profile{
+		Name:       "etcd-client",
+		Files:      layout.ApplicationClient,
+		Short:      "the client certificate applications reach the StatefulSet's etcd with",
+		CommonName: func(spec.Host) string { return "etcd-client" },
+		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+}
+
 // Leaf returns the leaf profile with that name.
 func Leaf(name string) (Profile, bool) {
 	for _, p := range Leaves() {

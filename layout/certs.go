@@ -16,6 +16,8 @@ const (
 	APIServerEtcdClient CertFiles = "apiserver-etcd-client"
 	// MonitoringClient lives in MonitoringDir, not in a certificate folder.
 	MonitoringClient CertFiles = "etcd-monitoring-client"
+	// ApplicationClient lives in StatefulSetClientDir.
+	ApplicationClient CertFiles = "client"
 )
 
 // File name endings of a pair.

@@ -165,9 +165,14 @@ const (
 	MonitoringCA     = "ca.crt"
 )
 
-// Files of StatefulSetDir.
+// Files of StatefulSetDir: the objects, one YAML stream for `kubectl apply
+// -f` (it holds every member's private keys, so it is 0600), and the client
+// bundle an application needs, in its own folder so that `kubectl apply -f
+// statefulset/` finds only the stream.
 const (
-	StatefulSetManifest = StatefulSetDir + "/etcd.yaml"
+	StatefulSetManifest  = StatefulSetDir + "/etcd.yaml"
+	StatefulSetClientDir = StatefulSetDir + "/client"
+	StatefulSetClientCA  = "ca.crt"
 )
 
 // ReservedNames are the names the bundle folder uses at its top level, or
@@ -214,6 +219,12 @@ func (b Bundle) KubeadmConfig() string { return filepath.Join(string(b), Kubeadm
 
 // Monitoring is Prometheus' folder.
 func (b Bundle) Monitoring() string { return filepath.Join(string(b), MonitoringDir) }
+
+// StatefulSetManifest is the StatefulSet runtime's object stream.
+func (b Bundle) StatefulSetManifest() string { return filepath.Join(string(b), StatefulSetManifest) }
+
+// StatefulSetClient is the folder of the applications' client bundle.
+func (b Bundle) StatefulSetClient() string { return filepath.Join(string(b), StatefulSetClientDir) }
 
 // Sums is the archives' checksum list.
 func (b Bundle) Sums() string { return filepath.Join(string(b), SumsFile) }

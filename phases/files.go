@@ -32,14 +32,14 @@ func kubeletPhase() Phase {
 		Example: "etcd-staticpod init phase kubelet --config cluster.yaml --cgroup-driver cgroupfs --kubelet-config-patch kubelet-patch.yaml",
 		Flags:   []FlagGroup{FlagsKubelet},
 		Check: func(r *Runner) error {
-			if r.Cluster().Systemd() {
+			if !r.Cluster().OnHosts() || r.Cluster().Systemd() {
 				return nil
 			}
 			_, err := r.kubeletConfig()
 			return err
 		},
 		Run: func(r *Runner) error {
-			if r.Cluster().Systemd() {
+			if !r.Cluster().OnHosts() || r.Cluster().Systemd() {
 				return nil
 			}
 			conf, err := r.kubeletConfig()
@@ -94,14 +94,14 @@ func EtcdLocal() Phase {
 		Example: "etcd-staticpod init phase etcd local --config cluster.yaml --node etcd02 --root /",
 		Flags:   []FlagGroup{FlagsEtcd},
 		Check: func(r *Runner) error {
-			if r.Cluster().Systemd() {
+			if !r.Cluster().OnHosts() || r.Cluster().Systemd() {
 				return nil
 			}
 			_, err := r.perHost("etcd manifest", EtcdManifest)
 			return err
 		},
 		Run: func(r *Runner) error {
-			if r.Cluster().Systemd() {
+			if !r.Cluster().OnHosts() || r.Cluster().Systemd() {
 				return nil
 			}
 			docs, err := r.perHost("etcd manifest", EtcdManifest)
@@ -179,6 +179,9 @@ func KubeadmConfig() Phase {
 		Example: "etcd-staticpod init phase kubeadm-config --config cluster.yaml --control-plane-endpoint 10.107.88.9:6443 --pod-subnet 10.244.0.0/16",
 		Flags:   []FlagGroup{FlagsControlPlane, FlagsEtcd},
 		Check: func(r *Runner) error {
+			if !r.Cluster().OnHosts() {
+				return nil
+			}
 			if _, err := r.perHost("kubeadm config", hostKubeadmConfig); err != nil {
 				return err
 			}
@@ -186,6 +189,9 @@ func KubeadmConfig() Phase {
 			return err
 		},
 		Run: func(r *Runner) error {
+			if !r.Cluster().OnHosts() {
+				return nil
+			}
 			docs, err := r.perHost("kubeadm config", hostKubeadmConfig)
 			if err != nil {
 				return err
@@ -295,6 +301,9 @@ func Bundle() Phase {
 			"etcd data is left out: the data folder ships empty, and folders beside it such as a restore's DATADIR.restore-TOKEN stay behind.",
 		Example: "etcd-staticpod init phase bundle --config cluster.yaml",
 		Run: func(r *Runner) error {
+			if !r.Cluster().OnHosts() {
+				return nil
+			}
 			if r.NodeMode() {
 				r.Logf("[bundle] Nothing to pack: --node writes in place")
 				return nil

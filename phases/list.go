@@ -10,6 +10,8 @@ func List() Tree {
 		// Runtime systemd's phase: it does nothing with static Pods, as
 		// kubelet and etcd local do nothing with systemd.
 		Systemd(),
+		// Runtime statefulset's phase; the host phases do nothing with it.
+		StatefulSet(),
 		KubeadmConfig(),
 		monitoringPhase(),
 		backupPhase(),

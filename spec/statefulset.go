@@ -49,6 +49,10 @@ type StatefulSet struct {
 // Kubernetes cluster rather than on hosts of its own.
 func (c *Cluster) InKubernetes() bool { return c.Runtime == RuntimeStatefulSet }
 
+// OnHosts reports whether etcd runs on hosts of its own (static Pods or
+// systemd), which get host folders, archives and kubeadm configs.
+func (c *Cluster) OnHosts() bool { return !c.InKubernetes() }
+
 func (s *StatefulSet) setDefaults() {
 	setString(&s.Namespace, DefaultStatefulSetNamespace)
 	setString(&s.Name, DefaultStatefulSetName)

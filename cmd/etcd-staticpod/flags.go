@@ -22,8 +22,9 @@ func clusterFlags() []cli.Flag {
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (" + spec.APIVersion + ", kind " + spec.Kind + "); flags override it (default: OUT/" + layout.SpecFile + " when it exists)"},
 		&cli.StringFlag{Name: "hosts", Usage: "every etcd host as `NAME=ADDRESS,...` (replaces the spec's host list)"},
 		&cli.StringSliceFlag{Name: "host", Usage: "one etcd host as `NAME=ADDRESS`; repeatable"},
-		&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR`: the CA store and one folder per host"},
-		&cli.StringFlag{Name: "runtime", Usage: "how etcd runs on the hosts: " + strings.Join(spec.Runtimes(), " or ") + " (a hardened etcd.service and etcd's config file, no kubelet) (default " + spec.DefaultRuntime + ")"},
+		&cli.StringFlag{Name: "out", Aliases: []string{"dir"}, Value: "./" + layout.DefaultOut, Usage: "bundle `DIR`: the CA store and one folder per host (or " + layout.StatefulSetDir + "/)"},
+		&cli.StringFlag{Name: "runtime", Usage: "how etcd runs: " + strings.Join(spec.Runtimes(), ", ") + " (" + spec.RuntimeSystemd + ": a hardened etcd.service and etcd's config file, no kubelet; " +
+			spec.RuntimeStatefulSet + ": a StatefulSet inside a Kubernetes cluster, no --hosts) (default " + spec.DefaultRuntime + ")"},
 		&cli.StringFlag{Name: "cert-dir", Usage: "certificate folder on the etcd hosts (default " + layout.DefaultCertDir + ")"},
 		&cli.StringFlag{Name: "node", Usage: "write only this host's files (run on the node itself with --root /)"},
 		&cli.StringFlag{Name: "root", Usage: "with --node: write the host's files under `DIR` instead of OUT/NAME"},
@@ -65,6 +66,15 @@ func groupFlags(g phases.FlagGroup) []cli.Flag {
 		}
 	case phases.FlagsAddons:
 		return addonFlags()
+	case phases.FlagsStatefulSet:
+		return []cli.Flag{
+			&cli.StringFlag{Name: "namespace", Usage: "with --runtime statefulset: the `NAMESPACE` of every object; it goes into the members' DNS names and certificates (default " + spec.DefaultStatefulSetNamespace + ")"},
+			&cli.StringFlag{Name: "name", Usage: "with --runtime statefulset: the StatefulSet's `NAME`; members are the Pods NAME-0, NAME-1, ... (default " + spec.DefaultStatefulSetName + ")"},
+			&cli.IntFlag{Name: "replicas", Usage: "with --runtime statefulset: the number of members, 1 to " + fmt.Sprint(spec.MaxStatefulSetReplicas) + ", odd recommended (default " + fmt.Sprint(spec.DefaultStatefulSetReplicas) + ")"},
+			&cli.StringFlag{Name: "storage-class", Usage: "with --runtime statefulset: the data volumes' StorageClass (default: the cluster's default class)"},
+			&cli.StringFlag{Name: "storage-size", Usage: "with --runtime statefulset: each member's data volume, e.g. 8Gi (default " + spec.DefaultStatefulSetStorage + ")"},
+			&cli.StringFlag{Name: "cluster-domain", Usage: "with --runtime statefulset: the Kubernetes cluster's DNS domain (default " + spec.DefaultClusterDomain + ")"},
+		}
 	case phases.FlagsControlPlane:
 		return []cli.Flag{
 			&cli.StringFlag{Name: "kubeadm-api-version", Usage: "API version of kubeadm-config.yaml: v1beta4 or v1beta3 for an older kubeadm (default " + spec.DefaultKubeadmAPIVersion + "; the per-host kubeadmcfg.yaml is always v1beta4)"},
@@ -94,7 +104,7 @@ func flagsFor(groups []phases.FlagGroup) []cli.Flag {
 
 // allGroups are what `init` reads.
 func allGroups() []phases.FlagGroup {
-	return []phases.FlagGroup{phases.FlagsCerts, phases.FlagsCA, phases.FlagsEtcd, phases.FlagsKubelet, phases.FlagsControlPlane, phases.FlagsAddons}
+	return []phases.FlagGroup{phases.FlagsCerts, phases.FlagsCA, phases.FlagsEtcd, phases.FlagsKubelet, phases.FlagsControlPlane, phases.FlagsAddons, phases.FlagsStatefulSet}
 }
 
 // loadCluster builds the spec from --config (else OUT/cluster.yaml) with
@@ -217,7 +227,60 @@ func applyClusterFlags(c *cli.Context, cl *spec.Cluster) error {
 		}
 		cl.ControlPlane.APIServerCertSANs = sans
 	}
+	if err := applyStatefulSetFlags(c, cl); err != nil {
+		return err
+	}
 	return applyAddonFlags(c, cl)
+}
+
+// applyStatefulSetFlags sets the statefulset block from its flags. They
+// need runtime statefulset (from --runtime or the spec).
+func applyStatefulSetFlags(c *cli.Context, cl *spec.Cluster) error {
+	strs := []struct {
+		flag  string
+		field func(*spec.StatefulSet) *string
+	}{
+		{"namespace", func(s *spec.StatefulSet) *string { return &s.Namespace }},
+		{"name", func(s *spec.StatefulSet) *string { return &s.Name }},
+		{"storage-class", func(s *spec.StatefulSet) *string { return &s.StorageClass }},
+		{"storage-size", func(s *spec.StatefulSet) *string { return &s.StorageSize }},
+		{"cluster-domain", func(s *spec.StatefulSet) *string { return &s.ClusterDomain }},
+	}
+	given := ""
+	for _, f := range []string{"namespace", "name", "replicas", "storage-class", "storage-size", "cluster-domain"} {
+		if c.IsSet(f) && given == "" {
+			given = f
+		}
+	}
+	if given == "" {
+		return nil
+	}
+	if cl.Runtime != spec.RuntimeStatefulSet {
+		return badArgs(fmt.Errorf("--%s: only with --runtime %s", given, spec.RuntimeStatefulSet))
+	}
+	if c.IsSet("hosts") || c.IsSet("host") {
+		return badArgs(fmt.Errorf("--hosts: runtime %s takes no hosts (its members are the Pods NAME-0, NAME-1, ...)", spec.RuntimeStatefulSet))
+	}
+	if cl.StatefulSet == nil {
+		cl.StatefulSet = &spec.StatefulSet{}
+	}
+	for _, s := range strs {
+		if c.IsSet(s.flag) {
+			v := c.String(s.flag)
+			if v == "" {
+				return badArgs(fmt.Errorf("--%s %q: must not be empty", s.flag, v))
+			}
+			*s.field(cl.StatefulSet) = v
+		}
+	}
+	if c.IsSet("replicas") {
+		n := c.Int("replicas")
+		if n < 1 || n > spec.MaxStatefulSetReplicas {
+			return badArgs(fmt.Errorf("--replicas %d: want 1 to %d", n, spec.MaxStatefulSetReplicas))
+		}
+		cl.StatefulSet.Replicas = n
+	}
+	return nil
 }
 
 // runnerOptions turns the parsed flags into phase options.

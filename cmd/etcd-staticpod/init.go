@@ -13,6 +13,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/statefulset"
 )
 
 const guideHosts = "etcd01=10.107.88.15,etcd02=10.107.88.16,etcd03=10.107.88.17"
@@ -163,6 +164,10 @@ func runPhases(ps []phases.Phase) cli.ActionFunc {
 
 // printCopyCommands tells the user how each bundle reaches its host.
 func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
+	if cl.InKubernetes() {
+		printApplyCommands(w, out, cl)
+		return
+	}
 	fmt.Fprintf(w, "\nBundles are ready in %s. The CA key stays in %s/%s: keep it on this machine.\n", out, out, layout.CAStoreDir)
 	if line := phases.InstallEtcdLine(cl); line != "" {
 		fmt.Fprintf(w, "%s Or give --etcd-binary to ship it in the bundles.\n", strings.Replace(line, "on the host first", "on every host", 1))
@@ -178,4 +183,17 @@ func printCopyCommands(w io.Writer, out string, cl *spec.Cluster) {
 	fmt.Fprintln(w, "Then, on the first control-plane node:")
 	fmt.Fprintf(w, "  scp -rp %s root@CONTROL-PLANE:/\n", shellcmd.Quote(filepath.Join(layout.Bundle(out).ControlPlane(), "etc")))
 	fmt.Fprintf(w, "  scp %s root@CONTROL-PLANE: && ssh root@CONTROL-PLANE %s\n", shellcmd.Quote(layout.Bundle(out).KubeadmConfig()), shellcmd.Quote("kubeadm init --config "+layout.KubeadmConfigFile+" --upload-certs"))
+}
+
+// printApplyCommands tells the user how the StatefulSet reaches the
+// Kubernetes cluster.
+func printApplyCommands(w io.Writer, out string, cl *spec.Cluster) {
+	b := layout.Bundle(out)
+	n := statefulset.NamesOf(cl)
+	fmt.Fprintf(w, "\nThe StatefulSet is ready in %s. The CA key stays in %s: keep it on this machine.\n", b.StatefulSetManifest(), b.CAStore())
+	fmt.Fprintln(w, "Apply it (its Secrets hold every member's keys):")
+	fmt.Fprintf(w, "  kubectl apply -f %s\n", shellcmd.Quote(b.StatefulSetManifest()))
+	fmt.Fprintf(w, "  kubectl -n %s rollout status statefulset/%s\n", n.Namespace, n.StatefulSet())
+	fmt.Fprintf(w, "Applications reach it at https://%s:%d with the client bundle in %s (or the Secret %s/%s).\n",
+		n.ClientServiceHost(), spec.ClientPort, shellcmd.Quote(b.StatefulSetClient()), n.Namespace, n.ClientSecret())
 }
