@@ -1,13 +1,20 @@
 package phases
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/pem"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
@@ -100,8 +107,10 @@ func TestStatefulSetRun(t *testing.T) {
 	noCAKeyIn(t, c5, five, caKey)
 }
 
-// noCAKeyIn scans every value of every object in stream for the CA key:
-// its bytes, and any PEM private key whose public key is the CA's.
+// noCAKeyIn scans every value of every object in stream (a Secret's data
+// decoded, a ConfigMap's as it is, and every other string) for the CA key:
+// its bytes, and any PEM private key whose public key is the CA's. Every
+// private key the objects hold is looked at: 2 per member and 2 clients.
 func noCAKeyIn(t *testing.T, c *spec.Cluster, stream, caKeyPEM []byte) {
 	t.Helper()
 	caKey, err := certs.ParseKey(caKeyPEM)
@@ -109,13 +118,44 @@ func noCAKeyIn(t *testing.T, c *spec.Cluster, stream, caKeyPEM []byte) {
 		t.Fatal(err)
 	}
 	finder := certs.NewKeyFinder(caKey.Public())
-	creds, err := statefulset.ReadCredentials(c, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	values := [][]byte{creds.CA, creds.Healthcheck.Cert, creds.Healthcheck.Key, creds.Client.Cert, creds.Client.Key}
-	for _, m := range creds.Members {
-		values = append(values, m.Server.Cert, m.Server.Key, m.Peer.Cert, m.Peer.Key)
+	var values [][]byte
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj map[string]any
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			t.Fatal(err)
+		}
+		secret := obj["kind"] == "Secret"
+		var walk func(v any, inData bool)
+		walk = func(v any, inData bool) {
+			switch v := v.(type) {
+			case map[string]any:
+				for k, x := range v {
+					walk(x, inData || k == "data")
+				}
+			case []any:
+				for _, x := range v {
+					walk(x, inData)
+				}
+			case string:
+				values = append(values, []byte(v))
+				if secret && inData {
+					raw, err := base64.StdEncoding.DecodeString(v)
+					if err != nil {
+						t.Fatalf("Secret data is not base64: %v", err)
+					}
+					values = append(values, raw)
+				}
+			}
+		}
+		walk(obj, false)
 	}
 	keys := 0
 	for _, v := range values {
@@ -140,7 +180,7 @@ func noCAKeyIn(t *testing.T, c *spec.Cluster, stream, caKeyPEM []byte) {
 			}
 		}
 	}
-	if want := 2*len(creds.Members) + 2; keys != want {
+	if want := 2*c.StatefulSet.Replicas + 2; keys != want {
 		t.Errorf("scanned %d private keys, want %d", keys, want)
 	}
 }
