@@ -220,7 +220,7 @@ func TestSkipPhases(t *testing.T) {
 	for _, p := range ps {
 		names = append(names, p.Name)
 	}
-	want := "etcd-ca etcd-server etcd-healthcheck-client apiserver-etcd-client local systemd kubeadm-config monitoring backup cli"
+	want := "etcd-ca etcd-server etcd-healthcheck-client apiserver-etcd-client local systemd statefulset kubeadm-config monitoring backup cli"
 	if strings.Join(names, " ") != want {
 		t.Errorf("got %v", names)
 	}

@@ -117,9 +117,9 @@ func TestRuntimeRefused(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"flag", []string{"--hosts", threeHosts, "--runtime", "sytemd"}, `runtime "sytemd": want one of static-pod, systemd`},
-		{"spec", []string{"--config", badSpec}, `runtime "docker": want one of static-pod, systemd`},
-		{"empty flag", []string{"--hosts", threeHosts, "--runtime", ""}, `--runtime "": want one of static-pod, systemd`},
+		{"flag", []string{"--hosts", threeHosts, "--runtime", "sytemd"}, `runtime "sytemd": want one of static-pod, systemd, statefulset`},
+		{"spec", []string{"--config", badSpec}, `runtime "docker": want one of static-pod, systemd, statefulset`},
+		{"empty flag", []string{"--hosts", threeHosts, "--runtime", ""}, `--runtime "": want one of static-pod, systemd, statefulset`},
 		{"binary with static Pods", []string{"--hosts", threeHosts, "--etcd-binary", "/usr/bin/true"}, `etcdBinary "/usr/bin/true": only with runtime systemd`},
 		{"binary missing", []string{"--hosts", threeHosts, "--runtime", "systemd", "--etcd-binary", "/nonexistent/etcd"}, `etcdBinary "/nonexistent/etcd": stat /nonexistent/etcd: no such file or directory`},
 		{"binary a folder", []string{"--hosts", threeHosts, "--runtime", "systemd", "--etcd-binary", inputs}, `etcdBinary "` + inputs + `": not a regular file`},

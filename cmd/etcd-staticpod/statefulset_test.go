@@ -1,0 +1,94 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+)
+
+// TestStatefulSetInit: init --runtime statefulset writes the objects and
+// the client bundle, says how to apply them, and records the spec; a
+// second run from the recorded spec changes nothing.
+func TestStatefulSetInit(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	stdout, stderr, code := runCLI(t, "init", "--runtime", "statefulset", "--namespace", "apps", "--replicas", "5", "--storage-class", "local-path",
+		"--storage-size", "2Gi", "--encryption-algorithm", "ECDSA-P256", "--dir", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{"kubectl apply -f " + out + "/statefulset/etcd.yaml", "https://etcd-client.apps.svc.cluster.local:2379"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	recorded, err := os.ReadFile(filepath.Join(out, "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"runtime: statefulset\n", "  namespace: apps\n", "  replicas: 5\n", "  storageClass: local-path\n", "  storageSize: 2Gi\n"} {
+		if !strings.Contains(string(recorded), want) {
+			t.Errorf("cluster.yaml lacks %q:\n%s", want, recorded)
+		}
+	}
+	stream, err := os.ReadFile(filepath.Join(out, "statefulset", "etcd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"storageClassName: local-path", "replicas: 5", "etcd-4-peer.key:"} {
+		if !strings.Contains(string(stream), want) {
+			t.Errorf("etcd.yaml lacks %q", want)
+		}
+	}
+	before := treeHash(t, out)
+	if _, stderr, code := runCLI(t, "init", "--out", out); code != 0 {
+		t.Fatalf("second init: exit %d\n%s", code, stderr)
+	}
+	if treeHash(t, out) != before {
+		t.Error("a second init from the recorded spec changed the output")
+	}
+}
+
+// TestStatefulSetRefused: every bad StatefulSet setting is one line naming
+// the flag or field and the value, exit 2, nothing written.
+func TestStatefulSetRefused(t *testing.T) {
+	bin := binary(t)
+	sts := []string{"--runtime", "statefulset"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"hosts", append(sts, "--hosts", threeHosts), `hosts: runtime statefulset takes no hosts`},
+		{"hosts with a StatefulSet flag", append(sts, "--hosts", threeHosts, "--replicas", "3"), `--hosts: runtime statefulset takes no hosts`},
+		{"replicas zero", append(sts, "--replicas", "0"), `--replicas 0: want 1 to 15`},
+		{"replicas too many", append(sts, "--replicas", "16"), `--replicas 16: want 1 to 15`},
+		{"replicas not a number", append(sts, "--replicas", "three"), `invalid value "three" for flag -replicas`},
+		{"namespace", append(sts, "--namespace", "Apps"), `statefulset.namespace "Apps": not a namespace name`},
+		{"name", append(sts, "--name", "etcd.main"), `statefulset.name "etcd.main": not a DNS-1123 label`},
+		{"name too long", append(sts, "--name", strings.Repeat("e", 53)), `statefulset.name "` + strings.Repeat("e", 53) + `": longer than 52 characters`},
+		{"storage size", append(sts, "--storage-size", "lots"), `statefulset.storageSize "lots": not a quantity such as 1Gi or 500Mi`},
+		{"storage size zero", append(sts, "--storage-size", "0"), `statefulset.storageSize "0": must be positive`},
+		{"storage class", append(sts, "--storage-class", "Fast SSD"), `statefulset.storageClass "Fast SSD": not a StorageClass name`},
+		{"cluster domain", append(sts, "--cluster-domain", "cluster_local"), `statefulset.clusterDomain "cluster_local": not a DNS domain`},
+		{"empty namespace", append(sts, "--namespace", ""), `--namespace "": must not be empty`},
+		{"flag without the runtime", []string{"--hosts", threeHosts, "--replicas", "3"}, `--replicas: only with --runtime statefulset`},
+		{"monitoring", append(sts, "--monitoring"), `monitoring: not available with runtime statefulset`},
+		{"reserved env", append(sts, "--extra-env", "POD_NAME=x"), `etcd.extraEnv "POD_NAME": the StatefulSet's container sets it itself`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			args := append([]string{"init", "--encryption-algorithm", "ECDSA-P256", "--out", out}, tc.args...)
+			stdout, stderr, code := etcdtest.Exec(t, bin, args...)
+			assertOneLine(t, args, stdout, stderr, code, tc.want)
+			if code != 2 {
+				t.Errorf("%v: exit %d, want 2", args, code)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("%v made %s", args, out)
+			}
+		})
+	}
+}
