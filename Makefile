@@ -88,11 +88,14 @@ lint:
 	$(GO) vet ./...
 
 TEST_ENV := ETCD_BIN=$(BIN)/etcd ETCD_NEXT_BIN=$(BIN)/etcd-3.6.16 ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl \
-	ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod ETCD_STATICPOD_HOOKS_BIN=$(BIN)/etcd-staticpod-hooks KUBEADM_BIN=$(BIN)/kubeadm
+	ETCD_STATICPOD_BIN=$(BIN)/etcd-staticpod ETCD_STATICPOD_HOOKS_BIN=$(BIN)/etcd-staticpod-hooks KUBEADM_BIN=$(BIN)/kubeadm \
+	KUBE_APISERVER_BIN=$(BIN)/kube-apiserver
 
 # The end-to-end packages run verbosely so the log shows how the hosts were
 # isolated (namespace mode) and how long clusters took to become healthy.
-test: lint etcd etcd-next kubeadm build build-hooks prometheus
+# kube-apiserver serves the tests of the Kubernetes API calls (kube, stsops);
+# e2e-cluster needs it too, so CI builds it once either way.
+test: lint etcd etcd-next kubeadm build build-hooks prometheus $(BIN)/kube-apiserver
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v /e2e)
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 40m -v ./e2e/...
 # Every benchmark once, timed by nobody, so that make bench keeps working;

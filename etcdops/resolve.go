@@ -149,6 +149,19 @@ func (t *Target) Client(endpoints ...string) (*clientv3.Client, error) {
 	return cli, nil
 }
 
+// NewTarget is a target for endpoints reached some other way than through
+// a host's files, such as local ports forwarded to Pods: the client TLS
+// settings are given as they are, and no member list is read.
+func NewTarget(endpoints []string, cfg *tls.Config, timeout time.Duration, source string) *Target {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if cfg != nil {
+		cfg = cfg.Clone()
+	}
+	return &Target{Endpoints: slices.Clone(endpoints), tls: cfg, Timeout: timeout, Source: source}
+}
+
 // Resolve finds the endpoints and TLS settings from the options, reading
 // the member list when the endpoints come from a manifest.
 func Resolve(ctx context.Context, o Options) (*Target, error) {

@@ -318,9 +318,16 @@ func sameFile(a, b string) bool {
 const reconfigPatience = 20 * time.Second
 
 // retryUnhealthy runs change until etcd stops refusing it as "unhealthy
-// cluster", which it does before proposing anything, so a retry cannot
-// apply the change twice.
+// cluster" (see RetryUnhealthy).
 func (s *session) retryUnhealthy(ctx context.Context, what string, change func() error) error {
+	return RetryUnhealthy(ctx, s.logf, what, change)
+}
+
+// RetryUnhealthy runs change until etcd stops refusing it as "unhealthy
+// cluster", which it does before proposing anything, so a retry cannot
+// apply the change twice; for at most reconfigPatience. logf hears once
+// that it waits.
+func RetryUnhealthy(ctx context.Context, logf func(string, ...any), what string, change func() error) error {
 	deadline := time.Now().Add(reconfigPatience)
 	told := false
 	for {
@@ -329,7 +336,7 @@ func (s *session) retryUnhealthy(ctx context.Context, what string, change func()
 			return err
 		}
 		if !told {
-			s.logf("[member] etcd refuses to %s until it has been in touch with every member for a few seconds; retrying for up to %v", what, reconfigPatience)
+			logf("[member] etcd refuses to %s until it has been in touch with every member for a few seconds; retrying for up to %v", what, reconfigPatience)
 			told = true
 		}
 		select {

@@ -105,7 +105,7 @@ func TestCheckRemoval(t *testing.T) {
 		{"a learner of three", learner, mk("a", "b"), mk("a"), false, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			warning, err := checkRemoval("etcd09", tc.m, tc.voters, tc.healthy, tc.force)
+			warning, err := CheckRemoval("etcd09", tc.m, tc.voters, tc.healthy, tc.force)
 			switch {
 			case tc.refused == "" && err != nil:
 				t.Errorf("refused: %v", err)

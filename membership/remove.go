@@ -88,9 +88,9 @@ func Remove(ctx context.Context, o RemoveOptions) (*RemoveResult, error) {
 	if len(rest) == 0 || (!m.IsLearner && len(voters) == 0) {
 		return nil, refuse("member remove %s: it is the last voting member; a cluster cannot remove its last member", o.Name)
 	}
-	healthy := s.healthyOf(checkCtx, voters)
+	healthy := Healthy(checkCtx, s.target, voters)
 	cancel()
-	warning, err := checkRemoval(o.Name, m, voters, healthy, o.Force)
+	warning, err := CheckRemoval(o.Name, m, voters, healthy, o.Force)
 	if err != nil {
 		return nil, err
 	}
@@ -132,11 +132,12 @@ func Remove(ctx context.Context, o RemoveOptions) (*RemoveResult, error) {
 	return res, s.forget(c, h)
 }
 
-// checkRemoval decides whether m may go, given the voting members that
+// CheckRemoval decides whether m may go, given the voting members that
 // would remain and those of them that are healthy: a learner always may;
 // a voting member only if at least MinMembers voting members remain and
-// the healthy ones are a quorum of them, unless force.
-func checkRemoval(name string, m etcdops.Member, voters, healthy []etcdops.Member, force bool) (warning string, err error) {
+// the healthy ones are a quorum of them, unless force. A refusal is bad
+// input naming the member.
+func CheckRemoval(name string, m etcdops.Member, voters, healthy []etcdops.Member, force bool) (warning string, err error) {
 	if m.IsLearner {
 		return "", nil
 	}
@@ -165,15 +166,16 @@ func (s *session) forget(c *spec.Cluster, h spec.Host) error {
 	return nil
 }
 
-// healthyOf returns the members that commit a read through raft.
-func (s *session) healthyOf(ctx context.Context, ms []etcdops.Member) []etcdops.Member {
+// Healthy returns the members that commit a read through raft at their
+// first client URL, all asked at once.
+func Healthy(ctx context.Context, t *etcdops.Target, ms []etcdops.Member) []etcdops.Member {
 	ok := make([]bool, len(ms))
 	done := make(chan struct{}, len(ms))
 	for i, m := range ms {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			if len(m.ClientURLs) > 0 {
-				ok[i] = etcdops.CheckHealth(ctx, s.target, m.ClientURLs[0]).Healthy
+				ok[i] = etcdops.CheckHealth(ctx, t, m.ClientURLs[0]).Healthy
 			}
 		}()
 	}
@@ -192,7 +194,18 @@ func (s *session) healthyOf(ctx context.Context, ms []etcdops.Member) []etcdops.
 // moveLeaderAway hands leadership to a healthy member when m leads, and
 // returns the new leader's name ("" when m did not lead).
 func (s *session) moveLeaderAway(ctx context.Context, m etcdops.Member, healthy []etcdops.Member) (string, error) {
-	st := etcdops.EndpointStatusOf(ctx, s.target, m.ClientURLs[0])
+	to, err := MoveLeaderAway(ctx, s.target, m, healthy)
+	if err == nil && to != "" {
+		s.logf("[member] Moved leadership from %s to %s", m.Name, to)
+	}
+	return to, err
+}
+
+// MoveLeaderAway hands leadership to the most up-to-date of the healthy
+// voting members when m leads, and returns the new leader's name ("" when
+// m did not lead). Each member is asked at its first client URL.
+func MoveLeaderAway(ctx context.Context, t *etcdops.Target, m etcdops.Member, healthy []etcdops.Member) (string, error) {
+	st := etcdops.EndpointStatusOf(ctx, t, m.ClientURLs[0])
 	if st.Error != "" || !st.IsLeader {
 		return "", nil // a member that does not answer does not lead
 	}
@@ -201,7 +214,7 @@ func (s *session) moveLeaderAway(ctx context.Context, m etcdops.Member, healthy 
 	var bestIndex uint64
 	found := false
 	for _, x := range healthy {
-		xs := etcdops.EndpointStatusOf(ctx, s.target, x.ClientURLs[0])
+		xs := etcdops.EndpointStatusOf(ctx, t, x.ClientURLs[0])
 		if xs.Error != "" || xs.IsLearner {
 			continue
 		}
@@ -212,10 +225,9 @@ func (s *session) moveLeaderAway(ctx context.Context, m etcdops.Member, healthy 
 	if !found {
 		return "", fmt.Errorf("%s leads and no healthy voting member can take over", m.Name)
 	}
-	if err := etcdops.MoveLeader(ctx, s.target, m.ClientURLs[0], best.ID, best.ClientURLs[0]); err != nil {
+	if err := etcdops.MoveLeader(ctx, t, m.ClientURLs[0], best.ID, best.ClientURLs[0]); err != nil {
 		return "", err
 	}
-	s.logf("[member] Moved leadership from %s to %s", m.Name, best.Name)
 	return best.Name, nil
 }
 
