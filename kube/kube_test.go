@@ -3,7 +3,10 @@ package kube_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/kube"
 	"github.com/etcd-staticpod/etcd-staticpod/kube/kubetest"
 )
@@ -211,4 +215,124 @@ func keys(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestForward: connections to a Forward reach the Pod's port through a
+// real kube-apiserver and a stand-in kubelet, several at once; a
+// connection the Pod refuses costs that connection only, not the Forward.
+func TestForward(t *testing.T) {
+	s := kubetest.StartAPIServer(t, 21, 22)
+	kl := kubetest.StartKubelet(t, s, 23, "node-a")
+	ctx := context.Background()
+	admin := s.Clientset(t)
+	if _, err := admin.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo-0"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "echo", Image: "registry.k8s.io/etcd:3.6.8-0"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The Pod's server: an echo on a port of the Pod's address.
+	podIP := etcdtest.Addr(24)
+	l, err := net.Listen("tcp", net.JoinHostPort(podIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	_, portStr, _ := net.SplitHostPort(l.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	if err := kl.RunPod(ctx, "default", "echo-0", podIP); err != nil {
+		t.Fatal(err)
+	}
+	c, err := kube.Connect(kube.Options{Kubeconfig: s.Kubeconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Forward(ctx, "echo-0", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	echo := func(msg string) error {
+		conn, err := net.DialTimeout("tcp", f.Addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			return fmt.Errorf("read back %q: %w (forward: %v)", msg, err, f.Err())
+		}
+		if string(got) != msg {
+			return fmt.Errorf("got %q, want %q", got, msg)
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = echo(fmt.Sprintf("hello %d through the API server", i)) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := kl.Forwarded("default", "echo-0"); n != len(errs) {
+		t.Errorf("the kubelet forwarded %d connections, want %d", n, len(errs))
+	}
+
+	// A port nothing listens on: that connection fails, with the kubelet's
+	// reason, and the Forward goes on.
+	refused, err := c.Forward(ctx, "echo-0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	conn, err := net.Dial("tcp", refused.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Errorf("read %d bytes from a port nothing listens on", n)
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for refused.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := refused.Err(); err == nil || !strings.Contains(err.Error(), "failed to connect") {
+		t.Errorf("refused connection: Err() = %v", err)
+	}
+	if err := echo("still there"); err != nil {
+		t.Errorf("after a refused connection on another forward: %v", err)
+	}
+
+	// The Pod stops: connections fail and say why; it runs again: they work.
+	kl.StopPod("default", "echo-0")
+	if err := echo("stopped"); err == nil {
+		t.Error("echo through a stopped Pod")
+	} else if !strings.Contains(fmt.Sprint(f.Err()), "not running") {
+		t.Errorf("stopped Pod: Err() = %v", f.Err())
+	}
+	if err := kl.RunPod(ctx, "default", "echo-0", podIP); err != nil {
+		t.Fatal(err)
+	}
+	if err := echo("back"); err != nil {
+		t.Errorf("after the Pod runs again: %v", err)
+	}
 }
