@@ -68,10 +68,26 @@ control-plane: $(K8S_CONTROL_PLANE) $(BIN)/kubectl
 $(K8S_CONTROL_PLANE) $(BIN)/kubectl: $(CLUSTER_MOD)
 	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=cluster.mod -trimpath -ldflags '$(KUBEADM_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$(notdir $@)
 
+# What a StatefulSet needs on the whole-cluster run's node, for kubeadm's
+# addon phase: kube-proxy v1.36.3 (cluster.mod) and CoreDNS at the version
+# kubeadm v1.36.3 names (`kubeadm config images list`), from a modfile of its
+# own. Static, built once like the control plane.
+COREDNS_MOD := tools/coredns.mod
+
+.PHONY: cluster-addons
+cluster-addons: $(BIN)/kube-proxy $(BIN)/coredns
+
+$(BIN)/kube-proxy: $(CLUSTER_MOD)
+	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=cluster.mod -trimpath -ldflags '$(KUBEADM_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-proxy
+
+$(BIN)/coredns: $(COREDNS_MOD)
+	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=coredns.mod -trimpath -o $@ github.com/coredns/coredns
+
 # A control plane made by `kubeadm init` from our kubeadm-config.yaml on three
-# kubelet-run etcd hosts, and day 2 under it (root only; see e2e-cluster/run.sh).
+# kubelet-run etcd hosts, day 2 under it, then a StatefulSet of etcd on that
+# node (root only; see e2e-cluster/run.sh).
 .PHONY: e2e-cluster
-e2e-cluster: build kubeadm control-plane
+e2e-cluster: build kubeadm control-plane cluster-addons
 	GO=$(GO) BIN=$(BIN) e2e-cluster/run.sh
 
 # Prometheus, promtool and systemd-analyze for the monitoring and backup

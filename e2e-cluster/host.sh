@@ -10,7 +10,10 @@
 # the folders a real node has: /etc/kubernetes,
 # /etc/systemd/system/kubelet.service.d, /var/lib/etcd, /var/lib/kubelet,
 # containerd's, and the plugin folder kube-controller-manager's Pod mounts
-# (/usr/libexec/kubernetes). It installs what the kubelet package installs
+# (/usr/libexec/kubernetes), the CNI plugins' state (/var/lib/cni: their
+# cache and host-local's addresses) and the two host paths kube-proxy's
+# DaemonSet mounts (/run/xtables.lock, /lib/modules). It installs what the
+# kubelet package installs
 # (/usr/bin/kubelet, kubelet.service and its 10-kubeadm.conf drop-in, from
 # e2e-cluster/systemd) and kubeadm and kubectl in /usr/bin (BIN holds the
 # three); unpacks ARCHIVE (NAME.tar.gz or control-plane.tar.gz, written by
@@ -42,6 +45,9 @@ mkdir -p "$state/etc"
 mkdir -p "$root/etc/kubernetes" "$root/etc/systemd/system/kubelet.service.d"
 # As on a node where the bundle makes it: etcd wants its data folder 0700.
 install -d -m 0700 "$root/var/lib/etcd"
+# iptables' lock, shared by kube-proxy's container and the node as on a real
+# node; a file, so that kubelet's FileOrCreate finds it.
+: >"$state/xtables.lock"
 host_mounts \
 	"$root/etc/kubernetes:/etc/kubernetes" \
 	"$root/etc/systemd/system/kubelet.service.d:/etc/systemd/system/kubelet.service.d" \
@@ -58,7 +64,10 @@ host_mounts \
 	"$state/pods:/var/log/pods" \
 	"$state/containers:/var/log/containers" \
 	"tmpfs:/usr/libexec/kubernetes" \
-	"tmpfs:/run/containerd"
+	"tmpfs:/run/containerd" \
+	"$state/cni/lib:/var/lib/cni" \
+	"$state/xtables.lock:/run/xtables.lock" \
+	"tmpfs:/lib/modules"
 hlog "mount namespace ready; overlays on ${overlaid[*]:-nothing}"
 
 tar --no-overwrite-dir -C / -xzf "$archive"
@@ -78,7 +87,9 @@ cat >"$state/cni/net.d/10-bridge.conflist" <<'EOF'
       "type": "bridge",
       "bridge": "cni0",
       "isGateway": true,
+      "isDefaultGateway": true,
       "ipMasq": false,
+      "hairpinMode": true,
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "10.244.0.0/24"}]]

@@ -15,16 +15,19 @@
 # with one rename, `member add etcd04` and `member remove etcd02` with
 # kube-apiserver's --etcd-servers changed as those commands print, and
 # `snapshot save`. At the end every acknowledged ConfigMap must exist.
+# Then the StatefulSet stage on the same control plane (see step_sts).
 #
-# Needs $BIN/kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler
-# and kubectl v1.36.3 (the Makefile builds them from the Go module proxy);
+# Needs $BIN/kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl and kube-proxy v1.36.3 and CoreDNS (the Makefile builds them from
+# the Go module proxy);
 # builds kubelet, static etcd v3.6.8 and v3.6.16 and pause for the images;
 # installs containerd, runc, umoci and containernetworking-plugins from
 # Debian's packages when they are missing.
 #
 # Environment: GO, BIN (default .bin), E2E_CLUSTER_KEEP=1 keeps the work folder
 # (bundles, logs), E2E_CLUSTER_STOP_AFTER=control-plane stops after the
-# control plane's checks.
+# control plane's checks, E2E_CLUSTER_SKIP_DAY2=1 goes from the control plane
+# straight to the StatefulSet stage.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,10 +44,14 @@ etcdctl=$BIN/etcdctl
 out=$BIN/e2e-cluster
 keep=${E2E_CLUSTER_KEEP:-}
 stop_after=${E2E_CLUSTER_STOP_AFTER:-}
+skip_day2=${E2E_CLUSTER_SKIP_DAY2:-}
 
 etcd_ref=registry.k8s.io/etcd:3.6.8-0
 etcd_next_version=3.6.16-0
 etcd_next_ref=registry.k8s.io/etcd:$etcd_next_version
+# The StatefulSet stage's client images, never pulled (imagePullPolicy Never).
+etcdctl_ref=e2e-cluster.local/etcdctl:v3.6.8
+lookup_ref=e2e-cluster.local/lookup:v1
 
 prefix=e2ecl-
 id=$prefix$$
@@ -92,6 +99,44 @@ build() {
 		-o "$out/etcd-next" go.etcd.io/etcd/server/v3)
 	(cd "$top" && "$GO" build -o "$out/writer" ./e2e-cluster/writer)
 	log "built static etcd $("$out/etcd-next" --version | awk '/etcd Version/ {print $3}') and the writer in $(since "$t")"
+	build_statefulset
+}
+
+# build_statefulset: what the StatefulSet stage runs besides the control
+# plane's images: kube-proxy and CoreDNS (the Makefile builds them), a static
+# etcdctl and the lookup program for the client Pods' images.
+build_statefulset() {
+	local t b
+	for b in kube-proxy coredns; do
+		[[ -x $BIN/$b ]] || fail "$BIN/$b is missing: run make e2e-cluster, which builds it"
+	done
+	t=$(now)
+	(cd "$top/tools" && CGO_ENABLED=0 "$GO" build -mod=mod -modfile=etcd.mod -trimpath \
+		-o "$out/etcdctl-static" go.etcd.io/etcd/etcdctl/v3)
+	(cd "$top" && CGO_ENABLED=0 "$GO" build -trimpath -o "$out/lookup" ./e2e-cluster/lookup)
+	log "built static etcdctl and lookup in $(since "$t")"
+}
+
+# kube_proxy_rootfs DIR: kube-proxy and what its iptables mode runs, from
+# Debian's iptables package: xtables-nft-multi under the names kube-proxy
+# calls, the extensions it loads at run time and every library of both.
+kube_proxy_rootfs() {
+	local dir=$1 xt n f
+	xt=$(dirname "$(readlink -f /usr/lib/x86_64-linux-gnu/xtables/libxt_comment.so)")
+	[[ -x /usr/sbin/xtables-nft-multi && -d $xt ]] || fail "Debian's iptables package is missing (xtables-nft-multi, $xt)"
+	mkdir -p "$dir/usr/local/bin" "$dir/usr/sbin" "$dir$xt"
+	cp "$BIN/kube-proxy" "$dir/usr/local/bin/kube-proxy"
+	cp /usr/sbin/xtables-nft-multi "$dir/usr/sbin/"
+	for n in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+		ln -s xtables-nft-multi "$dir/usr/sbin/$n"
+	done
+	cp "$xt"/*.so "$dir$xt/"
+	for f in /usr/sbin/xtables-nft-multi "$xt"/*.so; do
+		ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
+	done | sort -u | while read -r f; do
+		mkdir -p "$dir$(dirname "$f")"
+		cp -L "$f" "$dir$f"
+	done
 }
 
 # make_images: the control plane's images under exactly the names
@@ -120,7 +165,17 @@ make_images() {
 			pause_ref=$ref
 			image_list=$work/images/cp.list pause_image "$ref"
 			;;
-		kube-proxy | coredns) log "not imported: $ref (its addon phase is skipped, see kubeadm_init)" ;;
+		kube-proxy)
+			# kubeadm's DaemonSet runs /usr/local/bin/kube-proxy; its
+			# iptables mode runs iptables-restore and friends.
+			kube_proxy_rootfs "$work/rootfs/kube-proxy"
+			image_list=$work/images/cp.list image "$ref" "$work/rootfs/kube-proxy" / \
+				--config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+			;;
+		coredns)
+			# kubeadm's Deployment gives only args: the binary is the entrypoint.
+			image_list=$work/images/cp.list image "$ref" "$BIN/coredns" /coredns --config.entrypoint /coredns
+			;;
 		*) fail "kubeadm names an image this run does not build: $ref" ;;
 		esac
 	done <"$work/images.txt"
@@ -128,6 +183,13 @@ make_images() {
 	grep " ${pause_ref%:*}\$" "$work/images/cp.list" >"$work/images/etcd.list"
 	image_list=$work/images/etcd.list etcd_image "$etcd_ref" "$out/etcd"
 	image_list=$work/images/etcd.list etcd_image "$etcd_next_ref" "$out/etcd-next"
+	# The StatefulSet stage's: etcd for its Pods, etcdctl and lookup for the
+	# client Pods, on cp01 (imported at its start, used only in that stage).
+	grep -F "/etcd-${etcd_ref##*:}.tar " "$work/images/etcd.list" >>"$work/images/cp.list"
+	image_list=$work/images/cp.list image "$etcdctl_ref" "$out/etcdctl-static" /usr/local/bin/etcdctl \
+		--config.entrypoint /usr/local/bin/etcdctl
+	image_list=$work/images/cp.list image "$lookup_ref" "$out/lookup" /usr/local/bin/lookup \
+		--config.entrypoint /usr/local/bin/lookup
 	log "packed $(awk '{print $2}' "$work/images/cp.list" | tr '\n' ' ')for $cp and $(awk '{print $2}' "$work/images/etcd.list" | tr '\n' ' ')for the etcd hosts in $(since "$t")"
 }
 
@@ -228,11 +290,9 @@ etcd_get_everywhere() {
 #     cgroups, the plugin folder under /var/lib/kubelet; the etcd hosts get the
 #     same through --kubelet-config-patch) go where kubeadm's 10-kubeadm.conf
 #     drop-in takes the node's own kubelet flags, KUBELET_EXTRA_ARGS;
-#   --skip-phases addon/coredns,addon/kube-proxy: CoreDNS and kube-proxy need
-#     images that no registry here serves (CoreDNS is not part of the
-#     Kubernetes module we build from) and a pod network; the control plane
-#     does not need them, and kubeadm then leaves their images out of its
-#     preflight pulls;
+#   --skip-phases addon/coredns,addon/kube-proxy: the control plane and day 2
+#     do not need them; the StatefulSet stage adds them afterwards through
+#     kubeadm's own addon phase (see step_sts_node);
 #   --ignore-preflight-errors names each check this machine cannot pass (see
 #     preflight_ignores); every other check runs, ExternalEtcdVersion among
 #     them, which asks every endpoint of kubeadm-config.yaml for its version.
@@ -510,6 +570,188 @@ day2() {
 	passed=$((passed + 1))
 }
 
+# --- the StatefulSet stage ------------------------------------------------
+#
+# On the same control plane, after day 2: what a StatefulSet needs (kube-proxy
+# and CoreDNS by kubeadm's own addon phase, the node untainted, local
+# PersistentVolumes), then `init --runtime statefulset`, its objects applied,
+# a client Pod, refused clients, no CA key in any Secret, `statefulset scale`
+# 3 -> 5 -> 3 under a writer, and a member's Pod deleted and back.
+
+sts_ns=etcd-e2e
+sts_name=etcd
+sts_class=e2e-local
+sts_volumes=6
+
+# kubectl_wait ARGS...: kubectl on cp01 without the request timeout, for the
+# commands that watch (rollout status).
+kubectl_wait() {
+	in_host "$cp" env KUBECONFIG=/etc/kubernetes/admin.conf kubectl "$@"
+}
+
+indent() { sed 's/^/    /' >&2; }
+
+# pod_run NAME IMAGE SECRET ARGS...: a Pod in $sts_ns running IMAGE with
+# ARGS (never pulled: the image was imported on cp01), SECRET (unless empty)
+# mounted at /etc/etcd-client; waits until it ends and keeps its log in
+# $work/pods/NAME.log. Returns 0 when it succeeded, 1 when it failed.
+pod_run() {
+	local name=$1 image=$2 secret=$3 args phase deadline
+	shift 3
+	args=$(printf '%s\n' "$@" | jq -R . | jq -cs .)
+	mkdir -p "$work/pods"
+	{
+		cat <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $name
+  namespace: $sts_ns
+spec:
+  restartPolicy: Never
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: $image
+    imagePullPolicy: Never
+    args: $args
+EOF
+		if [[ -n $secret ]]; then
+			cat <<EOF
+    volumeMounts: [{name: certs, mountPath: /etc/etcd-client, readOnly: true}]
+  volumes: [{name: certs, secret: {secretName: $secret}}]
+EOF
+		fi
+	} | kubectl apply -f - >/dev/null || fail "creating Pod $name"
+	deadline=$((SECONDS + 180))
+	while :; do
+		phase=$(kubectl -n "$sts_ns" get pod "$name" -o 'jsonpath={.status.phase}' 2>/dev/null) || true
+		[[ $phase == Succeeded || $phase == Failed ]] && break
+		((SECONDS < deadline)) || {
+			kubectl -n "$sts_ns" describe pod "$name" | tail -n 20 | indent
+			fail "Pod $name did not end within 180s"
+		}
+		sleep 1
+	done
+	kubectl -n "$sts_ns" logs "$name" >"$work/pods/$name.log" 2>&1 || true
+	kubectl -n "$sts_ns" delete pod "$name" --wait=false >/dev/null 2>&1 || true
+	[[ $phase == Succeeded ]]
+}
+
+# sts_etcdctl NAME SECRET ARGS...: etcdctl in a Pod through the client
+# Service, with SECRET's CA and client certificate (a kubernetes.io/tls Secret).
+sts_etcdctl() {
+	local name=$1 secret=$2
+	shift 2
+	pod_run "$name" "$etcdctl_ref" "$secret" --endpoints="https://$sts_name-client.$sts_ns.svc:2379" \
+		--cacert=/etc/etcd-client/ca.crt --cert=/etc/etcd-client/tls.crt --key=/etc/etcd-client/tls.key \
+		--dial-timeout=5s --command-timeout=15s "$@"
+}
+
+# sts_members NAME: etcdctl member list (simple format: ID, status, name,
+# peer URLs, client URLs, is learner) into $work/pods/NAME.log.
+sts_members() {
+	sts_etcdctl "$1" "$sts_name-healthcheck-client" member list || {
+		indent <"$work/pods/$1.log"
+		fail "etcdctl member list failed"
+	}
+}
+
+step_sts_node() {
+	local t st i cip got
+	st=$(state_of "$cp")
+	log "StatefulSet stage, step 1: kube-proxy and CoreDNS by kubeadm's addon phase, $cp untainted, local PersistentVolumes"
+	t=$(now)
+	# CoreDNS forwards what is not the cluster's to the node's resolver
+	# (kubeadm's Corefile: forward . /etc/resolv.conf) and refuses to start
+	# without one; an address on the hub that nobody holds keeps every
+	# query inside the run's namespaces.
+	echo "nameserver $subnet.1" >"$st/etc/resolv.conf"
+	log "$cp: /etc/resolv.conf: $(in_host "$cp" cat /etc/resolv.conf)"
+	# kubeadm-config.yaml as day 2 left it, and kube-proxy's settings for
+	# this machine in the KubeProxyConfiguration kubeadm takes beside it: a
+	# network namespace's nf_conntrack_max is read-only, so kube-proxy
+	# leaves conntrack's limits and timeouts as they are (0: do not set).
+	{
+		cat "$work/bundles/kubeadm-config.yaml"
+		cat <<EOF
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+	} >"$st/kubeadm-addons.yaml"
+	log "on $cp: kubeadm init phase addon all --config kubeadm-addons.yaml (kubeadm-config.yaml and a KubeProxyConfiguration: conntrack maxPerCore, tcpEstablishedTimeout and tcpCloseWaitTimeout 0)"
+	in_host "$cp" kubeadm init phase addon all --config "$st/kubeadm-addons.yaml" 2>&1 | sed "s/^/    [$cp] /" >&2
+	((PIPESTATUS[0] == 0)) || fail "kubeadm init phase addon all"
+	# A single node runs the workloads too.
+	kubectl taint node "$cp" node-role.kubernetes.io/control-plane:NoSchedule- | indent
+	kubectl_wait -n kube-system rollout status daemonset/kube-proxy --timeout=180s | indent
+	((PIPESTATUS[0] == 0)) || fail "kube-proxy did not roll out"
+	kubectl_wait -n kube-system rollout status deployment/coredns --timeout=300s | indent
+	((PIPESTATUS[0] == 0)) || fail "CoreDNS did not roll out"
+	kubectl -n kube-system get pods -o wide -l 'k8s-app in (kube-proxy,kube-dns)' | indent
+	log "kube-proxy and CoreDNS Running $(since "$t") after the addon phase"
+
+	# Local volumes on cp01 for the volumeClaimTemplates: a StorageClass
+	# without a provisioner, bound when a Pod is scheduled.
+	{
+		cat <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $sts_class
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Retain
+EOF
+		for ((i = 0; i < sts_volumes; i++)); do
+			install -d -m 0700 "$st/volumes/$i"
+			cat <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: $sts_class-$i
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: $sts_class
+  local: {path: $st/volumes/$i}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: kubernetes.io/hostname, operator: In, values: [$cp]}
+EOF
+		done
+	} | kubectl apply -f - | indent
+	((PIPESTATUS[1] == 0)) || fail "the StorageClass and PersistentVolumes"
+	kubectl create namespace "$sts_ns" | indent
+
+	# Cluster DNS from a Pod: the kubernetes Service's name resolves to
+	# its ClusterIP.
+	cip=$(kubectl get service kubernetes -o 'jsonpath={.spec.clusterIP}')
+	pod_run lookup "$lookup_ref" "" kubernetes.default.svc.cluster.local kube-dns.kube-system || {
+		indent <"$work/pods/lookup.log"
+		fail "a Pod could not resolve Service names"
+	}
+	indent <"$work/pods/lookup.log"
+	got=$(awk '$1 == "kubernetes.default.svc.cluster.local" {print $2}' "$work/pods/lookup.log")
+	[[ $got == "$cip" ]] || fail "kubernetes.default.svc.cluster.local resolved to '$got', not the Service's ClusterIP $cip"
+	log "a Pod resolved kubernetes.default.svc.cluster.local to $got, the kubernetes Service's ClusterIP, through CoreDNS"
+	passed=$((passed + 1))
+}
+
+step_sts() {
+	step_sts_node
+}
+
 # --- run ------------------------------------------------------------------
 
 main() {
@@ -559,7 +801,8 @@ main() {
 	check_control_plane
 	log "control plane up on the external etcd cluster $(since "$t0") after the start"
 	[[ $stop_after == control-plane ]] && return 0
-	day2
+	[[ $skip_day2 == 1 ]] || day2
+	step_sts
 	log "whole run: $(since "$t0")"
 }
 
