@@ -98,6 +98,9 @@ func InstallEtcdLine(c *spec.Cluster) string {
 		strings.TrimSuffix(c.Etcd.Version, "-0"), layout.EtcdBinary)
 }
 
+// EtcdConfigFile is host h's etcd.conf.yml as the systemd phase writes it.
+func EtcdConfigFile(c *spec.Cluster, h spec.Host) ([]byte, error) { return etcdConfigFile(c, h) }
+
 func etcdConfigFile(c *spec.Cluster, h spec.Host) ([]byte, error) {
 	m, err := etcdconf.For(c, h)
 	if err != nil {

@@ -49,7 +49,10 @@ type Options struct {
 	Node, Root string
 	// Exec runs after each host's files are rewritten, through sh -c, with
 	// {name}, {address}, {manifest}, {folder}, {ssh-target} and
-	// {scp-target} replaced (shell-quoted).
+	// {scp-target} replaced (shell-quoted). With runtime systemd,
+	// {manifest} is the host's etcd.conf.yml and the command's environment
+	// holds EnvBinary (when Next carries an etcd binary), EnvBinaryPath and
+	// EnvVersion: it swaps the binary on the host and restarts etcd.
 	Exec string
 	// CACert, Cert and Key replace the bundle's (or the node's) TLS files.
 	CACert, Cert, Key string
@@ -71,6 +74,16 @@ type Options struct {
 	// tests use it to interrupt a rewrite.
 	WriteDelay time.Duration
 }
+
+// The environment an --exec command gets with runtime systemd.
+const (
+	// EnvBinary is the new etcd binary on this machine (--etcd-binary).
+	EnvBinary = "ETCD_STATICPOD_ETCD_BINARY"
+	// EnvBinaryPath is where the unit's ExecStart runs etcd on the host.
+	EnvBinaryPath = "ETCD_STATICPOD_ETCD_PATH"
+	// EnvVersion is the etcd version the member is to run, such as 3.6.16.
+	EnvVersion = "ETCD_STATICPOD_ETCD_VERSION"
+)
 
 // inputErr is bad input: a flag, a spec field or a version the cluster
 // cannot go to. Nothing has been changed.
@@ -186,6 +199,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Image: u.image, Version: u.target.String()}
+	if err := u.checkBinary(ctx); err != nil {
+		return nil, err
+	}
 	checkCtx, cancel := context.WithDeadline(ctx, u.o.ChecksBy)
 	defer cancel()
 	if err := u.connect(checkCtx); err != nil {
@@ -273,8 +289,53 @@ func (u *upgrader) hostRoot(h spec.Host) string {
 	return layout.Bundle(u.o.Out).Host(h.Name)
 }
 
+// manifestFile is what runs etcd on the host, as this run rewrites it: its
+// static Pod manifest, or, with runtime systemd, its etcd.conf.yml.
 func (u *upgrader) manifestFile(h spec.Host) string {
-	return layout.OnHost(u.hostRoot(h), layout.EtcdManifest)
+	return layout.OnHost(u.hostRoot(h), u.runsFrom())
+}
+
+// runsFrom is the host path of the file etcd runs from.
+func (u *upgrader) runsFrom() string {
+	if u.o.Next.Systemd() {
+		return layout.EtcdConfig
+	}
+	return layout.EtcdManifest
+}
+
+// hostFile renders what manifestFile should hold for the spec c.
+func (u *upgrader) hostFile(c *spec.Cluster, h spec.Host) ([]byte, error) {
+	if u.o.Next.Systemd() {
+		return phases.EtcdConfigFile(c, h)
+	}
+	return phases.EtcdManifest(c, h)
+}
+
+// checkBinary runs the etcd binary of runtime systemd's bundles with
+// --version: one of another release than the target is bad input. One that
+// cannot run here (another architecture) is only noted.
+func (u *upgrader) checkBinary(ctx context.Context) error {
+	bin := u.o.Next.EtcdBinary
+	if !u.o.Next.Systemd() || bin == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		u.logf("note: could not run %s --version here (%v); its release is checked once each member runs it", bin, err)
+		return nil
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "etcd Version: "); ok {
+			got, err := ParseVersion(strings.TrimSpace(v))
+			if err == nil && got != u.target {
+				return inputErr("--etcd-binary %q: it is etcd %s, not %s", bin, got, u.target)
+			}
+			return nil
+		}
+	}
+	return inputErr("--etcd-binary %q: %s --version does not name an etcd version", bin, bin)
 }
 
 // connect finds the members from a host folder (or the node's files) and
@@ -291,7 +352,7 @@ func (u *upgrader) connect(ctx context.Context) error {
 			}
 		}
 		if opts.Bundle == "" {
-			return inputErr("--out %q: no host folder with %s; give the folder init wrote", u.o.Out, layout.EtcdManifest)
+			return inputErr("--out %q: no host folder with %s; give the folder init wrote", u.o.Out, layout.Rel(u.runsFrom()))
 		}
 	}
 	t, err := etcdops.Resolve(ctx, opts)
@@ -393,7 +454,7 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 	for _, h := range u.scope {
 		running := sts[h.Name].Version
 		u.hosts[h.Name] = &HostResult{Name: h.Name, Address: h.Address, From: running, To: running, State: Pending}
-		want, err := phases.EtcdManifest(u.o.Next, h)
+		want, err := u.hostFile(u.o.Next, h)
 		if err != nil {
 			return nil, badinput.Wrap(err)
 		}
@@ -401,7 +462,7 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 		if err != nil {
 			return nil, inputErr("host %s: read its manifest: %w", h.Name, err)
 		}
-		if was, err := phases.EtcdManifest(u.o.Current, h); err == nil && !bytes.Equal(was, have) && !bytes.Equal(want, have) {
+		if was, err := u.hostFile(u.o.Current, h); err == nil && !bytes.Equal(was, have) && !bytes.Equal(want, have) {
 			u.logf("note: %s differs from what the spec makes for %s; the upgrade replaces it with the spec's manifest for %s", u.manifestFile(h), u.o.Current.EtcdImage(), u.image)
 		}
 		if running == u.target.String() && bytes.Equal(want, have) {
@@ -449,7 +510,11 @@ func (u *upgrader) planDryRun(ctx context.Context, todo []spec.Host) {
 		if r.Leader {
 			role = "leader"
 		}
-		u.logf("[dry-run] %d. %s (%s, runs %s): would rewrite %s for %s and wait for it", i+1, h.Name, role, r.From, u.manifestFile(h), u.image)
+		what := u.manifestFile(h)
+		if u.o.Next.Systemd() && u.o.Next.EtcdBinary != "" {
+			what += " and " + layout.OnHost(u.hostRoot(h), layout.EtcdBinary)
+		}
+		u.logf("[dry-run] %d. %s (%s, runs %s): would rewrite %s for %s and wait for it", i+1, h.Name, role, r.From, what, u.target)
 		if u.o.Exec != "" {
 			u.logf("[dry-run]    and run %s", u.expandFor(h))
 		}
@@ -483,7 +548,11 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 		r.Leader = true
 		u.handOver(ctx, h, sts)
 	}
-	u.logf("%s (%s): rewriting its manifest for %s (runs %s)", h.Name, u.endpoint[h.Name], u.image, r.From)
+	if u.o.Next.Systemd() {
+		u.logf("%s (%s): rewriting its %s for etcd %s (runs %s)", h.Name, u.endpoint[h.Name], u.rewritten(), u.target, r.From)
+	} else {
+		u.logf("%s (%s): rewriting its manifest for %s (runs %s)", h.Name, u.endpoint[h.Name], u.image, r.From)
+	}
 	if err := u.rewrite(runCtx, h); err != nil {
 		r.Error = err.Error()
 		return err
@@ -493,6 +562,8 @@ func (u *upgrader) step(ctx context.Context, h spec.Host) error {
 			r.Error = err.Error()
 			return err
 		}
+	} else if u.o.Next.Systemd() {
+		u.logf("%s: %s; waiting up to %s", h.Name, u.systemdSteps(h), u.o.Wait)
 	} else if u.o.Root == "" {
 		u.logf("%s: kubelet on %s must see the new manifest: copy %s to %s:%s (or use --exec); waiting up to %s", h.Name, h.Address, u.manifestFile(h), h.Name, layout.EtcdManifest, u.o.Wait)
 	}
@@ -545,6 +616,11 @@ func (u *upgrader) rewrite(ctx context.Context, h spec.Host) error {
 		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	ps := []phases.Phase{phases.EtcdLocal(), phases.KubeadmConfig()}
+	if u.o.Next.Systemd() {
+		// etcd.conf.yml and the unit, and the new binary when given:
+		// with --root, writing it is the swap itself.
+		ps = []phases.Phase{phases.Systemd(), phases.KubeadmConfig()}
+	}
 	if u.repack(h) {
 		ps = append(ps, phases.Repack())
 	}
@@ -579,10 +655,44 @@ func (u *upgrader) exec(ctx context.Context, h spec.Host) error {
 	u.logf("%s: running %s", h.Name, line)
 	cmd := exec.CommandContext(ctx, "sh", "-c", line)
 	cmd.Stdout, cmd.Stderr = u.o.Log, u.o.Log
+	if u.o.Next.Systemd() {
+		cmd.Env = append(os.Environ(), EnvBinaryPath+"="+layout.EtcdBinary, EnvVersion+"="+u.target.String())
+		if u.o.Next.EtcdBinary != "" {
+			cmd.Env = append(cmd.Env, EnvBinary+"="+u.o.Next.EtcdBinary)
+		}
+	}
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("--exec for %s: %w", h.Name, err)
 	}
 	return nil
+}
+
+// rewritten names what a systemd host's rewrite writes.
+func (u *upgrader) rewritten() string {
+	if u.o.Next.EtcdBinary != "" {
+		return layout.EtcdConfig + ", " + layout.EtcdUnitName + " and " + layout.EtcdBinary
+	}
+	return layout.EtcdConfig + " and " + layout.EtcdUnitName
+}
+
+// systemdSteps says what puts the new etcd into service on a systemd
+// host when no --exec does it: the binary copied to the unit's ExecStart
+// path in one rename (or the release installed there), then a restart.
+func (u *upgrader) systemdSteps(h spec.Host) string {
+	restart := "systemctl restart " + layout.EtcdUnitName
+	if u.o.Root != "" {
+		if u.o.Next.EtcdBinary != "" {
+			return fmt.Sprintf("%s is in place at %s; run %s on %s", u.o.Next.EtcdBinary, layout.OnHost(u.o.Root, layout.EtcdBinary), restart, h.Name)
+		}
+		return fmt.Sprintf("install etcd v%s at %s on %s, then run %s", u.target, layout.EtcdBinary, h.Name, restart)
+	}
+	if u.o.Next.EtcdBinary == "" {
+		return fmt.Sprintf("install etcd v%s (github.com/etcd-io/etcd/releases) at %s on %s, then %s (or use --exec)", u.target, layout.EtcdBinary, h.Name, shellcmd.Join("ssh", shellcmd.SSHTarget("root", h.Address), restart))
+	}
+	tmp := layout.EtcdBinary + ".new"
+	return fmt.Sprintf("copy the new etcd and restart it (or use --exec): %s && %s",
+		shellcmd.Join("scp", "-p", u.o.Next.EtcdBinary, shellcmd.SCPTarget("root", h.Address, tmp)),
+		shellcmd.Join("ssh", shellcmd.SSHTarget("root", h.Address), "mv "+tmp+" "+layout.EtcdBinary+" && "+restart))
 }
 
 func (u *upgrader) expandFor(h spec.Host) string {

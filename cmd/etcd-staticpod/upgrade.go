@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -21,7 +23,7 @@ func upgradeCommand() *cli.Command {
 		Category: "running cluster",
 		Usage:    "upgrade etcd one member at a time: followers first, the leader last",
 		UsageText: "etcd-staticpod upgrade (--etcd-version TAG | --image IMAGE | --image-repository REGISTRY) [--out DIR | --config FILE]\n" +
-			"   [--node NAME [--root DIR]] [--exec CMD] [--wait DURATION] [--timeout DURATION] [--cacert FILE --cert FILE --key FILE] [--dry-run] [-o table|json|yaml]",
+			"   [--etcd-binary FILE] [--node NAME [--root DIR]] [--exec CMD] [--wait DURATION] [--timeout DURATION] [--cacert FILE --cert FILE --key FILE] [--dry-run] [-o table|json|yaml]",
 		Description: `Reads the cluster spec (OUT/cluster.yaml, or --config), sets the new etcd image,
 and checks that every member is healthy and runs a version the target can follow:
 no downgrade, no change of major version, no skipped minor version (3.6.8 -> 3.6.16
@@ -45,7 +47,25 @@ first), it:
 --timeout (default 5s) bounds each request to etcd, and the checks before
 anything is written taken together, counted from the command's start.
 
-Once every member runs the new version, OUT/cluster.yaml records the new image.
+Runtime systemd (the spec's runtime): etcd runs from /etc/etcd/etcd.conf.yml with
+the binary at the unit's ExecStart path, ` + layout.EtcdBinary + `. The order, the
+health gate and the wait are the same; step 1 rewrites etcd.conf.yml and etcd.service
+and, with --etcd-binary FILE (the new release's etcd, checked with FILE --version),
+puts FILE at ` + layout.EtcdBinary + ` in the host folder (with --root: on the node, in
+one rename); step 2's --exec swaps the binary on the host and restarts etcd, with
+{manifest} the host's etcd.conf.yml and, in its environment:
+  ` + upgrade.EnvBinary + `   the new etcd binary on this machine (FILE; only with --etcd-binary)
+  ` + upgrade.EnvBinaryPath + `      where the unit runs etcd on the host (` + layout.EtcdBinary + `)
+  ` + upgrade.EnvVersion + `   the version the member is to run, such as 3.6.16
+Without --exec, each host's turn prints the commands (scp of FILE, then mv and
+systemctl restart etcd.service; without --etcd-binary, the release to install) and
+waits. A spec that records etcdBinary (init --etcd-binary) needs --etcd-binary, so
+that the bundles never carry an older etcd than the cluster runs. The way back on a
+host that did not come back: its previous etcd at ` + layout.EtcdBinary + `, then
+systemctl restart etcd.service.
+
+Once every member runs the new version, OUT/cluster.yaml records the new image
+(and, with runtime systemd, --etcd-binary as etcdBinary).
 Hosts that run the new version with an unchanged manifest are left alone, so a
 run that stopped can be started again. Progress goes to stderr; the summary to
 stdout (-o json or yaml: {"image", "version", "specRecorded", "hosts": [{"name",
@@ -78,13 +98,21 @@ Examples:
   etcd-staticpod upgrade --etcd-version 3.6.16-0 --config cluster.yaml --node etcd02 --root /
 
   # nodes that pull the image slowly: up to 15 minutes for each member to come back
-  etcd-staticpod upgrade --etcd-version 3.6.16-0 --wait 15m`,
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --wait 15m
+
+  # runtime systemd: copy the new etcd to each host, swap it in with one rename,
+  # restart the service
+  etcd-staticpod upgrade --etcd-version 3.6.16-0 --etcd-binary ./etcd-v3.6.16-linux-amd64/etcd \
+    --exec 'scp -p "$ETCD_STATICPOD_ETCD_BINARY" {scp-target}:/usr/local/bin/etcd.new &&
+            ssh {ssh-target} "cp -p /usr/local/bin/etcd /usr/local/bin/etcd.previous &&
+              mv /usr/local/bin/etcd.new /usr/local/bin/etcd && systemctl restart etcd.service"'`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` (default: OUT/" + layout.SpecFile + ")", TakesFile: true},
 			&cli.StringFlag{Name: "out", Value: "./" + layout.DefaultOut, Usage: "bundle `DIR` written by init", TakesFile: true},
 			&cli.StringFlag{Name: "etcd-version", Usage: "new etcd image `TAG`, such as 3.6.16-0"},
 			&cli.StringFlag{Name: "image-repository", Usage: "new `REGISTRY` of the etcd image, such as registry.k8s.io"},
 			&cli.StringFlag{Name: "image", Usage: "new etcd `IMAGE`; overrides --image-repository and --etcd-version"},
+			&cli.StringFlag{Name: "etcd-binary", Usage: "runtime systemd: the new release's etcd binary `FILE`, put at the unit's " + layout.EtcdBinary + " and handed to --exec as $" + upgrade.EnvBinary, TakesFile: true},
 			&cli.StringFlag{Name: "node", Usage: "upgrade only this host `NAME`"},
 			&cli.StringFlag{Name: "root", Usage: "with --node: the host's filesystem root `DIR`, / on the node itself", TakesFile: true},
 			&cli.StringFlag{Name: "exec", Usage: "`CMD` run per host after its rewrite, with {name}, {address}, {manifest}, {folder}, {ssh-target}, {scp-target} replaced"},
@@ -119,7 +147,7 @@ func runUpgrade(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"out", "config", "etcd-version", "image-repository", "image", "node", "root", "exec", "cacert", "cert", "key"} {
+	for _, name := range []string{"out", "config", "etcd-version", "image-repository", "image", "node", "root", "exec", "cacert", "cert", "key", "etcd-binary"} {
 		if c.IsSet(name) && strings.TrimSpace(c.String(name)) == "" {
 			return badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
 		}
@@ -177,6 +205,24 @@ func upgradeSpecs(c *cli.Context) (current, next *spec.Cluster, err error) {
 	next, err = upgrade.NextSpec(current, upgrade.NewImage{Image: c.String("image"), Version: c.String("etcd-version"), Repository: c.String("image-repository")})
 	if err != nil {
 		return nil, nil, err
+	}
+	bin := c.String("etcd-binary")
+	switch {
+	case bin != "" && !current.Systemd():
+		return nil, nil, fmt.Errorf("--etcd-binary %q: only with runtime %s; static Pods run the image's etcd", bin, spec.RuntimeSystemd)
+	case bin != "":
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--etcd-binary %q: %w", bin, err)
+		}
+		if fi, err := os.Stat(abs); err != nil {
+			return nil, nil, fmt.Errorf("--etcd-binary %q: %w", bin, errors.Unwrap(err))
+		} else if !fi.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("--etcd-binary %q: not a regular file", bin)
+		}
+		next.EtcdBinary = abs
+	case current.EtcdBinary != "":
+		return nil, nil, fmt.Errorf("--etcd-binary: the bundles carry the etcd of %s (etcdBinary in the spec); give the etcd binary of the new release", current.EtcdBinary)
 	}
 	return current, next, nil
 }

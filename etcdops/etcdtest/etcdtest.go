@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,6 +73,24 @@ func EtcdBinary(tb testing.TB) string {
 	p := filepath.Join(ModuleRoot(tb), ".bin", "etcd")
 	if _, err := os.Stat(p); err != nil {
 		tb.Skipf("no etcd binary: set ETCD_BIN or run `make etcd` to build %s", p)
+	}
+	return p
+}
+
+// NextEtcdBinary is $ETCD_NEXT_BIN, else .bin/etcd-3.6.16 in the module
+// (made by `make etcd-next`): the release upgrades go to. The test is
+// skipped when neither exists.
+func NextEtcdBinary(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("ETCD_NEXT_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			tb.Fatalf("ETCD_NEXT_BIN: %v", err)
+		}
+		return p
+	}
+	p := filepath.Join(ModuleRoot(tb), ".bin", "etcd-3.6.16")
+	if _, err := os.Stat(p); err != nil {
+		tb.Skipf("no etcd binary to upgrade to: set ETCD_NEXT_BIN or run `make etcd-next` to build %s", p)
 	}
 	return p
 }
@@ -260,12 +279,27 @@ type Member struct {
 
 	bin  string
 	args []string
+
+	// mu guards proc and what Supervise's restarts read.
+	mu   sync.Mutex
 	proc *Process
+	// pidFile, once supervised, gets the running etcd's PID; stopped
+	// ends the supervision.
+	pidFile string
+	stopped bool
+}
+
+// process is the member's current process, nil before its first start.
+func (m *Member) process() *Process {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proc
 }
 
 // Running reports whether the member's process is alive.
 func (m *Member) Running() bool {
-	return m.proc != nil && !m.proc.Exited()
+	p := m.process()
+	return p != nil && !p.Exited()
 }
 
 // Cluster is the members started from one bundle folder.
@@ -503,7 +537,14 @@ func (c *Cluster) Start(tb testing.TB, name string) {
 }
 
 func (m *Member) start() error {
-	if m.Running() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped = false
+	return m.startLocked()
+}
+
+func (m *Member) startLocked() error {
+	if m.proc != nil && !m.proc.Exited() {
 		return nil
 	}
 	logf, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -515,12 +556,21 @@ func (m *Member) start() error {
 		return fmt.Errorf("start etcd %s: %w", m.Name, err)
 	}
 	m.proc = p
+	if m.pidFile != "" {
+		if err := os.WriteFile(m.pidFile, []byte(strconv.Itoa(p.Pid())+"\n"), 0o600); err != nil {
+			return fmt.Errorf("etcd %s: pid file: %w", m.Name, err)
+		}
+	}
 	return nil
 }
 
 func (m *Member) stop() {
-	if m.proc != nil {
-		_ = m.proc.Stop(context.Background(), 10*time.Second)
+	m.mu.Lock()
+	m.stopped = true
+	p := m.proc
+	m.mu.Unlock()
+	if p != nil {
+		_ = p.Stop(context.Background(), 10*time.Second)
 	}
 }
 
@@ -531,8 +581,8 @@ func (m *Member) waitReady(timeout time.Duration, started []*Member) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for _, o := range started {
-			if o.proc.Exited() {
-				return fmt.Errorf("etcd %s exited: %v\n%s", o.Name, o.proc.Err(), tail(o.LogFile, 25))
+			if p := o.process(); p.Exited() {
+				return fmt.Errorf("etcd %s exited: %v\n%s", o.Name, p.Err(), tail(o.LogFile, 25))
 			}
 		}
 		resp, err := client.Get(m.MetricsURL + "/readyz")

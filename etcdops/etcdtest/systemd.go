@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -230,4 +231,52 @@ func (c *Cluster) Join(tb testing.TB, name string) *Member {
 	}
 	c.Members = append(c.Members, mem)
 	return mem
+}
+
+// Supervise restarts every member whose etcd ends, as systemd restarts a
+// unit (after a pause, like RestartSec=), with the binary its unit names
+// at that moment, until the test stops the member. It returns a folder
+// holding NAME.pid for each member's running etcd: a test's stand-in for
+// `systemctl restart etcd` sends that process SIGTERM.
+func (c *Cluster) Supervise(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for _, m := range c.Members {
+		m.mu.Lock()
+		m.pidFile = filepath.Join(dir, m.Name+".pid")
+		p := m.proc
+		var err error
+		if p != nil {
+			err = os.WriteFile(m.pidFile, []byte(strconv.Itoa(p.Pid())+"\n"), 0o600)
+		}
+		m.mu.Unlock()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if p != nil {
+			go m.supervise(p)
+		}
+	}
+	return dir
+}
+
+// restartPause is how long a supervised member stays down.
+const restartPause = 200 * time.Millisecond
+
+func (m *Member) supervise(p *Process) {
+	for {
+		<-p.Done()
+		time.Sleep(restartPause)
+		m.mu.Lock()
+		if m.stopped || m.proc != p {
+			m.mu.Unlock()
+			return
+		}
+		err := m.startLocked()
+		p = m.proc
+		m.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
 }
