@@ -206,3 +206,22 @@ func TestDataDir(t *testing.T) {
 		t.Errorf("DataDir below the mount = %s, want %s", got, want)
 	}
 }
+
+// TestExpand: kubelet's $(VAR) rules for command, args and env values.
+func TestExpand(t *testing.T) {
+	vars := map[string]string{"POD_NAME": "etcd-1", "EMPTY": ""}
+	for in, want := range map[string]string{
+		"--name=$(POD_NAME)":                   "--name=etcd-1",
+		"https://$(POD_NAME).etcd:2380":        "https://etcd-1.etcd:2380",
+		"$(UNKNOWN) stays":                     "$(UNKNOWN) stays",
+		"$$(POD_NAME) is escaped":              "$(POD_NAME) is escaped",
+		"a$(EMPTY)b":                           "ab",
+		"unclosed $(POD_NAME":                  "unclosed $(POD_NAME",
+		"$ alone, and at the end $":            "$ alone, and at the end $",
+		"$(POD_NAME)-server.crt $(POD_NAME).x": "etcd-1-server.crt etcd-1.x",
+	} {
+		if got := expand(in, vars); got != want {
+			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
