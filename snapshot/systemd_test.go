@@ -120,6 +120,24 @@ func TestRestoreSystemd(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "etcd02", "var/lib/etcd.restore-runbook")); err != nil {
 		t.Fatal(err)
 	}
+	// On the node itself: the same steps, run there.
+	root := t.TempDir()
+	stdout, stderr, code = etcdtest.Exec(t, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, layout.SpecFile), "--node", "etcd03", "--root", root, "--token", "node")
+	if code != 0 {
+		t.Fatalf("node restore: exit %d: %s", code, stderr)
+	}
+	for _, w := range []string{
+		"\n  systemctl stop etcd.service\n",
+		"\n  { [ ! -e /var/lib/private/etcd ] || mv /var/lib/private/etcd /var/lib/private/etcd.before-restore-node; } && mkdir -p -m 0700 /var/lib/private && mv /var/lib/etcd.restore-node /var/lib/private/etcd\n",
+		"\n  systemctl start --no-block etcd.service\n",
+	} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("the node's runbook lacks %q:\n%s", w, stdout)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/etcd.restore-node/member/snap/db")); err != nil {
+		t.Errorf("node restore: %v", err)
+	}
 
 	// Stop every member, then swap as printed, in a /var/lib of each host's
 	// own, where the data folder is systemd's link into private/.

@@ -57,9 +57,18 @@ func TestUpgradeSystemd(t *testing.T) {
 		t.Errorf("refused upgrades changed %v", d)
 	}
 
+	// The plan names the binary; nothing changes.
+	_, stderr, code := run("--etcd-binary", next, "--dry-run")
+	if code != 0 || strings.Count(stderr, "/usr/local/bin/etcd for 3.6.16 and wait for it") != 3 {
+		t.Errorf("upgrade --dry-run: exit %d\n%s", code, stderr)
+	}
+	if d := etcdtest.DiffTree(before, etcdtest.Tree(t, dir)); len(d) > 0 {
+		t.Errorf("a dry run changed %v", d)
+	}
+
 	// Without --exec the first host's turn prints its steps and waits; a
 	// member that does not come back stops the upgrade there.
-	_, stderr, code := run("--etcd-binary", next, "--wait", "3s")
+	_, stderr, code = run("--etcd-binary", next, "--wait", "3s")
 	t.Logf("upgrade without --exec:\n%s", stderr)
 	for _, w := range []string{
 		"scp -p " + next + " root@",
