@@ -463,12 +463,12 @@ func (u *upgrader) preflight(ctx context.Context) ([]spec.Host, error) {
 			return nil, inputErr("host %s: read its manifest: %w", h.Name, err)
 		}
 		if was, err := u.hostFile(u.o.Current, h); err == nil && !bytes.Equal(was, have) && !bytes.Equal(want, have) {
-			u.logf("note: %s differs from what the spec makes for %s; the upgrade replaces it with the spec's manifest for %s", u.manifestFile(h), u.o.Current.EtcdImage(), u.image)
+			u.logf("note: %s differs from what the spec makes for %s; the upgrade replaces it with the spec's for %s", u.manifestFile(h), u.o.Current.EtcdImage(), u.image)
 		}
 		if running == u.target.String() && bytes.Equal(want, have) {
 			u.hosts[h.Name].State = Current
 			u.order = append(u.order, h.Name)
-			u.logf("%s runs %s already and its manifest names %s: nothing to do", h.Name, running, u.image)
+			u.logf("%s runs %s already and %s is the spec's for it: nothing to do", h.Name, running, u.manifestFile(h))
 			continue
 		}
 		todo = append(todo, h)
@@ -746,6 +746,9 @@ func (u *upgrader) await(ctx context.Context, h spec.Host, start time.Time) erro
 		return true
 	})
 	if err != nil {
+		if u.o.Next.Systemd() {
+			return fmt.Errorf("%s did not report version %s within %s (last: %s); its unit runs %s: is etcd %s there, and was etcd.service restarted?", h.Name, want, u.o.Wait, last, layout.EtcdBinary, want)
+		}
 		return fmt.Errorf("%s did not report version %s within %s (last: %s); its manifest names %s", h.Name, want, u.o.Wait, last, u.image)
 	}
 	u.logf("%s: runs %s after %s", h.Name, want, since(start))
