@@ -582,6 +582,7 @@ sts_ns=etcd-e2e
 sts_name=etcd
 sts_class=e2e-local
 sts_volumes=6
+sts=
 
 # kubectl_wait ARGS...: kubectl on cp01 without the request timeout, for the
 # commands that watch (rollout status).
@@ -748,8 +749,179 @@ EOF
 	passed=$((passed + 1))
 }
 
+# sts_ready_members: the StatefulSet's Pods that are Ready, "NAME NAME...".
+sts_ready_members() {
+	kubectl -n "$sts_ns" get pods -l "app.kubernetes.io/instance=$sts_name,app.kubernetes.io/name=etcd" -o json |
+		jq -r '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True")) | .metadata.name] | join(" ")'
+}
+
+step_sts_apply() {
+	local t f
+	log "StatefulSet stage, step 2: init --runtime statefulset, its objects applied, three members Ready"
+	sts=$work/sts
+	log "etcd-staticpod init --runtime statefulset --namespace $sts_ns --name $sts_name --replicas 3 --storage-class $sts_class --storage-size 1Gi --out $sts"
+	"$cli" init --runtime statefulset --namespace "$sts_ns" --name "$sts_name" --replicas 3 \
+		--storage-class "$sts_class" --storage-size 1Gi --out "$sts" >"$work/sts-init.log" 2>&1 || {
+		indent <"$work/sts-init.log"
+		fail "etcd-staticpod init --runtime statefulset"
+	}
+	indent <"$work/sts-init.log"
+	f=$sts/statefulset/etcd.yaml
+	[[ -s $f ]] || fail "$f is missing"
+	kubectl apply --dry-run=server -f "$f" | indent
+	((PIPESTATUS[0] == 0)) || fail "kubectl apply --dry-run=server refused $f"
+	log "kubectl apply --dry-run=server -f $f: the apiserver accepted every object"
+	t=$(now)
+	kubectl apply -f "$f" | indent
+	((PIPESTATUS[0] == 0)) || fail "kubectl apply -f $f"
+	kubectl_wait -n "$sts_ns" rollout status "statefulset/$sts_name" --timeout=600s | indent
+	((PIPESTATUS[0] == 0)) || {
+		kubectl -n "$sts_ns" get pods,pvc -o wide | indent
+		kubectl -n "$sts_ns" logs "$sts_name-0" --tail=30 | indent
+		fail "the StatefulSet did not roll out"
+	}
+	kubectl -n "$sts_ns" get pods,pvc -o wide | indent
+	log "Ready members: $(sts_ready_members) ($(since "$t") after kubectl apply)"
+	sts_etcdctl health "$sts_name-healthcheck-client" endpoint health --cluster || {
+		indent <"$work/pods/health.log"
+		fail "etcdctl endpoint health --cluster failed"
+	}
+	indent <"$work/pods/health.log"
+	[[ $(grep -c 'is healthy' "$work/pods/health.log") == 3 ]] || fail "not three healthy members"
+	sts_members members-3
+	indent <"$work/pods/members-3.log"
+	log "one healthy TLS cluster of three members, each checked on its own client URL (etcdctl endpoint health --cluster through https://$sts_name-client.$sts_ns.svc:2379)"
+	passed=$((passed + 1))
+}
+
+# secret_file SECRET KEY: one key of a Secret in $sts_ns, decoded.
+secret_file() {
+	kubectl -n "$sts_ns" get secret "$1" -o json | jq -r --arg k "$2" '.data[$k] // empty' | base64 -d
+}
+
+step_sts_clients() {
+	local c=$sts/statefulset/client other=$work/other-ca line server
+	log "StatefulSet stage, step 3: a client Pod with the client bundle; a client without a certificate and one from another CA refused; no Secret holds the CA key"
+	secret_file "$sts_name-client" tls.crt | cmp -s - "$c/client.crt" || fail "Secret $sts_name-client does not hold $c/client.crt"
+	secret_file "$sts_name-client" ca.crt | cmp -s - "$c/ca.crt" || fail "Secret $sts_name-client does not hold $c/ca.crt"
+	sts_etcdctl client-put "$sts_name-client" put /e2e-cluster/client-pod "written by a client Pod" || {
+		indent <"$work/pods/client-put.log"
+		fail "the client Pod could not write"
+	}
+	sts_etcdctl client-get "$sts_name-client" get /e2e-cluster/client-pod --print-value-only || {
+		indent <"$work/pods/client-get.log"
+		fail "the client Pod could not read"
+	}
+	[[ $(cat "$work/pods/client-get.log") == "written by a client Pod" ]] || fail "the client Pod read '$(cat "$work/pods/client-get.log")'"
+	log "client Pods with Secret $sts_name-client (the bundle of $c) through https://$sts_name-client.$sts_ns.svc:2379: put $(cat "$work/pods/client-put.log"), get '$(cat "$work/pods/client-get.log")'"
+
+	# No client certificate: only the CA, to trust the server.
+	if pod_run no-cert "$etcdctl_ref" "$sts_name-client" --endpoints="https://$sts_name-client.$sts_ns.svc:2379" \
+		--cacert=/etc/etcd-client/ca.crt --dial-timeout=5s --command-timeout=15s get /e2e-cluster/client-pod; then
+		indent <"$work/pods/no-cert.log"
+		fail "a client without a certificate read etcd"
+	fi
+	line=$(grep -v '^$' "$work/pods/no-cert.log" | tail -n 1)
+	server=$(sts_rejected "client didn't provide a certificate")
+	log "refused, a client without a certificate: etcdctl: ${line:0:200}; etcd: $server"
+
+	# A client certificate from another CA.
+	mkdir -p "$other"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$other/ca.key" -out "$other/ca.crt" -days 1 -subj /CN=other-ca 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -keyout "$other/client.key" -out "$other/client.csr" -subj /CN=intruder 2>/dev/null
+	printf 'extendedKeyUsage=clientAuth\n' >"$other/ext"
+	openssl x509 -req -in "$other/client.csr" -CA "$other/ca.crt" -CAkey "$other/ca.key" -CAcreateserial \
+		-days 1 -extfile "$other/ext" -out "$other/client.crt" 2>/dev/null
+	kubectl -n "$sts_ns" create secret generic e2e-other-ca --from-file=ca.crt="$c/ca.crt" \
+		--from-file=tls.crt="$other/client.crt" --from-file=tls.key="$other/client.key" >/dev/null
+	if sts_etcdctl other-ca e2e-other-ca get /e2e-cluster/client-pod; then
+		indent <"$work/pods/other-ca.log"
+		fail "a client with a certificate from another CA read etcd"
+	fi
+	line=$(grep -v '^$' "$work/pods/other-ca.log" | tail -n 1)
+	server=$(sts_rejected "certificate signed by unknown authority")
+	log "refused, a client certificate from another CA: etcdctl: ${line:0:200}; etcd: $server"
+	kubectl -n "$sts_ns" delete secret e2e-other-ca >/dev/null
+
+	sts_no_ca_key
+	passed=$((passed + 1))
+}
+
+# sts_rejected TEXT: the error of a member's "rejected connection on client
+# endpoint" log line that holds TEXT: the server's own word that it refused
+# the handshake (etcdctl only sees its deadline pass).
+sts_rejected() {
+	local line
+	line=$(kubectl -n "$sts_ns" logs -l "app.kubernetes.io/instance=$sts_name,app.kubernetes.io/name=etcd" --tail=-1 --prefix 2>/dev/null |
+		grep -F '"rejected connection on client endpoint"' | grep -F -- "$1" | tail -n 1) ||
+		fail "no member logged a rejected connection with \"$1\""
+	echo "${line%% *} rejected connection on client endpoint, $(grep -o '"error":"[^"]*"' <<<"$line")"
+}
+
+# sts_no_ca_key: every value of every Secret in the cluster, decoded, is
+# searched for the CA key: its PEM body, its DER bytes (as the value's own
+# base64), and every private key a value holds is compared with the CA's by
+# its public key.
+sts_no_ca_key() {
+	local ca_key=$sts/pki/etcd/ca.key body pub n=0 keys=0 name key value d=$work/secrets
+	[[ -s $ca_key ]] || fail "$ca_key is missing"
+	body=$(grep -v -- '-----' "$ca_key" | tr -d '\n')
+	pub=$(openssl pkey -in "$ca_key" -pubout)
+	mkdir -p "$d"
+	kubectl get secrets -A -o json >"$d/all.json"
+	while read -r name key value; do
+		n=$((n + 1))
+		[[ $value == *"$body"* ]] && fail "Secret $name holds the CA key's DER bytes in $key"
+		printf '%s' "$value" | base64 -d >"$d/value"
+		grep -qF -- "$body" "$d/value" && fail "Secret $name holds the CA key in $key"
+		grep -q 'PRIVATE KEY-----' "$d/value" || continue
+		keys=$((keys + 1))
+		[[ $(openssl pkey -in "$d/value" -pubout 2>/dev/null) == "$pub" ]] && fail "Secret $name holds the CA's private key in $key"
+	done < <(jq -r '.items[] | (.metadata.namespace + "/" + .metadata.name) as $n | (.data // {}) | to_entries[] | "\($n) \(.key) \(.value)"' "$d/all.json")
+	((n > 0)) || fail "no Secret values found"
+	log "no Secret holds the CA key: $(jq '.items | length' "$d/all.json") Secrets, $n values, $keys private keys, none the CA's ($(jq -r --arg ns "$sts_ns" '[.items[] | select(.metadata.namespace == $ns) | .metadata.name] | join(" ")' "$d/all.json") in $sts_ns)"
+}
+
+step_sts_pod_back() {
+	local p=$sts_name-1 id newid uid newuid pv newpv t deadline line
+	log "StatefulSet stage, step 4: delete member Pod $p; it comes back with its data and member ID"
+	sts_members members-before
+	id=$(awk -F', ' -v n="$p" '$3 == n {print $1}' "$work/pods/members-before.log")
+	[[ -n $id ]] || fail "$p is not in the member list"
+	uid=$(kubectl -n "$sts_ns" get pod "$p" -o 'jsonpath={.metadata.uid}')
+	pv=$(kubectl -n "$sts_ns" get pvc "data-$p" -o 'jsonpath={.spec.volumeName}')
+	t=$(now)
+	kubectl -n "$sts_ns" delete pod "$p" | indent
+	deadline=$((SECONDS + 300))
+	until newuid=$(kubectl -n "$sts_ns" get pod "$p" -o 'jsonpath={.metadata.uid}' 2>/dev/null) && [[ -n $newuid && $newuid != "$uid" ]] &&
+		[[ $(kubectl -n "$sts_ns" get pod "$p" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]; do
+		((SECONDS < deadline)) || fail "$p did not come back Ready within 300s"
+		sleep 1
+	done
+	newpv=$(kubectl -n "$sts_ns" get pvc "data-$p" -o 'jsonpath={.spec.volumeName}')
+	log "$p deleted (Pod $uid) and back Ready as Pod $newuid $(since "$t") later, on the same volume $newpv (was $pv)"
+	[[ $newpv == "$pv" ]] || fail "$p came back on volume $newpv, not $pv"
+	sts_members members-after
+	newid=$(awk -F', ' -v n="$p" '$3 == n {print $1}' "$work/pods/members-after.log")
+	[[ $newid == "$id" ]] || fail "$p came back as member $newid, not $id"
+	# Its own store, asked alone: the key the client Pod wrote before.
+	pod_run read-back "$etcdctl_ref" "$sts_name-healthcheck-client" --endpoints="https://$p.$sts_name.$sts_ns.svc:2379" \
+		--cacert=/etc/etcd-client/ca.crt --cert=/etc/etcd-client/tls.crt --key=/etc/etcd-client/tls.key \
+		--dial-timeout=5s --command-timeout=15s get /e2e-cluster/client-pod --consistency=s --print-value-only || {
+		indent <"$work/pods/read-back.log"
+		fail "reading from $p failed"
+	}
+	[[ $(cat "$work/pods/read-back.log") == "written by a client Pod" ]] || fail "$p's own store has '$(cat "$work/pods/read-back.log")'"
+	line=$(kubectl -n "$sts_ns" logs "$p" 2>/dev/null | grep -m1 -o '"msg":"restarting local member"[^}]*' || true)
+	log "$p is back as the same member $id with its data: /e2e-cluster/client-pod read from its own store (--consistency=s); etcd: ${line:-no restart line found}"
+	passed=$((passed + 1))
+}
+
 step_sts() {
 	step_sts_node
+	step_sts_apply
+	step_sts_clients
+	step_sts_pod_back
 }
 
 # --- run ------------------------------------------------------------------
