@@ -15,11 +15,14 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/statefulset"
 )
 
 // ControlPlaneHost is the host name given to the bundle's control-plane
@@ -42,6 +45,10 @@ type Item struct {
 	Path string
 	// CA marks a CA certificate.
 	CA bool
+	// Stream, when set, is an object stream (runtime statefulset's
+	// etcd.yaml) holding the certificate in Secret SecretName under key
+	// SecretKey; Path then names it as STREAM#SECRET/KEY.
+	Stream, SecretName, SecretKey string
 	// CAKey is where the key of the CA that signs it (its own, for a CA)
 	// lives. Without that key here the certificate cannot be renewed here:
 	// kubeadm calls it externally managed.
@@ -115,13 +122,20 @@ type Entry struct {
 // Read reads every item and judges it at now.
 func Read(items []Item, now time.Time) []Entry {
 	out := make([]Entry, 0, len(items))
+	streams := map[string]streamSecrets{}
 	for _, it := range items {
 		e := Entry{Item: it}
 		if it.CAKey != "" {
 			_, err := os.Stat(it.CAKey)
 			e.ExternallyManaged = err != nil
 		}
-		data, err := safefile.Read(it.Path)
+		var data []byte
+		var err error
+		if it.Stream != "" {
+			data, err = streamCert(streams, it)
+		} else {
+			data, err = safefile.Read(it.Path)
+		}
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			e.Missing = true
@@ -140,6 +154,69 @@ func Read(items []Item, now time.Time) []Entry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// streamSecrets are the Secrets of one object stream, or why it cannot
+// be read.
+type streamSecrets struct {
+	secrets map[string]map[string][]byte
+	err     error
+}
+
+// streamCert reads an item's certificate from its object stream, reading
+// each stream once.
+func streamCert(streams map[string]streamSecrets, it Item) ([]byte, error) {
+	ss, ok := streams[it.Stream]
+	if !ok {
+		data, err := safefile.Read(it.Stream)
+		if err == nil {
+			ss.secrets, err = statefulset.SecretData(data)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", it.Stream, err)
+			}
+		}
+		ss.err = err
+		streams[it.Stream] = ss
+	}
+	if ss.err != nil {
+		return nil, ss.err
+	}
+	data, ok := ss.secrets[it.SecretName][it.SecretKey]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", it.Path, os.ErrNotExist)
+	}
+	return data, nil
+}
+
+// StatefulSet lists the certificates of runtime statefulset in the bundle
+// folder out: the CA store, each member's server and peer certificates, the
+// healthcheck and application clients and the CA certificate in the object
+// stream, and the application's client bundle.
+func StatefulSet(out string, c *spec.Cluster) []Item {
+	b := layout.Bundle(out)
+	caKey := b.CAKey()
+	n := statefulset.NamesOf(c)
+	stream := b.StatefulSetManifest()
+	in := func(name, host, secret, key string, ca bool) Item {
+		return Item{Name: name, Host: host, Path: stream + "#" + secret + "/" + key, Stream: stream, SecretName: secret, SecretKey: key, CA: ca, CAKey: caKey}
+	}
+	items := []Item{{Name: certs.CA().Name, Path: b.CACert(), CA: true, CAKey: caKey}}
+	server, peer := certs.Leaves()[0].Name, certs.Leaves()[1].Name
+	for i := range c.StatefulSet.Replicas {
+		m := n.Member(i)
+		items = append(items,
+			in(server, m, n.MembersSecret(), statefulset.ServerCertKey(m), false),
+			in(peer, m, n.MembersSecret(), statefulset.PeerCertKey(m), false))
+	}
+	app := certs.ApplicationClient()
+	items = append(items,
+		in(statefulset.HealthcheckProfile().Name, layout.StatefulSetDir, n.HealthcheckSecret(), corev1.TLSCertKey, false),
+		in(app.Name, layout.StatefulSetDir, n.ClientSecret(), corev1.TLSCertKey, false),
+		Item{Name: app.Name, Host: layout.StatefulSetClientDir, Path: app.Files.Cert(b.StatefulSetClient()), CAKey: caKey},
+		in(certs.CA().Name, layout.StatefulSetDir, n.MembersSecret(), statefulset.CACertKey, true),
+		Item{Name: certs.CA().Name, Host: layout.StatefulSetClientDir, Path: filepath.Join(b.StatefulSetClient(), layout.StatefulSetClientCA), CA: true, CAKey: caKey},
+	)
+	return items
 }
 
 // Due reports whether the entry needs attention before within has passed:

@@ -47,6 +47,9 @@ func bundleItems(src Source) ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r != nil && r.InKubernetes() {
+		return StatefulSet(out, r.Cluster), nil
+	}
 	if r != nil {
 		for _, h := range r.Hosts {
 			hosts = append(hosts, h.Name)

@@ -15,6 +15,40 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
+// SecretData returns the data of every Secret in an object stream, by
+// the Secret's name.
+func SecretData(stream []byte) (map[string]map[string][]byte, error) {
+	out := map[string]map[string][]byte{}
+	err := eachSecret(stream, func(s *corev1.Secret) { out[s.Name] = s.Data })
+	return out, err
+}
+
+// eachSecret calls fn with every Secret of an object stream.
+func eachSecret(stream []byte, fn func(*corev1.Secret)) error {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return err
+		}
+		if tm.Kind != "Secret" {
+			continue
+		}
+		var s corev1.Secret
+		if err := yaml.Unmarshal(doc, &s); err != nil {
+			return fmt.Errorf("Secret: %w", err)
+		}
+		fn(&s)
+	}
+}
+
 // ReadCredentials takes the certificates back out of a stream Render
 // wrote for c: the Secrets NAME-members, NAME-healthcheck-client and
 // NAME-client. Members are read from ordinal 0 up to the first missing.
@@ -22,29 +56,13 @@ import (
 func ReadCredentials(c *spec.Cluster, stream []byte) (Credentials, error) {
 	n := NamesOf(c)
 	secrets := map[string]*corev1.Secret{}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return Credentials{}, err
-		}
-		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			return Credentials{}, err
-		}
-		if tm.Kind != "Secret" {
-			continue
-		}
-		var s corev1.Secret
-		if err := yaml.Unmarshal(doc, &s); err != nil {
-			return Credentials{}, fmt.Errorf("Secret: %w", err)
-		}
+	err := eachSecret(stream, func(s *corev1.Secret) {
 		if s.Namespace == n.Namespace {
-			secrets[s.Name] = &s
+			secrets[s.Name] = s
 		}
+	})
+	if err != nil {
+		return Credentials{}, err
 	}
 	get := func(name string) (*corev1.Secret, error) {
 		s, ok := secrets[name]

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,6 +44,7 @@ func TestStatefulSetInit(t *testing.T) {
 			t.Errorf("etcd.yaml lacks %q", want)
 		}
 	}
+	checkStatefulSetExpiry(t, out)
 	before := treeHash(t, out)
 	if _, stderr, code := runCLI(t, "init", "--out", out); code != 0 {
 		t.Fatalf("second init: exit %d\n%s", code, stderr)
@@ -90,5 +93,48 @@ func TestStatefulSetRefused(t *testing.T) {
 				t.Errorf("%v made %s", args, out)
 			}
 		})
+	}
+}
+
+// checkStatefulSetExpiry: check-expiration lists the certificates of a
+// StatefulSet bundle folder, those inside the object stream's Secrets too,
+// and --within says when they are due.
+func checkStatefulSetExpiry(t *testing.T, out string) {
+	t.Helper()
+	stdout, stderr, code := runCLI(t, "certs", "check-expiration", "--out", out, "-o", "json")
+	if code != 0 {
+		t.Fatalf("check-expiration: exit %d\n%s", code, stderr)
+	}
+	var doc struct {
+		Certificates []struct {
+			Name, Host, Path, Authority string
+			Missing                     bool
+		}
+		CertificateAuthorities []struct{ Name, Host, Path string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range doc.Certificates {
+		if c.Missing || c.Authority != "etcd-ca" {
+			t.Errorf("%+v", c)
+		}
+		got = append(got, c.Host+"/"+c.Name+" "+strings.TrimPrefix(c.Path, out+"/"))
+	}
+	for _, want := range []string{
+		"etcd-4/etcd-peer statefulset/etcd.yaml#etcd-members/etcd-4-peer.crt",
+		"statefulset/etcd-healthcheck-client statefulset/etcd.yaml#etcd-healthcheck-client/tls.crt",
+		"statefulset/client/etcd-client statefulset/client/client.crt",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("check-expiration lacks %s:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+	if len(got) != 2*5+3 || len(doc.CertificateAuthorities) != 3 {
+		t.Errorf("%d certificates and %d CAs, want 13 and 3:\n%s", len(got), len(doc.CertificateAuthorities), stdout)
+	}
+	if _, stderr, code := runCLI(t, "certs", "check-expiration", "--out", out, "--within", "400d"); code != 3 || !strings.Contains(stderr, "etcd-2/etcd-server") {
+		t.Errorf("--within 400d: exit %d, want 3 naming etcd-2/etcd-server\n%s", code, stderr)
 	}
 }
