@@ -219,6 +219,16 @@ func (r *systemdRun) checkRunsAsUnitSays(t *testing.T, name string) {
 	}
 	slices.Sort(creds)
 	out, _ := h.Exec(ctx, "systemctl", "show", "-p", "ActiveState,SubState,Type,NRestarts", layout.EtcdUnitName)
+	if !strings.Contains(string(out), "NRestarts=0") {
+		// Why systemd had to start it again.
+		var why []string
+		for _, l := range strings.Split(h.Journal(layout.EtcdUnitName, 400), "\n") {
+			if !strings.Contains(l, `{"level"`) || strings.Contains(l, `"level":"fatal"`) || strings.Contains(l, `"level":"panic"`) || strings.Contains(l, "Main process exited") || strings.Contains(l, "Scheduled restart") || strings.Contains(strings.ToLower(l), "cgroup") {
+				why = append(why, l)
+			}
+		}
+		t.Logf("%s: etcd.service was restarted by systemd:\n%s", name, strings.Join(why, "\n"))
+	}
 	t.Logf("%s: etcd (pid %d here) runs %q as uid %d, umask %s, in %s, credentials %s; %s", name, pid, unit.execStart, uid, unit.umask,
 		layout.DynamicStateDir(unit.workingDir), strings.Join(creds, ", "), strings.Join(strings.Fields(string(out)), " "))
 }
@@ -487,6 +497,73 @@ func (r *systemdRun) scale(t *testing.T) {
 	}
 }
 
+// restore saves a snapshot, writes a key after it, and restores every
+// member from it with snapshot restore, running the printed steps in their
+// order (stop every member, copy and swap each restored folder in, start
+// every member), checking the cluster between the start and the clean-up.
+// The restored members form a new cluster that holds what the snapshot
+// holds and not the key written after it.
+func (r *systemdRun) restore(t *testing.T) {
+	ctx := stepContext(t, 5*time.Minute)
+	file, _ := r.saveSnapshot(t)
+	cli := r.client(t)
+	before, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putEventually(ctx, cli, "/e2e/systemd-after-snapshot", "gone after the restore"); err != nil {
+		t.Fatal(err)
+	}
+	printed := r.cli(t, "snapshot", "restore", file, "--out", r.bundle.Dir)
+	t.Logf("snapshot restore:\n%s", printed)
+	var cleanup []string
+	check := false
+	for _, l := range strings.Split(printed, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "4.") {
+			check = true
+		}
+		if !strings.HasPrefix(l, "ssh ") && !strings.HasPrefix(l, "scp ") {
+			continue
+		}
+		if check {
+			cleanup = append(cleanup, l)
+			continue
+		}
+		r.run(t, l)
+	}
+	if len(cleanup) == 0 {
+		t.Fatalf("snapshot restore printed no steps after its check")
+	}
+	t.Logf("restored cluster:\n%s", r.waitHealthy(t, r.members[0].Name, len(r.members)))
+	for _, l := range cleanup {
+		r.run(t, l)
+	}
+	after := r.client(t)
+	list, err := after.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list.Header.ClusterId == before.Header.ClusterId || len(list.Members) != len(r.members) {
+		t.Errorf("after the restore: cluster %x with %d members, before %x; want a new cluster of %d", list.Header.ClusterId, len(list.Members), before.Header.ClusterId, len(r.members))
+	}
+	got, err := after.Get(ctx, "/e2e/systemd-snapshot/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := after.Get(ctx, "/e2e/systemd-after-snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Count == 0 || gone.Count != 0 {
+		t.Errorf("after the restore: %d keys of the snapshot, %d written after it; want them all and none", got.Count, gone.Count)
+	}
+	for _, h := range r.members {
+		r.checkRunsAsUnitSays(t, h.Name)
+	}
+	t.Logf("restored: cluster %x (was %x), %d keys of the snapshot, none written after it", list.Header.ClusterId, before.Header.ClusterId, got.Count)
+}
+
 // TestSystemdRuntime: init --runtime systemd on three hosts, each booted
 // with a real systemd as PID 1 in its own namespaces, the archive unpacked
 // at / and etcd.service started as init prints; the units form a healthy
@@ -543,6 +620,7 @@ func TestSystemdRuntime(t *testing.T) {
 		{"certs renew", r.renew},
 		{"snapshot save", func(t *testing.T) { r.saveSnapshot(t) }},
 		{"member add and remove", r.scale},
+		{"snapshot restore", r.restore},
 	}
 	for _, step := range steps {
 		if !t.Run(step.name, step.run) {
