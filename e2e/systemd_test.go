@@ -564,6 +564,83 @@ func (r *systemdRun) restore(t *testing.T) {
 	t.Logf("restored: cluster %x (was %x), %d keys of the snapshot, none written after it", list.Header.ClusterId, before.Header.ClusterId, got.Count)
 }
 
+// upgradeExec is upgrade's --exec for runtime systemd, as its help gives
+// it: copy the new etcd next to the unit's, keep the old one, swap the new
+// one in with one rename and restart the service.
+const upgradeExec = `scp -p "$ETCD_STATICPOD_ETCD_BINARY" {scp-target}:/usr/local/bin/etcd.new &&
+ssh {ssh-target} "cp -p /usr/local/bin/etcd /usr/local/bin/etcd.previous &&
+  mv /usr/local/bin/etcd.new /usr/local/bin/etcd && systemctl restart etcd.service"`
+
+// upgrade upgrades every member to the next release with upgrade
+// --etcd-binary --exec, followers first and the leader last, while a
+// writer writes: each member then runs the new binary as its unit says,
+// and no acknowledged write is lost.
+func (r *systemdRun) upgrade(t *testing.T) {
+	r.tools.RequireImage(t, nextTag)
+	ctx := stepContext(t, 6*time.Minute)
+	want, err := os.ReadFile(r.tools.EtcdNext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := r.client(t)
+	w := harness.StartWriter(ctx, cli, "/e2e/systemd-upgrade")
+	stopped := false
+	defer func() {
+		if !stopped {
+			w.Stop()
+		}
+	}()
+	cmd := r.lab.Command(ctx, r.tools.CLI, "upgrade", "--etcd-version", nextTag, "--etcd-binary", r.tools.EtcdNext,
+		"--out", r.bundle.Dir, "--wait", "2m", "-o", "json", "--exec", upgradeExec)
+	cmd.Env = r.remote.Env()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	begin := time.Now()
+	out, err := cmd.Output()
+	t.Logf("upgrade --etcd-version %s --etcd-binary %s --exec %q (%s):\n%s", nextTag, r.tools.EtcdNext, upgradeExec, time.Since(begin).Round(time.Millisecond), stderr.String())
+	if err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	var sum upgradeSummary
+	if err := json.Unmarshal(out, &sum); err != nil {
+		t.Fatalf("upgrade -o json: %v\n%s", err, out)
+	}
+	if !sum.SpecRecorded || len(sum.Hosts) != len(r.members) || !sum.Hosts[len(sum.Hosts)-1].Leader {
+		t.Errorf("upgrade reports %s; want every member upgraded, the leader last, the spec recorded", out)
+	}
+	for _, h := range sum.Hosts {
+		if h.State != "upgraded" || !strings.HasPrefix(nextTag, h.To) {
+			t.Errorf("upgrade: %s %s -> %s: %s %s", h.Name, h.From, h.To, h.State, h.Error)
+		}
+		t.Logf("upgraded %s from %s to %s in %s (leader: %v)", h.Name, h.From, h.To, h.Took, h.Leader)
+	}
+	rep := w.Stop()
+	stopped = true
+	t.Logf("writer during the upgrade: %s", rep)
+	if rep.Acked == 0 || len(rep.Stale) > 0 || rep.LongestOutage >= upgradeMaxOutage {
+		t.Errorf("writer: %s; want no stale read and no outage of %s or more", rep, upgradeMaxOutage)
+	}
+	if err := w.Verify(ctx, cli); err != nil {
+		t.Error(err)
+	}
+	for _, h := range r.members {
+		st, err := cli.Status(ctx, clientURL(h))
+		if err != nil || !strings.HasPrefix(nextTag, st.Version) {
+			t.Errorf("%s: status %v, %v; want version %s", h.Name, st, err, nextTag)
+		}
+		r.checkRunsAsUnitSays(t, h.Name)
+		pid, err := r.hosts[h.Name].MainPID(ctx, layout.EtcdUnitName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The running binary is the one --etcd-binary named.
+		if got, err := os.ReadFile(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: etcd.service does not run %s (%v)", h.Name, r.tools.EtcdNext, err)
+		}
+	}
+	t.Logf("cluster after the upgrade:\n%s", r.waitHealthy(t, r.members[0].Name, len(r.members)))
+}
+
 // TestSystemdRuntime: init --runtime systemd on three hosts, each booted
 // with a real systemd as PID 1 in its own namespaces, the archive unpacked
 // at / and etcd.service started as init prints; the units form a healthy
@@ -621,6 +698,7 @@ func TestSystemdRuntime(t *testing.T) {
 		{"snapshot save", func(t *testing.T) { r.saveSnapshot(t) }},
 		{"member add and remove", r.scale},
 		{"snapshot restore", r.restore},
+		{"upgrade", r.upgrade},
 	}
 	for _, step := range steps {
 		if !t.Run(step.name, step.run) {
