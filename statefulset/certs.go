@@ -101,6 +101,12 @@ func IssueClient(ca *certs.Authority, c *spec.Cluster, p certs.Profile, key cryp
 	return issue(ca, c, p, spec.Host{}, key, now)
 }
 
+// Issue signs a certificate of profile p for h (MemberHost for a member's
+// profiles, no host for the clients) and key.
+func Issue(ca *certs.Authority, c *spec.Cluster, p certs.Profile, h spec.Host, key crypto.Signer, now time.Time) (Pair, error) {
+	return issue(ca, c, p, h, key, now)
+}
+
 func issue(ca *certs.Authority, c *spec.Cluster, p certs.Profile, h spec.Host, key crypto.Signer, now time.Time) (Pair, error) {
 	cert, err := ca.Issue(certs.Request{Profile: p, Host: h, Validity: c.CertificateValidity.Duration}, key.Public(), now)
 	if err != nil {

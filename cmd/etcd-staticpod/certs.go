@@ -18,6 +18,9 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
+	"github.com/etcd-staticpod/etcd-staticpod/shellcmd"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/statefulset"
 )
 
 // certsCommands are the commands that check and renew certificates.
@@ -242,6 +245,13 @@ yaml) prints a list of {"name", "host", "path", "oldNotAfter", "newNotAfter", "o
 "newSerial"}; "old..." are "" when there was no certificate, "newSerial" is "" with
 --dry-run. No key is ever printed.
 
+With runtime statefulset (OUT/cluster.yaml says so) the certificates are those of
+OUT/statefulset/etcd.yaml: etcd-server and etcd-peer of every member, or of --node
+NAME-i only, and, without --node, etcd-healthcheck-client and etcd-client (the
+applications' client, also written to OUT/statefulset/client/). The stream is written
+again with the new pairs and every other object as it was; then kubectl apply it and
+restart the StatefulSet's Pods one at a time (kubectl rollout restart; both printed).
+
 Afterwards, copy each renewed host's bundle to it and restart its etcd (move
 etcd.yaml out of /etc/kubernetes/manifests and back), one host at a time, waiting
 for etcd-staticpod health in between; give the control plane DIR/control-plane.
@@ -263,6 +273,10 @@ Examples:
   # on the node etcd03 itself, signing with a CA given by path
   etcd-staticpod certs renew all --config cluster.yaml --node etcd03 --root / --ca-cert ca.crt --ca-key ca.key
 
+  # runtime statefulset: one member's peer certificate, then everything
+  etcd-staticpod certs renew etcd-peer --node etcd-1 --out ./etcd-apps
+  etcd-staticpod certs renew all --out ./etcd-apps
+
   # what would be renewed, as JSON
   etcd-staticpod certs renew all --dry-run -o json
 
@@ -271,7 +285,7 @@ Examples:
 	const usage = " [--out DIR] [--config FILE] [--node NAME [--root DIR]] [--ca-cert FILE --ca-key FILE] [--dry-run] [-o table|json|yaml]"
 	return &cli.Command{
 		Name:        "renew",
-		Usage:       "give hosts a new key and certificate: " + strings.Join(names, ", ") + " or all",
+		Usage:       "give hosts (or a StatefulSet's members) a new key and certificate: " + strings.Join(names, ", ") + " (statefulset: etcd-client) or all",
 		UsageText:   "etcd-staticpod certs renew <all|" + strings.Join(names, "|") + ">" + usage,
 		Description: description,
 		Flags:       renewFlags(),
@@ -284,15 +298,10 @@ Examples:
 				return badArgs(fmt.Errorf("unexpected argument %q: renew one certificate, or all", c.Args().Get(1)))
 			}
 			name := c.Args().First()
-			profiles := certs.Leaves()
-			if name != "all" {
-				p, ok := certs.Leaf(name)
-				if !ok {
-					return badArgs(fmt.Errorf("certificate %q: want all or one of %s", name, strings.Join(names, ", ")))
-				}
-				profiles = []certs.Profile{p}
+			if _, ok := certs.Leaf(name); !ok && name != "all" && !slices.Contains(phases.StatefulSetRenewable(), name) {
+				return badArgs(fmt.Errorf("certificate %q: want all or one of %s", name, strings.Join(names, ", ")))
 			}
-			return renew(c, profiles)
+			return renew(c, name)
 		}),
 	}
 }
@@ -302,7 +311,7 @@ func renewFlags() []cli.Flag {
 	return append(flags, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"})
 }
 
-func renew(c *cli.Context, profiles []certs.Profile) error {
+func renew(c *cli.Context, name string) error {
 	format, err := outputFormat(c)
 	if err != nil {
 		return err
@@ -320,6 +329,17 @@ func renew(c *cli.Context, profiles []certs.Profile) error {
 	if format != "table" {
 		// stdout is the document alone.
 		opts.Log = c.App.ErrWriter
+	}
+	if cl.InKubernetes() {
+		return renewStatefulSet(c, opts, format, name)
+	}
+	profiles := certs.Leaves()
+	if name != "all" {
+		p, ok := certs.Leaf(name)
+		if !ok {
+			return badArgs(fmt.Errorf("certificate %q: with runtime %s, want all or one of %s", name, cl.Runtime, strings.Join(leafNames(), ", ")))
+		}
+		profiles = []certs.Profile{p}
 	}
 	r, err := phases.NewRunner(opts)
 	if err != nil {
@@ -352,6 +372,57 @@ func renew(c *cli.Context, profiles []certs.Profile) error {
 				fileExists(layout.Bundle(c.String("out")).ControlPlane()) {
 				fmt.Fprintf(c.App.Writer, "The control plane needs the new apiserver-etcd-client too: unpack %s/control-plane.tar.gz at / on each control-plane node and restart kube-apiserver.\n", c.String("out"))
 			}
+		}
+	}
+	return nil
+}
+
+func leafNames() []string {
+	var names []string
+	for _, p := range certs.Leaves() {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// renewStatefulSet renews runtime statefulset's certificates in the object
+// stream; --node names a member.
+func renewStatefulSet(c *cli.Context, opts phases.Options, format, name string) error {
+	if c.IsSet("root") {
+		return badArgs(fmt.Errorf("--root %q: runtime %s has no hosts; renew in the bundle folder", c.String("root"), spec.RuntimeStatefulSet))
+	}
+	names := phases.StatefulSetRenewable()
+	if name != "all" {
+		names = []string{name}
+	}
+	member := opts.Node
+	opts.Node = ""
+	r, err := phases.NewRunner(opts)
+	if err != nil {
+		return badArgs(err)
+	}
+	release, err := holdFolders(c, c.String("out"), "", c.Bool("dry-run"))
+	if err != nil {
+		return err
+	}
+	defer release()
+	done, err := r.RenewStatefulSet(names, member)
+	if err != nil {
+		return err
+	}
+	if err := printRenewals(c.App.Writer, format, done); err != nil {
+		return fmt.Errorf("print renewals: %w", err)
+	}
+	if format == "table" && !c.Bool("dry-run") {
+		cl := opts.Cluster
+		n := statefulset.NamesOf(cl)
+		b := layout.Bundle(c.String("out"))
+		fmt.Fprintln(c.App.Writer)
+		fmt.Fprintln(c.App.Writer, "Apply the new Secrets, then restart the members one at a time so that each reads its new certificates:")
+		fmt.Fprintf(c.App.Writer, "  kubectl apply -f %s\n", shellcmd.Quote(b.StatefulSetManifest()))
+		fmt.Fprintf(c.App.Writer, "  kubectl -n %s rollout restart statefulset/%s && kubectl -n %s rollout status statefulset/%s\n", n.Namespace, n.StatefulSet(), n.Namespace, n.StatefulSet())
+		if slices.ContainsFunc(done, func(rn phases.Renewal) bool { return rn.Name == certs.ApplicationClient().Name }) {
+			fmt.Fprintf(c.App.Writer, "Applications read the new client certificate from the Secret %s/%s or %s.\n", n.Namespace, n.ClientSecret(), shellcmd.Quote(b.StatefulSetClient()))
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,7 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/statefulset"
 )
 
 // TestStatefulSetInit: init --runtime statefulset writes the objects and
@@ -136,5 +142,89 @@ func checkStatefulSetExpiry(t *testing.T, out string) {
 	}
 	if _, stderr, code := runCLI(t, "certs", "check-expiration", "--out", out, "--within", "400d"); code != 3 || !strings.Contains(stderr, "etcd-2/etcd-server") {
 		t.Errorf("--within 400d: exit %d, want 3 naming etcd-2/etcd-server\n%s", code, stderr)
+	}
+}
+
+// TestStatefulSetRenew: certs renew replaces one member's pair, or every
+// certificate, in the object stream and the client bundle; what it does
+// not renew stays byte for byte; the new certificates are the same
+// profiles, signed by the same CA.
+func TestStatefulSetRenew(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	if _, stderr, code := runCLI(t, "init", "--runtime", "statefulset", "--namespace", "apps", "--encryption-algorithm", "ECDSA-P256", "--out", out); code != 0 {
+		t.Fatalf("init: %s", stderr)
+	}
+	cl, err := spec.Load(filepath.Join(out, "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.SetDefaults()
+	read := func() statefulset.Credentials {
+		stream, err := os.ReadFile(filepath.Join(out, "statefulset", "etcd.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds, err := statefulset.ReadCredentials(cl, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return creds
+	}
+	before := read()
+	stdout, stderr, code := runCLI(t, "certs", "renew", "etcd-peer", "--node", "etcd-1", "--out", out)
+	if code != 0 {
+		t.Fatalf("renew: exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{"etcd-members/etcd-1-peer.crt", "kubectl apply -f " + out + "/statefulset/etcd.yaml", "kubectl -n apps rollout restart statefulset/etcd"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	after := read()
+	if bytes.Equal(after.Members[1].Peer.Key, before.Members[1].Peer.Key) || bytes.Equal(after.Members[1].Peer.Cert, before.Members[1].Peer.Cert) {
+		t.Error("etcd-1's peer pair was not renewed")
+	}
+	after.Members[1].Peer = before.Members[1].Peer
+	if d := cmp.Diff(before, after); d != "" {
+		t.Errorf("renewing etcd-1's peer pair changed more:\n%s", d)
+	}
+	ca, err := certs.ParseCert(before.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, _ := certs.ParseCert(read().Members[1].Peer.Cert)
+	if err := renewed.CheckSignatureFrom(ca); err != nil || renewed.Subject.CommonName != "etcd-1" || !slices.Contains(renewed.DNSNames, "etcd-1.etcd.apps.svc.cluster.local") {
+		t.Errorf("renewed peer certificate: CN %q, DNS %v, %v", renewed.Subject.CommonName, renewed.DNSNames, err)
+	}
+
+	if _, stderr, code := runCLI(t, "certs", "renew", "all", "--out", out); code != 0 {
+		t.Fatalf("renew all: exit %d\n%s", code, stderr)
+	}
+	all := read()
+	for i := range all.Members {
+		if bytes.Equal(all.Members[i].Server.Cert, before.Members[i].Server.Cert) {
+			t.Errorf("etcd-%d's server certificate was not renewed", i)
+		}
+	}
+	bundle, err := os.ReadFile(filepath.Join(out, "statefulset", "client", "client.crt"))
+	if err != nil || !bytes.Equal(bundle, all.Client.Cert) || bytes.Equal(bundle, before.Client.Cert) {
+		t.Errorf("the client bundle does not hold the renewed client certificate (%v)", err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"etcd-peer", "--node", "etcd-3"}, `--node "etcd-3": no such member (members: etcd-0 .. etcd-2)`},
+		{[]string{"apiserver-etcd-client"}, `certificate "apiserver-etcd-client": with runtime statefulset, want all or one of etcd-server, etcd-peer, etcd-healthcheck-client, etcd-client`},
+		{[]string{"all", "--root", "/"}, `--root "/": runtime statefulset has no hosts`},
+	} {
+		before := treeHash(t, out)
+		_, stderr, code := runCLI(t, append([]string{"certs", "renew", "--out", out}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %s; want 2 and %s", tc.args, code, stderr, tc.want)
+		}
+		if treeHash(t, out) != before {
+			t.Errorf("%v changed the output", tc.args)
+		}
 	}
 }
