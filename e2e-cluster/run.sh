@@ -687,14 +687,11 @@ conntrack:
 EOF
 	} >"$st/kubeadm-addons.yaml"
 	log "on $cp: kubeadm init phase addon all --config kubeadm-addons.yaml (kubeadm-config.yaml and a KubeProxyConfiguration: conntrack maxPerCore, tcpEstablishedTimeout and tcpCloseWaitTimeout 0)"
-	in_host "$cp" kubeadm init phase addon all --config "$st/kubeadm-addons.yaml" 2>&1 | sed "s/^/    [$cp] /" >&2
-	((PIPESTATUS[0] == 0)) || fail "kubeadm init phase addon all"
+	in_host "$cp" kubeadm init phase addon all --config "$st/kubeadm-addons.yaml" 2>&1 | sed "s/^/    [$cp] /" >&2 || fail "kubeadm init phase addon all"
 	# A single node runs the workloads too.
-	kubectl taint node "$cp" node-role.kubernetes.io/control-plane:NoSchedule- | indent
-	kubectl_wait -n kube-system rollout status daemonset/kube-proxy --timeout=180s | indent
-	((PIPESTATUS[0] == 0)) || fail "kube-proxy did not roll out"
-	kubectl_wait -n kube-system rollout status deployment/coredns --timeout=300s | indent
-	((PIPESTATUS[0] == 0)) || fail "CoreDNS did not roll out"
+	kubectl taint node "$cp" node-role.kubernetes.io/control-plane:NoSchedule- | indent || fail "removing the control-plane taint"
+	kubectl_wait -n kube-system rollout status daemonset/kube-proxy --timeout=180s | indent || fail "kube-proxy did not roll out"
+	kubectl_wait -n kube-system rollout status deployment/coredns --timeout=300s | indent || fail "CoreDNS did not roll out"
 	kubectl -n kube-system get pods -o wide -l 'k8s-app in (kube-proxy,kube-dns)' | indent
 	log "kube-proxy and CoreDNS Running $(since "$t") after the addon phase"
 
@@ -731,9 +728,8 @@ spec:
         - {key: kubernetes.io/hostname, operator: In, values: [$cp]}
 EOF
 		done
-	} | kubectl apply -f - | indent
-	((PIPESTATUS[1] == 0)) || fail "the StorageClass and PersistentVolumes"
-	kubectl create namespace "$sts_ns" | indent
+	} | kubectl apply -f - | indent || fail "the StorageClass and PersistentVolumes"
+	kubectl create namespace "$sts_ns" | indent || fail "kubectl create namespace $sts_ns"
 
 	# Cluster DNS from a Pod: the kubernetes Service's name resolves to
 	# its ClusterIP.
@@ -768,14 +764,11 @@ step_sts_apply() {
 	indent <"$work/sts-init.log"
 	f=$sts/statefulset/etcd.yaml
 	[[ -s $f ]] || fail "$f is missing"
-	kubectl apply --dry-run=server -f "$f" | indent
-	((PIPESTATUS[0] == 0)) || fail "kubectl apply --dry-run=server refused $f"
+	kubectl apply --dry-run=server -f "$f" | indent || fail "kubectl apply --dry-run=server refused $f"
 	log "kubectl apply --dry-run=server -f $f: the apiserver accepted every object"
 	t=$(now)
-	kubectl apply -f "$f" | indent
-	((PIPESTATUS[0] == 0)) || fail "kubectl apply -f $f"
-	kubectl_wait -n "$sts_ns" rollout status "statefulset/$sts_name" --timeout=600s | indent
-	((PIPESTATUS[0] == 0)) || {
+	kubectl apply -f "$f" | indent || fail "kubectl apply -f $f"
+	kubectl_wait -n "$sts_ns" rollout status "statefulset/$sts_name" --timeout=600s | indent || {
 		kubectl -n "$sts_ns" get pods,pvc -o wide | indent
 		kubectl -n "$sts_ns" logs "$sts_name-0" --tail=30 | indent
 		fail "the StatefulSet did not roll out"
@@ -883,15 +876,15 @@ sts_no_ca_key() {
 }
 
 step_sts_pod_back() {
-	local p=$sts_name-1 id newid uid newuid pv newpv t deadline line
+	local p=$sts_name-1 mid newid uid newuid pv newpv t deadline line
 	log "StatefulSet stage, step 4: delete member Pod $p; it comes back with its data and member ID"
 	sts_members members-before
-	id=$(awk -F', ' -v n="$p" '$3 == n {print $1}' "$work/pods/members-before.log")
-	[[ -n $id ]] || fail "$p is not in the member list"
+	mid=$(awk -F', ' -v n="$p" '$3 == n {print $1}' "$work/pods/members-before.log")
+	[[ -n $mid ]] || fail "$p is not in the member list"
 	uid=$(kubectl -n "$sts_ns" get pod "$p" -o 'jsonpath={.metadata.uid}')
 	pv=$(kubectl -n "$sts_ns" get pvc "data-$p" -o 'jsonpath={.spec.volumeName}')
 	t=$(now)
-	kubectl -n "$sts_ns" delete pod "$p" | indent
+	kubectl -n "$sts_ns" delete pod "$p" | indent || fail "kubectl delete pod $p"
 	deadline=$((SECONDS + 300))
 	until newuid=$(kubectl -n "$sts_ns" get pod "$p" -o 'jsonpath={.metadata.uid}' 2>/dev/null) && [[ -n $newuid && $newuid != "$uid" ]] &&
 		[[ $(kubectl -n "$sts_ns" get pod "$p" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]; do
@@ -903,7 +896,7 @@ step_sts_pod_back() {
 	[[ $newpv == "$pv" ]] || fail "$p came back on volume $newpv, not $pv"
 	sts_members members-after
 	newid=$(awk -F', ' -v n="$p" '$3 == n {print $1}' "$work/pods/members-after.log")
-	[[ $newid == "$id" ]] || fail "$p came back as member $newid, not $id"
+	[[ $newid == "$mid" ]] || fail "$p came back as member $newid, not $mid"
 	# Its own store, asked alone: the key the client Pod wrote before.
 	pod_run read-back "$etcdctl_ref" "$sts_name-healthcheck-client" --endpoints="https://$p.$sts_name.$sts_ns.svc:2379" \
 		--cacert=/etc/etcd-client/ca.crt --cert=/etc/etcd-client/tls.crt --key=/etc/etcd-client/tls.key \
@@ -913,7 +906,7 @@ step_sts_pod_back() {
 	}
 	[[ $(cat "$work/pods/read-back.log") == "written by a client Pod" ]] || fail "$p's own store has '$(cat "$work/pods/read-back.log")'"
 	line=$(kubectl -n "$sts_ns" logs "$p" 2>/dev/null | grep -m1 -o '"msg":"restarting local member"[^}]*' || true)
-	log "$p is back as the same member $id with its data: /e2e-cluster/client-pod read from its own store (--consistency=s); etcd: ${line:-no restart line found}"
+	log "$p is back as the same member $mid with its data: /e2e-cluster/client-pod read from its own store (--consistency=s); etcd: ${line:-no restart line found}"
 	passed=$((passed + 1))
 }
 
