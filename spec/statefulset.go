@@ -101,8 +101,10 @@ func (c *Cluster) validateStatefulSet() (warnings []string, err error) {
 	if errs := validation.IsDNS1123Label(s.Namespace); len(errs) > 0 {
 		return nil, fmt.Errorf("statefulset.namespace %q: not a namespace name (%s)", s.Namespace, strings.Join(errs, "; "))
 	}
-	if errs := validation.IsDNS1123Label(s.Name); len(errs) > 0 {
-		return nil, fmt.Errorf("statefulset.name %q: not a DNS-1123 label (%s)", s.Name, strings.Join(errs, "; "))
+	// The Services carry the name: Kubernetes wants a DNS-1035 label there
+	// (a letter first).
+	if errs := validation.IsDNS1035Label(s.Name); len(errs) > 0 {
+		return nil, fmt.Errorf("statefulset.name %q: not a DNS-1035 label, as a Service's name must be (%s)", s.Name, strings.Join(errs, "; "))
 	}
 	if len(s.Name) > MaxStatefulSetNameLength {
 		return nil, fmt.Errorf("statefulset.name %q: longer than %d characters (the StatefulSet's revision labels add 11)", s.Name, MaxStatefulSetNameLength)

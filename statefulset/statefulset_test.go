@@ -16,8 +16,16 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 
@@ -315,5 +323,64 @@ func TestRefusedSettings(t *testing.T) {
 	ports := sts.Spec.Template.Spec.Containers[0].Ports
 	if p := ports[len(ports)-1]; p.ContainerPort != 9090 || sts.Spec.Template.Spec.Containers[0].LivenessProbe.HTTPGet.Host != "" {
 		t.Errorf("probe port %+v, probe %+v", p, sts.Spec.Template.Spec.Containers[0].LivenessProbe.HTTPGet)
+	}
+}
+
+// TestObjectsPassMetadataValidation: every object's metadata, label
+// selectors and Secret and ConfigMap keys pass the API server's own checks
+// that apimachinery carries (the rest of the API's validation lives in
+// k8s.io/kubernetes; the cluster end-to-end run applies the objects).
+func TestObjectsPassMetadataValidation(t *testing.T) {
+	c := stsCluster(t, func(c *spec.Cluster) {
+		c.StatefulSet.Name = "etcd-apps"
+		c.StatefulSet.Replicas = spec.MaxStatefulSetReplicas
+	})
+	objs, err := Objects(c, placeholders(c, c.StatefulSet.Replicas))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		m, err := apimeta.Accessor(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind := o.GetObjectKind().GroupVersionKind().Kind
+		nameRule := apivalidation.NameIsDNSSubdomain
+		if kind == "Service" {
+			nameRule = apivalidation.NameIsDNS1035Label
+		}
+		errs := apivalidation.ValidateObjectMetaAccessor(m, true, nameRule, field.NewPath("metadata"))
+		switch o := o.(type) {
+		case *corev1.Secret:
+			for k := range o.Data {
+				for _, msg := range utilvalidation.IsConfigMapKey(k) {
+					errs = append(errs, field.Invalid(field.NewPath("data").Key(k), k, msg))
+				}
+			}
+		case *corev1.ConfigMap:
+			for k := range o.Data {
+				for _, msg := range utilvalidation.IsConfigMapKey(k) {
+					errs = append(errs, field.Invalid(field.NewPath("data").Key(k), k, msg))
+				}
+			}
+		case *appsv1.StatefulSet:
+			opts := metav1validation.LabelSelectorValidationOptions{}
+			errs = append(errs, metav1validation.ValidateLabelSelector(o.Spec.Selector, opts, field.NewPath("spec", "selector"))...)
+			errs = append(errs, metav1validation.ValidateLabels(o.Spec.Template.Labels, field.NewPath("spec", "template", "labels"))...)
+			sel, err := metav1.LabelSelectorAsSelector(o.Spec.Selector)
+			if err != nil || !sel.Matches(labels.Set(o.Spec.Template.Labels)) {
+				t.Errorf("the StatefulSet's selector does not select its template (%v)", err)
+			}
+			for _, vc := range o.Spec.VolumeClaimTemplates {
+				errs = append(errs, apivalidation.ValidateObjectMeta(&vc.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("spec", "volumeClaimTemplates"))...)
+			}
+			// A Pod's hostname is its name: a DNS-1123 label.
+			for _, msg := range utilvalidation.IsDNS1123Label(NamesOf(c).Member(c.StatefulSet.Replicas - 1)) {
+				t.Errorf("Pod name: %s", msg)
+			}
+		}
+		for _, e := range errs {
+			t.Errorf("%s %s: %v", kind, m.GetName(), e)
+		}
 	}
 }
