@@ -249,7 +249,7 @@ func TestForward(t *testing.T) {
 	}()
 	_, portStr, _ := net.SplitHostPort(l.Addr().String())
 	port, _ := strconv.Atoi(portStr)
-	if err := kl.RunPod(ctx, "default", "echo-0", podIP); err != nil {
+	if err := kl.RunPod(ctx, "default", "echo-0", podIP, true); err != nil {
 		t.Fatal(err)
 	}
 	c, err := kube.Connect(kube.Options{Kubeconfig: s.Kubeconfig})
@@ -329,7 +329,7 @@ func TestForward(t *testing.T) {
 	} else if !strings.Contains(fmt.Sprint(f.Err()), "not running") {
 		t.Errorf("stopped Pod: Err() = %v", f.Err())
 	}
-	if err := kl.RunPod(ctx, "default", "echo-0", podIP); err != nil {
+	if err := kl.RunPod(ctx, "default", "echo-0", podIP, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := echo("back"); err != nil {

@@ -112,6 +112,7 @@ func newApp(start time.Time) *cli.App {
 	cmds = append(cmds, upgradeCommand(), defragCommand())
 	cmds = append(cmds, alarmCommands()...)
 	cmds = append(cmds, compactCommand(), moveLeaderCommand())
+	cmds = append(cmds, statefulSetCommand())
 	for _, cmd := range cmds {
 		oneLineErrors(cmd)
 	}

@@ -73,9 +73,9 @@ func StartKubelet(tb testing.TB, s *APIServer, addr int, name string) *Kubelet {
 	return k
 }
 
-// RunPod marks the Pod (made beforehand) as running on this node, Ready,
-// and forwards its ports to the same ports on host.
-func (k *Kubelet) RunPod(ctx context.Context, namespace, pod, host string) error {
+// RunPod marks the Pod (made beforehand) as running on this node, Ready
+// as told, and forwards its ports to the same ports on host.
+func (k *Kubelet) RunPod(ctx context.Context, namespace, pod, host string, ready bool) error {
 	k.mu.Lock()
 	k.targets[namespace+"/"+pod] = host
 	k.mu.Unlock()
@@ -100,9 +100,29 @@ func (k *Kubelet) RunPod(ctx context.Context, namespace, pod, host string) error
 	p.Status.Phase = corev1.PodRunning
 	p.Status.PodIP = host
 	p.Status.StartTime = &now
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: readiness(ready), LastTransitionTime: now}}
 	_, err = pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	return err
+}
+
+// SetReady sets the Pod's Ready condition, as kubelet does after its
+// readiness probe.
+func (k *Kubelet) SetReady(ctx context.Context, namespace, pod string, ready bool) error {
+	pods := k.api.CoreV1().Pods(namespace)
+	p, err := pods.Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: readiness(ready), LastTransitionTime: metav1.Now()}}
+	_, err = pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	return err
+}
+
+func readiness(ready bool) corev1.ConditionStatus {
+	if ready {
+		return corev1.ConditionTrue
+	}
+	return corev1.ConditionFalse
 }
 
 // StopPod forgets the Pod's target: its forwards are refused from now on.
