@@ -91,6 +91,7 @@ type sim struct {
 	hosts   string
 
 	mu    sync.Mutex
+	hold  bool
 	procs map[int]*etcdtest.Process
 	// starts counts the Pods started, by ordinal.
 	starts map[int]int
@@ -182,8 +183,9 @@ func (s *sim) sync(ctx context.Context) error {
 	for i := range replicas {
 		s.mu.Lock()
 		_, ok := s.procs[i]
+		hold := s.hold
 		s.mu.Unlock()
-		if !ok {
+		if !ok && !hold {
 			if err := s.start(ctx, sts, i); err != nil {
 				return fmt.Errorf("start %s: %w", s.names.Member(i), err)
 			}
@@ -323,6 +325,13 @@ func (s *sim) stop(ctx context.Context, i int) error {
 		return nil
 	}
 	return err
+}
+
+// Hold stops (true) or resumes starting Pods, as a node out of room would.
+func (s *sim) Hold(hold bool) {
+	s.mu.Lock()
+	s.hold = hold
+	s.mu.Unlock()
 }
 
 // Starts is how often Pod i was started.

@@ -183,6 +183,33 @@ func TestScale(t *testing.T) {
 	if got := get(t, c, "before-scale"); got != "kept" {
 		t.Errorf("before-scale = %q", got)
 	}
+
+	// Interrupted: the new Pod does not start before the wait ends, so the
+	// learner stays one; the same command run again takes it up.
+	sim.Hold(true)
+	log.Reset()
+	short, cancelShort := context.WithTimeout(ctx, 8*time.Second)
+	_, err = c.Scale(short, stsops.ScaleOptions{Replicas: 5, DeleteVolumes: true})
+	cancelShort()
+	t.Logf("scale 4 -> 5, cut short:\n%s", log.String())
+	if err == nil || !strings.Contains(err.Error(), "run the same command again") {
+		t.Fatalf("a scale whose Pod never starts: %v", err)
+	}
+	if n, _ := replicas(t, admin, names); n != 5 {
+		t.Errorf("replicas %d after the cut-short scale, want 5", n)
+	}
+	sim.Hold(false)
+	log.Reset()
+	res, err = c.Scale(ctx, stsops.ScaleOptions{Replicas: 5})
+	t.Logf("scale 4 -> 5 again:\n%s", log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSteps(t, res.Steps, "promoted etcd-4")
+	if got := voters(res.Members); got != "etcd-0,etcd-1,etcd-2,etcd-3,etcd-4" || len(res.Members) != 5 {
+		t.Errorf("members after the second run: %s (%d)", got, len(res.Members))
+	}
+	checkObjects(t, admin, names, 5)
 }
 
 // wantSteps compares the steps, each as "action member" or "replicas
