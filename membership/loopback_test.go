@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net"
 	"net/url"
 	"os"
@@ -483,6 +484,48 @@ func TestScaleOutAndIn(t *testing.T) {
 			if !h.Healthy {
 				t.Errorf("after remove: %+v", h)
 			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	// The hosts' files now start from different initial clusters (etcd04's
+	// names four members, the first three's the original three); a
+	// restore makes the cluster of the spec's hosts all the same.
+	t.Run("restore after the changes", func(t *testing.T) {
+		sp := loadSpec(t, dir)
+		file := filepath.Join(t.TempDir(), "snap.db")
+		if stdout, stderr, code := etcdtest.Exec(t, bin, "snapshot", "save", file, "--bundle", filepath.Join(dir, sp.Hosts[0].Name)); code != 0 {
+			t.Fatalf("snapshot save: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		stdout, stderr, code := etcdtest.Exec(t, bin, "snapshot", "restore", file, "--out", dir, "-o", "json")
+		if code != 0 {
+			t.Fatalf("snapshot restore: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		var res struct {
+			InitialCluster string `json:"initialCluster"`
+			Members        []struct {
+				Name string `json:"name"`
+			} `json:"members"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("%v\n%s", err, stdout)
+		}
+		var want []string
+		for _, h := range sp.Hosts {
+			mf, err := etcdops.ReadManifest(layout.OnHost(filepath.Join(dir, h.Name), layout.EtcdManifest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			peers, _ := mf.Flag("initial-advertise-peer-urls")
+			want = append(want, h.Name+"="+peers)
+		}
+		slices.Sort(want)
+		got := strings.Split(res.InitialCluster, ",")
+		slices.Sort(got)
+		if !slices.Equal(got, want) || len(res.Members) != len(sp.Hosts) {
+			t.Errorf("restored initial cluster %v with %d members, want %v", got, len(res.Members), want)
 		}
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -174,8 +173,7 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	}
 
 	res := &RestoreResult{Token: token, AllHosts: len(c.Hosts)}
-	var initial types.URLsMap
-	initialFrom := ""
+	read := map[string]memberFlags{}
 	for _, h := range hosts {
 		root := layout.Bundle(o.Out).Host(h.Name)
 		rootFlag := "--out"
@@ -193,18 +191,7 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		ic, err := types.NewURLsMap(f.initialCluster)
-		if err != nil || len(ic) == 0 {
-			return nil, inputErr("--initial-cluster", f.initialCluster, "of %s: not NAME=URL,...", f.source)
-		}
-		if initial == nil {
-			initial, initialFrom = ic, f.source
-		} else if ic.String() != initial.String() {
-			return nil, inputErr("--initial-cluster", f.initialCluster, "of %s differs from %q of %s; every member must start with the same one", f.source, initial.String(), initialFrom)
-		}
-		if got, want := ic[h.Name].StringSlice(), f.peerURLs; !slices.Equal(got, want) {
-			return nil, inputErr("--initial-cluster", f.initialCluster, "of %s gives %s the peer URLs %v, but its --initial-advertise-peer-urls are %v", f.source, h.Name, got, want)
-		}
+		read[h.Name] = f
 		dataDir := path.Clean(f.dataDir)
 		if !path.IsAbs(dataDir) || dataDir == "/" {
 			return nil, inputErr("--data-dir", f.dataDir, "of %s: want an absolute path below /", f.source)
@@ -241,20 +228,9 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		res.Members = append(res.Members, m)
 	}
 
-	// The new cluster is exactly the spec's hosts.
-	var names []string
-	for _, h := range c.Hosts {
-		names = append(names, h.Name)
-	}
-	for name := range initial {
-		if !slices.Contains(names, name) {
-			return nil, inputErr("--initial-cluster", initial.String(), "of %s names %s, which is not a host of the cluster spec (%s)", initialFrom, name, strings.Join(names, ", "))
-		}
-	}
-	for _, name := range names {
-		if _, ok := initial[name]; !ok {
-			return nil, inputErr("--initial-cluster", initial.String(), "of %s lacks host %s of the cluster spec", initialFrom, name)
-		}
+	initial, err := restoredCluster(c, o, read)
+	if err != nil {
+		return nil, err
 	}
 	res.InitialCluster = initial.String()
 	rc, err := membership.NewClusterFromURLsMap(zap.NewNop(), token, initial)
@@ -273,6 +249,46 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// restoredCluster is the new cluster: exactly the spec's hosts, each with
+// the peer URLs its own file advertises. A file's --initial-cluster is the
+// cluster of that member's first start, which member add and remove leave
+// behind, so it only stands in for hosts whose files are out of view (a
+// restore on the node itself, --root), before the spec.
+func restoredCluster(c *spec.Cluster, o RestoreOptions, read map[string]memberFlags) (types.URLsMap, error) {
+	var started types.URLsMap
+	for _, f := range read {
+		if o.Root == "" {
+			break
+		}
+		ic, err := types.NewURLsMap(f.initialCluster)
+		if err != nil || len(ic) == 0 {
+			return nil, inputErr("--initial-cluster", f.initialCluster, "of %s: not NAME=URL,...", f.source)
+		}
+		started = ic
+	}
+	initial := types.URLsMap{}
+	for _, h := range c.Hosts {
+		f, ok := read[h.Name]
+		switch {
+		case ok:
+		case o.Root != "" && started[h.Name] != nil:
+			initial[h.Name] = started[h.Name]
+			continue
+		default:
+			var err error
+			if f, err = hostFlags(c, h, layout.Bundle(o.Out).Host(h.Name)); err != nil {
+				return nil, err
+			}
+		}
+		urls, err := types.NewURLs(f.peerURLs)
+		if err != nil {
+			return nil, inputErr("--initial-advertise-peer-urls", strings.Join(f.peerURLs, ","), "of %s: %v", f.source, err)
+		}
+		initial[h.Name] = urls
+	}
+	return initial, nil
 }
 
 func flagValue(o RestoreOptions) string {
