@@ -49,6 +49,10 @@ type Item struct {
 	// etcd.yaml) holding the certificate in Secret SecretName under key
 	// SecretKey; Path then names it as STREAM#SECRET/KEY.
 	Stream, SecretName, SecretKey string
+	// FromCluster marks a certificate read from a Secret in the cluster:
+	// Data holds it, nil when the Secret or its key is not there.
+	FromCluster bool
+	Data        []byte
 	// CAKey is where the key of the CA that signs it (its own, for a CA)
 	// lives. Without that key here the certificate cannot be renewed here:
 	// kubeadm calls it externally managed.
@@ -131,9 +135,14 @@ func Read(items []Item, now time.Time) []Entry {
 		}
 		var data []byte
 		var err error
-		if it.Stream != "" {
+		switch {
+		case it.FromCluster && it.Data == nil:
+			err = fmt.Errorf("%s: %w", it.Path, os.ErrNotExist)
+		case it.FromCluster:
+			data = it.Data
+		case it.Stream != "":
 			data, err = streamCert(streams, it)
-		} else {
+		default:
 			data, err = safefile.Read(it.Path)
 		}
 		switch {
@@ -218,6 +227,39 @@ func StatefulSet(out string, c *spec.Cluster) []Item {
 	)
 	return items
 }
+
+// ClusterSecrets lists the certificates of runtime statefulset's Secrets as
+// a cluster holds them, secrets by name (a missing Secret is absent); Path
+// names each as secret/NAMESPACE/NAME/KEY. The CA key is never in a
+// cluster, so caKey is the bundle folder's.
+func ClusterSecrets(out string, c *spec.Cluster, secrets map[string]map[string][]byte) []Item {
+	n := statefulset.NamesOf(c)
+	caKey := layout.Bundle(out).CAKey()
+	in := func(name, host, secret, key string, ca bool) Item {
+		var data []byte
+		if d, ok := secrets[secret][key]; ok {
+			data = d
+		}
+		return Item{Name: name, Host: host, Path: "secret/" + n.Namespace + "/" + secret + "/" + key, FromCluster: true, Data: data, CA: ca, CAKey: caKey}
+	}
+	var items []Item
+	server, peer := certs.Leaves()[0].Name, certs.Leaves()[1].Name
+	for i := range c.StatefulSet.Replicas {
+		m := n.Member(i)
+		items = append(items,
+			in(server, m, n.MembersSecret(), statefulset.ServerCertKey(m), false),
+			in(peer, m, n.MembersSecret(), statefulset.PeerCertKey(m), false))
+	}
+	return append(items,
+		in(statefulset.HealthcheckProfile().Name, ClusterHost, n.HealthcheckSecret(), corev1.TLSCertKey, false),
+		in(certs.ApplicationClient().Name, ClusterHost, n.ClientSecret(), corev1.TLSCertKey, false),
+		in(certs.CA().Name, ClusterHost, n.MembersSecret(), statefulset.CACertKey, true),
+	)
+}
+
+// ClusterHost is the host name of the certificates a cluster's Secrets
+// hold that belong to no member.
+const ClusterHost = "cluster"
 
 // Due reports whether the entry needs attention before within has passed:
 // it is missing, expired, or expires within it. An unreadable file is not

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
+	"github.com/etcd-staticpod/etcd-staticpod/kube"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
@@ -86,6 +88,10 @@ Examples:
   etcd-staticpod certs check-expiration --root / -o prometheus > /var/lib/prometheus/node-exporter/etcd-certs.prom.tmp &&
     mv /var/lib/prometheus/node-exporter/etcd-certs.prom.tmp /var/lib/prometheus/node-exporter/etcd-certs.prom
 
+  # runtime statefulset: the bundle folder and the Secrets the cluster holds (HOST cluster,
+  # PATH secret/NAMESPACE/NAME/KEY)
+  etcd-staticpod certs check-expiration --out ./etcd-apps --kubeconfig ~/.kube/config
+
   # what expires first, with jq
   etcd-staticpod certs check-expiration -o json | jq -r '.certificates | sort_by(.residualSeconds) | .[0] | "\(.host)/\(.name) \(.notAfter)"'`,
 		Flags: []cli.Flag{
@@ -93,11 +99,39 @@ Examples:
 			&cli.StringFlag{Name: "root", Usage: "filesystem root `DIR` of an etcd node, such as /: read its certificates instead of a bundle folder", TakesFile: true},
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "cluster spec `FILE` naming the hosts and certDir (default: OUT/" + layout.SpecFile + " when it exists)", TakesFile: true},
 			&cli.StringFlag{Name: "cert-dir", Usage: "certificate `DIR` on the hosts (default: the spec's, else " + layout.DefaultCertDir + ")"},
+			&cli.StringFlag{Name: "kubeconfig", Usage: "with runtime statefulset: also read the certificates of the StatefulSet's Secrets in the cluster of this kubeconfig `FILE` (found as kubectl finds it when only --context is given)", TakesFile: true},
+			&cli.StringFlag{Name: "context", Usage: "with runtime statefulset: the kubeconfig context `NAME` whose cluster's Secrets to read too"},
 			&cli.StringFlag{Name: "within", Usage: "exit " + fmt.Sprint(exitDue) + " when a certificate is missing, expired or expires within `DURATION`, such as 720h or 30d"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json, yaml or prometheus (node-exporter's textfile collector)"},
 		},
 		Action: checkExpiration,
 	}
+}
+
+// clusterCertificates reads runtime statefulset's Secrets from the cluster
+// the kubeconfig names, in the spec's namespace.
+func clusterCertificates(c *cli.Context, src expiry.Source) ([]expiry.Item, error) {
+	flag := "--kubeconfig"
+	if !c.IsSet("kubeconfig") {
+		flag = "--context"
+	}
+	if src.Root != "" {
+		return nil, badArgs(fmt.Errorf("%s: reads a StatefulSet's Secrets; give --out, not --root", flag))
+	}
+	r, err := spec.Resolve(spec.Source{Config: src.Config, Out: src.Out, Required: true})
+	if err != nil {
+		return nil, badArgs(err)
+	}
+	if !r.InKubernetes() {
+		return nil, badArgs(fmt.Errorf("%s: only with runtime %s (the spec's runtime is %s)", flag, spec.RuntimeStatefulSet, r.Runtime))
+	}
+	cl, err := kube.Connect(kube.Options{Kubeconfig: c.String("kubeconfig"), Context: c.String("context"), Namespace: r.StatefulSet.Namespace})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, cl.Timeout())
+	defer cancel()
+	return expiry.InCluster(ctx, cl, src.Out, r.Cluster)
 }
 
 func checkExpiration(c *cli.Context) error {
@@ -136,6 +170,13 @@ func checkExpiration(c *cli.Context) error {
 	items, err := expiry.Items(src)
 	if err != nil {
 		return badArgs(err)
+	}
+	if c.IsSet("kubeconfig") || c.IsSet("context") {
+		more, err := clusterCertificates(c, src)
+		if err != nil {
+			return err
+		}
+		items = append(items, more...)
 	}
 	entries := expiry.Read(items, time.Now())
 	// A named pipe, a device or a huge file where a certificate should be

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,9 +11,12 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/kube/kubetest"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 	"github.com/etcd-staticpod/etcd-staticpod/statefulset"
 )
@@ -227,5 +231,51 @@ func TestStatefulSetRenew(t *testing.T) {
 		if treeHash(t, out) != before {
 			t.Errorf("%v changed the output", tc.args)
 		}
+	}
+}
+
+// TestStatefulSetExpiryInCluster: check-expiration --kubeconfig reads the
+// StatefulSet's Secrets from a real kube-apiserver too: the certificates
+// the cluster holds, listed beside the bundle folder's, missing ones named.
+func TestStatefulSetExpiryInCluster(t *testing.T) {
+	s := kubetest.StartAPIServer(t, 51, 52)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, stderr, code := runCLI(t, "init", "--runtime", "statefulset", "--encryption-algorithm", "ECDSA-P256", "--out", out); code != 0 {
+		t.Fatalf("init: %s", stderr)
+	}
+	stream, err := os.ReadFile(filepath.Join(out, "statefulset", "etcd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets, err := statefulset.SecretData(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := s.Clientset(t)
+	ctx := context.Background()
+	// The members' Secret only: the clients' are missing from the cluster.
+	if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "etcd-members"}, Data: secrets["etcd-members"],
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runCLI(t, "certs", "check-expiration", "--out", out, "--kubeconfig", s.Kubeconfig, "--within", "30d")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3 for the Secrets missing from the cluster\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"secret/default/etcd-members/etcd-2-server.crt",
+		"!MISSING! etcd-client ",
+		"secret/default/etcd-client/tls.crt",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "cluster/etcd-client") || strings.Contains(stderr, "etcd-2/etcd-server") {
+		t.Errorf("stderr should name only what is missing: %s", stderr)
+	}
+	if _, stderr, code := runCLI(t, "certs", "check-expiration", "--root", "/", "--kubeconfig", s.Kubeconfig); code != 2 || !strings.Contains(stderr, "--kubeconfig: reads a StatefulSet's Secrets; give --out, not --root") {
+		t.Errorf("--root with --kubeconfig: exit %d, %s", code, stderr)
 	}
 }
