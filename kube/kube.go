@@ -110,59 +110,42 @@ func (c *Client) request(ctx context.Context) (context.Context, context.CancelFu
 // IsNotFound reports the API's 404 for an object, however wrapped.
 func IsNotFound(err error) bool { return apierrors.IsNotFound(err) }
 
-// Secret reads a Secret of the namespace.
-func (c *Client) Secret(ctx context.Context, name string) (*corev1.Secret, error) {
+// get reads one object of the namespace within one request's time, its
+// error naming the kind and the object.
+func get[T any](ctx context.Context, c *Client, kind, name string, read func(context.Context, string, metav1.GetOptions) (T, error)) (T, error) {
 	ctx, cancel := c.request(ctx)
 	defer cancel()
-	s, err := c.Clientset.CoreV1().Secrets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+	o, err := read(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, c.wrap("Secret", name, "read", err)
+		var none T
+		return none, c.wrap(kind, name, "read", err)
 	}
-	return s, nil
+	return o, nil
+}
+
+// Secret reads a Secret of the namespace.
+func (c *Client) Secret(ctx context.Context, name string) (*corev1.Secret, error) {
+	return get(ctx, c, "Secret", name, c.Clientset.CoreV1().Secrets(c.Namespace).Get)
 }
 
 // ConfigMap reads a ConfigMap of the namespace.
 func (c *Client) ConfigMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
-	ctx, cancel := c.request(ctx)
-	defer cancel()
-	m, err := c.Clientset.CoreV1().ConfigMaps(c.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, c.wrap("ConfigMap", name, "read", err)
-	}
-	return m, nil
+	return get(ctx, c, "ConfigMap", name, c.Clientset.CoreV1().ConfigMaps(c.Namespace).Get)
 }
 
 // StatefulSet reads a StatefulSet of the namespace.
 func (c *Client) StatefulSet(ctx context.Context, name string) (*appsv1.StatefulSet, error) {
-	ctx, cancel := c.request(ctx)
-	defer cancel()
-	s, err := c.Clientset.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, c.wrap("StatefulSet", name, "read", err)
-	}
-	return s, nil
+	return get(ctx, c, "StatefulSet", name, c.Clientset.AppsV1().StatefulSets(c.Namespace).Get)
 }
 
 // Pod reads a Pod of the namespace.
 func (c *Client) Pod(ctx context.Context, name string) (*corev1.Pod, error) {
-	ctx, cancel := c.request(ctx)
-	defer cancel()
-	p, err := c.Clientset.CoreV1().Pods(c.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, c.wrap("Pod", name, "read", err)
-	}
-	return p, nil
+	return get(ctx, c, "Pod", name, c.Clientset.CoreV1().Pods(c.Namespace).Get)
 }
 
 // PersistentVolumeClaim reads a claim of the namespace.
 func (c *Client) PersistentVolumeClaim(ctx context.Context, name string) (*corev1.PersistentVolumeClaim, error) {
-	ctx, cancel := c.request(ctx)
-	defer cancel()
-	p, err := c.Clientset.CoreV1().PersistentVolumeClaims(c.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, c.wrap("PersistentVolumeClaim", name, "read", err)
-	}
-	return p, nil
+	return get(ctx, c, "PersistentVolumeClaim", name, c.Clientset.CoreV1().PersistentVolumeClaims(c.Namespace).Get)
 }
 
 // DeletePersistentVolumeClaim deletes a claim; one that is gone already is

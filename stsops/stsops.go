@@ -337,58 +337,47 @@ func reasons(why map[int]string) string {
 // names the member's in-cluster client URL; a member whose Pod cannot be
 // reached is unhealthy with the reason.
 func (c *Cluster) Health(ctx context.Context) ([]etcdops.EndpointHealth, error) {
-	ords, why, err := c.everyMember(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]etcdops.EndpointHealth, len(ords))
-	t := c.target()
-	var wg sync.WaitGroup
-	for k, i := range ords {
-		wg.Go(func() {
-			url := c.Names.ClientURL(i)
-			f, ok := c.openForward(i)
-			if !ok {
-				out[k] = etcdops.EndpointHealth{Endpoint: url, Error: why[i]}
-				return
-			}
-			h := etcdops.CheckHealth(ctx, t, localURL(f))
-			h.Endpoint = url
-			if !h.Healthy && f.Err() != nil {
-				h.Error += " (" + f.Err().Error() + ")"
-			}
-			out[k] = h
-		})
-	}
-	wg.Wait()
-	return out, nil
+	return eachMember(ctx, c, func(t *etcdops.Target, i int, url string, f *kube.Forward) etcdops.EndpointHealth {
+		h := etcdops.CheckHealth(ctx, t, localURL(f))
+		h.Endpoint = url
+		if !h.Healthy && f.Err() != nil {
+			h.Error += " (" + f.Err().Error() + ")"
+		}
+		return h
+	}, func(url, why string) etcdops.EndpointHealth { return etcdops.EndpointHealth{Endpoint: url, Error: why} })
 }
 
 // Status reads every member's status as Health checks it.
 func (c *Cluster) Status(ctx context.Context) ([]etcdops.EndpointStatus, error) {
+	return eachMember(ctx, c, func(t *etcdops.Target, i int, url string, f *kube.Forward) etcdops.EndpointStatus {
+		s := etcdops.EndpointStatusOf(ctx, t, localURL(f))
+		s.Endpoint = url
+		if s.Error == "" {
+			s.Name = c.Names.Member(i)
+		} else if f.Err() != nil {
+			s.Error += " (" + f.Err().Error() + ")"
+		}
+		return s
+	}, func(url, why string) etcdops.EndpointStatus { return etcdops.EndpointStatus{Endpoint: url, Error: why} })
+}
+
+// eachMember asks every member at once, each through its own forward;
+// a member whose Pod cannot be reached gets unreachable's result instead.
+func eachMember[R any](ctx context.Context, c *Cluster, ask func(t *etcdops.Target, i int, url string, f *kube.Forward) R, unreachable func(url, why string) R) ([]R, error) {
 	ords, why, err := c.everyMember(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]etcdops.EndpointStatus, len(ords))
+	out := make([]R, len(ords))
 	t := c.target()
 	var wg sync.WaitGroup
 	for k, i := range ords {
 		wg.Go(func() {
-			url := c.Names.ClientURL(i)
-			f, ok := c.openForward(i)
-			if !ok {
-				out[k] = etcdops.EndpointStatus{Endpoint: url, Error: why[i]}
-				return
+			if f, ok := c.openForward(i); ok {
+				out[k] = ask(t, i, c.Names.ClientURL(i), f)
+			} else {
+				out[k] = unreachable(c.Names.ClientURL(i), why[i])
 			}
-			s := etcdops.EndpointStatusOf(ctx, t, localURL(f))
-			s.Endpoint = url
-			if s.Error == "" {
-				s.Name = c.Names.Member(i)
-			} else if f.Err() != nil {
-				s.Error += " (" + f.Err().Error() + ")"
-			}
-			out[k] = s
 		})
 	}
 	wg.Wait()

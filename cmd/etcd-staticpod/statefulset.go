@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/kube"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/stsops"
@@ -86,6 +87,33 @@ func openStatefulSet(c *cli.Context, perRequest time.Duration) (*stsops.Cluster,
 
 // readStatefulSet opens the cluster for a command that --timeout bounds as
 // a whole.
+// stsReport asks every member through ask, prints the answers and fails
+// naming the members failed says did.
+func stsReport[R any](c *cli.Context, ask func(*stsops.Cluster, context.Context) ([]R, error), print func(printer, []R) error, what, failure string, failed func(R) (string, bool)) error {
+	cl, p, ctx, done, err := readStatefulSet(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	results, err := ask(cl, ctx)
+	if err != nil {
+		return err
+	}
+	if err := print(p, results); err != nil {
+		return fmt.Errorf("print %s: %w", what, err)
+	}
+	var bad []string
+	for _, r := range results {
+		if endpoint, ok := failed(r); ok {
+			bad = append(bad, endpoint)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s %s (%d of %d members)", failure, strings.Join(bad, ", "), len(bad), len(results))
+	}
+	return nil
+}
+
 func readStatefulSet(c *cli.Context) (*stsops.Cluster, printer, context.Context, func(), error) {
 	ctx, cancel, err := commandDeadline(c)
 	if err != nil {
@@ -128,28 +156,8 @@ Examples:
   etcd-staticpod statefulset health --out /srv/etcd-app --kubeconfig ~/.kube/prod.conf -o json`,
 		Flags: stsReadFlags(),
 		Action: func(c *cli.Context) error {
-			cl, p, ctx, done, err := readStatefulSet(c)
-			if err != nil {
-				return err
-			}
-			defer done()
-			results, err := cl.Health(ctx)
-			if err != nil {
-				return err
-			}
-			if err := p.Health(results); err != nil {
-				return fmt.Errorf("print health: %w", err)
-			}
-			var bad []string
-			for _, r := range results {
-				if !r.Healthy {
-					bad = append(bad, r.Endpoint)
-				}
-			}
-			if len(bad) > 0 {
-				return fmt.Errorf("unhealthy: %s (%d of %d members)", strings.Join(bad, ", "), len(bad), len(results))
-			}
-			return nil
+			return stsReport(c, (*stsops.Cluster).Health, printer.Health, "health", "unhealthy:",
+				func(r etcdops.EndpointHealth) (string, bool) { return r.Endpoint, !r.Healthy })
 		},
 	}
 }
@@ -174,28 +182,8 @@ Examples:
   etcd-staticpod statefulset status -o json | jq -r '.[] | select(.isLeader) | .name'`,
 		Flags: stsReadFlags(),
 		Action: func(c *cli.Context) error {
-			cl, p, ctx, done, err := readStatefulSet(c)
-			if err != nil {
-				return err
-			}
-			defer done()
-			results, err := cl.Status(ctx)
-			if err != nil {
-				return err
-			}
-			if err := p.Status(results); err != nil {
-				return fmt.Errorf("print status: %w", err)
-			}
-			var bad []string
-			for _, r := range results {
-				if r.Error != "" {
-					bad = append(bad, r.Endpoint)
-				}
-			}
-			if len(bad) > 0 {
-				return fmt.Errorf("no status from %s (%d of %d members)", strings.Join(bad, ", "), len(bad), len(results))
-			}
-			return nil
+			return stsReport(c, (*stsops.Cluster).Status, printer.Status, "status", "no status from",
+				func(r etcdops.EndpointStatus) (string, bool) { return r.Endpoint, r.Error != "" })
 		},
 	}
 }

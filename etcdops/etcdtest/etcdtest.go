@@ -64,17 +64,7 @@ func ModuleRoot(tb testing.TB) string {
 // etcd`); the test is skipped when neither exists.
 func EtcdBinary(tb testing.TB) string {
 	tb.Helper()
-	if p := os.Getenv("ETCD_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			tb.Fatalf("ETCD_BIN: %v", err)
-		}
-		return p
-	}
-	p := filepath.Join(ModuleRoot(tb), ".bin", "etcd")
-	if _, err := os.Stat(p); err != nil {
-		tb.Skipf("no etcd binary: set ETCD_BIN or run `make etcd` to build %s", p)
-	}
-	return p
+	return moduleBinary(tb, "ETCD_BIN", "etcd", "no etcd binary: set ETCD_BIN or run `make etcd` to build")
 }
 
 // NextEtcdBinary is $ETCD_NEXT_BIN, else .bin/etcd-3.6.16 in the module
@@ -82,15 +72,22 @@ func EtcdBinary(tb testing.TB) string {
 // skipped when neither exists.
 func NextEtcdBinary(tb testing.TB) string {
 	tb.Helper()
-	if p := os.Getenv("ETCD_NEXT_BIN"); p != "" {
+	return moduleBinary(tb, "ETCD_NEXT_BIN", "etcd-3.6.16", "no etcd binary to upgrade to: set ETCD_NEXT_BIN or run `make etcd-next` to build")
+}
+
+// moduleBinary is $env, which must exist, else .bin/name in the module;
+// the test is skipped with skip when neither exists.
+func moduleBinary(tb testing.TB, env, name, skip string) string {
+	tb.Helper()
+	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			tb.Fatalf("ETCD_NEXT_BIN: %v", err)
+			tb.Fatalf("%s: %v", env, err)
 		}
 		return p
 	}
-	p := filepath.Join(ModuleRoot(tb), ".bin", "etcd-3.6.16")
+	p := filepath.Join(ModuleRoot(tb), ".bin", name)
 	if _, err := os.Stat(p); err != nil {
-		tb.Skipf("no etcd binary to upgrade to: set ETCD_NEXT_BIN or run `make etcd-next` to build %s", p)
+		tb.Skipf("%s %s", skip, p)
 	}
 	return p
 }
