@@ -76,6 +76,7 @@ teardown() {
 	set +e
 	trap - EXIT INT TERM
 	[[ -n $writer_pid ]] && kill -KILL "$writer_pid" 2>/dev/null
+	[[ -n $etcdwriter_pid ]] && kill -KILL "$etcdwriter_pid" 2>/dev/null
 	if ((rc != 0)) && [[ -n $work && -d $work/state ]]; then
 		dump_logs
 		[[ -s $work/writer.log ]] && tail -n 20 "$work/writer.log" >&2
@@ -104,7 +105,8 @@ build() {
 
 # build_statefulset: what the StatefulSet stage runs besides the control
 # plane's images: kube-proxy and CoreDNS (the Makefile builds them), a static
-# etcdctl and the lookup program for the client Pods' images.
+# etcdctl and the lookup program for the client Pods' images, and the writer
+# that talks to etcd through the client Service.
 build_statefulset() {
 	local t b
 	for b in kube-proxy coredns; do
@@ -114,7 +116,8 @@ build_statefulset() {
 	(cd "$top/tools" && CGO_ENABLED=0 "$GO" build -mod=mod -modfile=etcd.mod -trimpath \
 		-o "$out/etcdctl-static" go.etcd.io/etcd/etcdctl/v3)
 	(cd "$top" && CGO_ENABLED=0 "$GO" build -trimpath -o "$out/lookup" ./e2e-cluster/lookup)
-	log "built static etcdctl and lookup in $(since "$t")"
+	(cd "$top" && "$GO" build -o "$out/etcdwriter" ./e2e-cluster/etcdwriter)
+	log "built static etcdctl, lookup and etcdwriter in $(since "$t")"
 }
 
 # kube_proxy_rootfs DIR: kube-proxy and what its iptables mode runs, from
@@ -583,6 +586,7 @@ sts_name=etcd
 sts_class=e2e-local
 sts_volumes=6
 sts=
+etcdwriter_pid=
 
 # kubectl_wait ARGS...: kubectl on cp01 without the request timeout, for the
 # commands that watch (rollout status).
@@ -864,15 +868,115 @@ sts_no_ca_key() {
 	kubectl get secrets -A -o json >"$d/all.json"
 	while read -r name key value; do
 		n=$((n + 1))
-		[[ $value == *"$body"* ]] && fail "Secret $name holds the CA key's DER bytes in $key"
+		if [[ $value == *"$body"* ]]; then fail "Secret $name holds the CA key's DER bytes in $key"; fi
 		printf '%s' "$value" | base64 -d >"$d/value"
-		grep -qF -- "$body" "$d/value" && fail "Secret $name holds the CA key in $key"
+		if grep -qF -- "$body" "$d/value"; then fail "Secret $name holds the CA key in $key"; fi
 		grep -q 'PRIVATE KEY-----' "$d/value" || continue
 		keys=$((keys + 1))
-		[[ $(openssl pkey -in "$d/value" -pubout 2>/dev/null) == "$pub" ]] && fail "Secret $name holds the CA's private key in $key"
+		if [[ $(openssl pkey -in "$d/value" -pubout 2>/dev/null) == "$pub" ]]; then fail "Secret $name holds the CA's private key in $key"; fi
 	done < <(jq -r '.items[] | (.metadata.namespace + "/" + .metadata.name) as $n | (.data // {}) | to_entries[] | "\($n) \(.key) \(.value)"' "$d/all.json")
 	((n > 0)) || fail "no Secret values found"
 	log "no Secret holds the CA key: $(jq '.items | length' "$d/all.json") Secrets, $n values, $keys private keys, none the CA's ($(jq -r --arg ns "$sts_ns" '[.items[] | select(.metadata.namespace == $ns) | .metadata.name] | join(" ")' "$d/all.json") in $sts_ns)"
+}
+
+# sts_cli ARGS...: etcd-staticpod from etcd01's network (the machine that
+# keeps the CA), with the administrator's kubeconfig.
+sts_cli() {
+	ip netns exec "$(ns_of etcd01)" env KUBECONFIG="$(state_of "$cp")/root/etc/kubernetes/admin.conf" "$cli" "$@"
+}
+
+start_etcdwriter() {
+	local cip
+	cip=$(kubectl -n "$sts_ns" get service "$sts_name-client" -o 'jsonpath={.spec.clusterIP}')
+	[[ -n $cip ]] || fail "Service $sts_name-client has no ClusterIP"
+	# From cp01's network, where kube-proxy's rules lead the ClusterIP to
+	# the members; the certificate names the Service, not its address.
+	nsenter --net="/run/netns/$(ns_of "$cp")" "$out/etcdwriter" -endpoint "https://$cip:2379" \
+		-server-name "$sts_name-client.$sts_ns.svc" -bundle "$sts/statefulset/client" -interval 100ms \
+		>"$work/etcdwriter.out" 2> >(tee "$work/etcdwriter.log" | sed -u 's/^/    /' >&2) &
+	etcdwriter_pid=$!
+	sleep 3
+	kill -0 "$etcdwriter_pid" 2>/dev/null || fail "the etcd writer exited at once"
+	log "etcd writer started (pid $etcdwriter_pid): a key every 100 ms through Service $sts_name-client (https://$cip:2379) with the client bundle"
+}
+
+stop_etcdwriter() {
+	local rc=0
+	kill -TERM "$etcdwriter_pid"
+	wait "$etcdwriter_pid" || rc=$?
+	etcdwriter_pid=
+	indent <"$work/etcdwriter.out"
+	((rc == 0)) || fail "the etcd writer exited $rc"
+	grep -q '^etcdwriter: 0 lost of [0-9]* acknowledged writes' "$work/etcdwriter.out" || fail "acknowledged writes were lost"
+	if grep -q '^etcdwriter: 0 lost of 0 ' "$work/etcdwriter.out"; then fail "etcd acknowledged no write"; fi
+}
+
+# sts_scale N: statefulset scale --replicas N, its log shown and kept in
+# $work/scale-N.log.
+sts_scale() {
+	local n=$1 t
+	t=$(now)
+	log "etcd-staticpod statefulset scale --replicas $n --out $sts --namespace $sts_ns"
+	sts_cli statefulset scale --replicas "$n" --out "$sts" --namespace "$sts_ns" > >(tee "$work/scale-$n.log" | indent) 2>&1 || {
+		sleep 0.2
+		fail "statefulset scale --replicas $n failed"
+	}
+	sleep 0.2
+	log "statefulset scale --replicas $n done in $(since "$t")"
+}
+
+# sts_health: statefulset health, through a port-forward to each member's Pod.
+sts_health() {
+	sts_cli statefulset health --out "$sts" --namespace "$sts_ns" 2>&1 | indent || fail "statefulset health failed"
+}
+
+# check_members N: the member list has exactly N started voting members,
+# NAME-0 to NAME-(N-1), and the StatefulSet N Ready Pods.
+check_members() {
+	local n=$1 want i got
+	sts_members "members-$n"
+	indent <"$work/pods/members-$n.log"
+	want=$(for ((i = 0; i < n; i++)); do echo "$sts_name-$i"; done)
+	got=$(awk -F', ' '{print $3}' "$work/pods/members-$n.log" | sort)
+	[[ $got == "$want" ]] || fail "members are $(echo $got), not $(echo $want)"
+	if grep -q ', true$' "$work/pods/members-$n.log"; then fail "a learner is left in the member list"; fi
+	if grep -v -q ', started, ' "$work/pods/members-$n.log"; then fail "a member is not started"; fi
+	[[ $(kubectl -n "$sts_ns" get statefulset "$sts_name" -o 'jsonpath={.spec.replicas}/{.status.readyReplicas}') == "$n/$n" ]] ||
+		fail "StatefulSet $sts_name is not at $n Ready replicas"
+	log "member list: $(echo $got), all voting members, none a learner; StatefulSet $sts_name at $n/$n Ready"
+}
+
+step_sts_scale() {
+	local pvcs m mid added=() removed=()
+	log "StatefulSet stage, step 5: statefulset scale 3 -> 5 -> 3 while a writer puts a key every 100 ms"
+	start_etcdwriter
+	sts_scale 5
+	for m in "$sts_name-3" "$sts_name-4"; do
+		mid=$(sed -n "s/.*Added $m to the cluster as a learner (ID \([0-9a-f]*\).*/\1/p" "$work/scale-5.log")
+		[[ -n $mid ]] || fail "statefulset scale did not add $m as a learner"
+		grep -qF "Promoted $m to a voting member (ID $mid)" "$work/scale-5.log" || fail "statefulset scale did not promote $m"
+		added+=("$m=$mid")
+	done
+	check_members 5
+	log "learners added and promoted: ${added[*]}"
+	sts_health
+	sts_scale 3
+	check_members 3
+	for m in "$sts_name-4" "$sts_name-3"; do
+		mid=$(sed -n "s/.*Removed $m (ID \([0-9a-f]*\)) from the cluster.*/\1/p" "$work/scale-3.log")
+		[[ -n $mid ]] || fail "statefulset scale did not remove $m"
+		# etcdctl prints IDs in hex without leading zeros.
+		if grep -q "^$(printf '%x' "$((16#$mid))")," "$work/pods/members-3.log"; then fail "removed member $m ($mid) is still in the member list"; fi
+		if kubectl -n "$sts_ns" get pod "$m" >/dev/null 2>&1; then fail "Pod $m is still there"; fi
+		removed+=("$m=$mid")
+	done
+	pvcs=$(kubectl -n "$sts_ns" get pvc -o 'jsonpath={range .items[*]}{.metadata.name}{" "}{end}')
+	log "removed ${removed[*]}: gone from the member list, their Pods gone; PersistentVolumeClaims kept (no --delete-volumes): $pvcs"
+	sts_health
+	sleep 5
+	log "stopping the etcd writer"
+	stop_etcdwriter
+	passed=$((passed + 1))
 }
 
 step_sts_pod_back() {
@@ -915,6 +1019,7 @@ step_sts() {
 	step_sts_apply
 	step_sts_clients
 	step_sts_pod_back
+	step_sts_scale
 }
 
 # --- run ------------------------------------------------------------------
