@@ -118,10 +118,22 @@ func SaveToDir(ctx context.Context, o DirOptions) (*DirResult, error) {
 }
 
 // reserve creates the empty file the snapshot will replace, so that two
-// saves in the same second never pick the same name.
+// saves in the same second never pick the same name. The suffix follows
+// the highest of that second still in dir, never a name --keep freed, so
+// that the newest snapshot always sorts newest.
 func reserve(dir string, at time.Time) (string, error) {
 	stamp := at.Format(DirTimeFormat)
-	for n := 1; n < 1000; n++ {
+	files, err := listSnapshots(dir)
+	if err != nil {
+		return "", err
+	}
+	first := 1
+	for _, f := range files {
+		if f.stamp == stamp && f.suffix >= first {
+			first = f.suffix + 1
+		}
+	}
+	for n := first; n < first+1000; n++ {
 		name := DirFilePrefix + stamp + ".db"
 		if n > 1 {
 			name = fmt.Sprintf("%s%s-%d.db", DirFilePrefix, stamp, n)

@@ -51,6 +51,14 @@ func TestDirNames(t *testing.T) {
 	if !slices.Equal(listed, want) {
 		t.Errorf("listed %v, want newest first %v", listed, want)
 	}
+	// --keep removed the second's first snapshot: the next one still
+	// sorts after the rest of that second.
+	if err := os.Remove(filepath.Join(dir, "etcd-snapshot-20261130T225959Z.db")); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := reserve(dir, at.UTC()); err != nil || filepath.Base(p) != "etcd-snapshot-20261130T225959Z-4.db" {
+		t.Errorf("after the first of the second was removed: %q (%v), want etcd-snapshot-20261130T225959Z-4.db", p, err)
+	}
 	if err := CheckDir(filepath.Join(dir, "notes.txt"), 3); err == nil {
 		t.Error("a file as --dir was accepted")
 	}
