@@ -106,7 +106,9 @@ func rounded(d []time.Duration) []time.Duration {
 //   - save: `etcd-staticpod snapshot save` and `etcdctl snapshot save` from
 //     the same member with the same certificate;
 //   - restore: `etcd-staticpod snapshot restore` of all three members and
-//     one `etcdutl snapshot restore` of the same file.
+//     one `etcdutl snapshot restore` of the same file;
+//   - restore-node: `etcd-staticpod snapshot restore --node` of one member,
+//     as each host runs it, and the same etcdutl restore.
 //
 // Each iteration runs $SNAPSHOT_BENCH_ROUNDS rounds (5 unless set), the
 // two tools alternating which goes first; the metrics are the medians and
@@ -170,18 +172,27 @@ func BenchmarkSnapshot(b *testing.B) {
 		s.report(b, "etcdctl", size)
 	})
 
+	// Our restore once first, for the initial cluster and peer URLs
+	// etcdutl is given.
+	var doc restoredDoc
+	out, _ := run(b, bin, "snapshot", "restore", file, "--out", dir, "--token", "warmup", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Members) != 3 {
+		b.Fatalf("restore printed %q (%v)", out, err)
+	}
+	for _, rm := range doc.Members {
+		remove(b, rm.Written)
+	}
+	first := doc.Members[0]
+	etcdutlRestore := func(token string) time.Duration {
+		data := filepath.Join(work, "etcdutl-"+token)
+		_, took := run(b, etcdutl, "snapshot", "restore", file, "--data-dir", data, "--name", first.Name,
+			"--initial-cluster", doc.InitialCluster, "--initial-cluster-token", token,
+			"--initial-advertise-peer-urls", strings.Join(first.PeerURLs, ","))
+		remove(b, data)
+		return took
+	}
+
 	b.Run("restore", func(b *testing.B) {
-		// Our restore once first, for the initial cluster and peer URLs
-		// etcdutl is given.
-		var doc restoredDoc
-		out, _ := run(b, bin, "snapshot", "restore", file, "--out", dir, "--token", "warmup", "-o", "json")
-		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Members) != 3 {
-			b.Fatalf("restore printed %q (%v)", out, err)
-		}
-		for _, rm := range doc.Members {
-			remove(b, rm.Written)
-		}
-		first := doc.Members[0]
 		var s sideBySide
 		// The disk's share: the file copied three times and synced, as
 		// three members' databases must be where the filesystem cannot
@@ -193,14 +204,7 @@ func BenchmarkSnapshot(b *testing.B) {
 				tools := []func(){
 					func() { once = append(once, copies(b, file, work, 1)) },
 					func() { thrice = append(thrice, copies(b, file, work, 3)) },
-					func() {
-						data := filepath.Join(work, "etcdutl-"+token)
-						_, took := run(b, etcdutl, "snapshot", "restore", file, "--data-dir", data, "--name", first.Name,
-							"--initial-cluster", doc.InitialCluster, "--initial-cluster-token", token,
-							"--initial-advertise-peer-urls", strings.Join(first.PeerURLs, ","))
-						s.theirs = append(s.theirs, took)
-						remove(b, data)
-					},
+					func() { s.theirs = append(s.theirs, etcdutlRestore(token)) },
 					func() {
 						out, took := run(b, bin, "snapshot", "restore", file, "--out", dir, "--token", token, "-o", "json")
 						s.ours = append(s.ours, took)
@@ -226,6 +230,41 @@ func BenchmarkSnapshot(b *testing.B) {
 		b.ReportMetric(float64(median(thrice).Microseconds())/1000, "ms-copy3")
 		b.Logf("the file copied and synced: once %v, three times at once %v (medians); every round: %v, %v",
 			median(once).Round(time.Millisecond), median(thrice).Round(time.Millisecond), rounded(once), rounded(thrice))
+	})
+
+	// What runs on each host at once when every host restores its own
+	// member: one member, ours against etcdutl's.
+	b.Run("restore-node", func(b *testing.B) {
+		var s sideBySide
+		for i := 0; b.Loop(); i++ {
+			for r := range rounds {
+				token := fmt.Sprintf("node%d-%d", i, r)
+				tools := []func(){
+					func() { s.theirs = append(s.theirs, etcdutlRestore(token)) },
+					func() {
+						root := filepath.Join(work, "root-"+token)
+						if err := os.Mkdir(root, 0o755); err != nil {
+							b.Fatal(err)
+						}
+						out, took := run(b, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, "cluster.yaml"),
+							"--node", first.Name, "--root", root, "--token", token, "-o", "json")
+						s.ours = append(s.ours, took)
+						var doc restoredDoc
+						if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Members) != 1 || doc.Members[0].Name != first.Name {
+							b.Fatalf("restore --node printed %q (%v)", out, err)
+						}
+						remove(b, root)
+					},
+				}
+				if r%2 == 1 {
+					slices.Reverse(tools)
+				}
+				for _, f := range tools {
+					f()
+				}
+			}
+		}
+		s.report(b, "etcdutl", size)
 	})
 }
 
