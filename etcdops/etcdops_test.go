@@ -318,5 +318,26 @@ func TestThreeMembers(t *testing.T) {
 		if _, err := etcdops.Members(ctx, tgt); err == nil {
 			t.Error("members with no member up: no error")
 		}
+
+		// As the commands run it: one deadline for finding the members
+		// and the checks after it. Finding that nobody can be reached
+		// ends the search early, and each check still says why.
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		tgt, err := etcdops.Resolve(dctx, etcdops.Options{Bundle: bundle, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tgt.MemberListErr == nil || !strings.Contains(tgt.MemberListErr.Error(), "connection refused") {
+			t.Errorf("member list error %v, want the refusal", tgt.MemberListErr)
+		}
+		for _, h := range etcdops.Health(dctx, tgt) {
+			if h.Healthy || !strings.Contains(h.Error, "no answer within 1s: connect: connection refused") {
+				t.Errorf("health under one deadline %+v", h)
+			}
+		}
+		if _, err := etcdops.Members(dctx, tgt); err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("members under one deadline: %v, want the refusal", err)
+		}
 	})
 }

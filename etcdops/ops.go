@@ -99,7 +99,18 @@ func (t *Target) listMembers(ctx context.Context, endpoints []string, linearizab
 	if linearizable {
 		ctx = clientv3.WithRequireLeader(ctx)
 	}
-	explain := func(err error) error { return cleanError(err, t.Timeout) }
+	explain := func(err error) error {
+		err = cleanError(err, t.Timeout)
+		for _, ep := range endpoints {
+			if t.unreachable[ep] == nil {
+				return err
+			}
+		}
+		if bareTimeout(err) {
+			return fmt.Errorf("%w: %v", err, unreachableErr(endpoints, t.unreachable))
+		}
+		return err
+	}
 	if len(endpoints) == 1 {
 		ex := t.explainer(ctx, endpoints[0])
 		defer ex.stop()

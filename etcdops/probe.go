@@ -40,6 +40,9 @@ type explainer struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	err     error // the probe's finding; set before done is closed
+	// earlier is what finding the members learned of the endpoint, for a
+	// request that had no time left to probe it.
+	earlier error
 }
 
 // explainer starts probing endpoint once the request, bounded by ctx, has
@@ -47,7 +50,7 @@ type explainer struct {
 // explain with the request's error, or stop when the request succeeded.
 func (t *Target) explainer(ctx context.Context, endpoint string) *explainer {
 	ctx, cancel := context.WithCancel(ctx)
-	e := &explainer{timeout: t.Timeout, cancel: cancel, done: make(chan struct{})}
+	e := &explainer{timeout: t.Timeout, cancel: cancel, done: make(chan struct{}), earlier: t.unreachable[endpoint]}
 	go func() {
 		defer close(e.done)
 		timer := time.NewTimer(probeDelay(t.Timeout))
@@ -105,6 +108,9 @@ func (e *explainer) explain(err error) error {
 	<-e.done
 	if e.err != nil {
 		return fmt.Errorf("%w: %v", err, e.err)
+	}
+	if e.earlier != nil {
+		return fmt.Errorf("%w: %v", err, e.earlier)
 	}
 	return err
 }

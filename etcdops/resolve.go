@@ -107,6 +107,11 @@ type Target struct {
 	Timeout time.Duration
 
 	tls *tls.Config
+	// unreachable are the reasons finding the members gave up on
+	// endpoints, set before Resolve returns and only read after: a later
+	// request that finds no time left to probe its endpoint explains its
+	// silence with them.
+	unreachable map[string]error
 }
 
 // TLSConfig returns a copy of the client TLS settings; nil means plain HTTP.
@@ -421,9 +426,12 @@ func (t *Target) siblings(bundle string) []seed {
 // the endpoints (etcdctl's --cluster). The own member is asked first; when
 // it has not answered within probeDelay, or failed, the others are asked
 // together, and the first list that comes wins, so that a member that
-// does not answer costs no more than that delay. If nobody answers, the
-// manifests' URLs are used so that health and status can still report
-// each of them. Everything ends with ctx.
+// does not answer costs no more than that delay. From then on every
+// endpoint is probed too: once each has been found unreachable (refused,
+// its certificate refused, ...) nobody can answer, and discover stops
+// waiting, leaving the rest of the time to the checks that follow. If
+// nobody answers, the manifests' URLs are used so that health and status
+// can still report each of them. Everything ends with ctx.
 func (t *Target) discover(ctx context.Context, own seed, others []seed) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -432,6 +440,7 @@ func (t *Target) discover(ctx context.Context, own seed, others []seed) {
 		names = append(names, s.name)
 		urls = append(urls, s.urls...)
 	}
+	all := appendNew(slices.Clone(own.urls), urls...)
 	type answer struct {
 		own     bool
 		members []Member
@@ -445,22 +454,40 @@ func (t *Target) discover(ctx context.Context, own seed, others []seed) {
 			answers <- answer{own: own, members: ms, err: err}
 		}()
 	}
+	type finding struct {
+		endpoint string
+		err      error
+	}
+	// Buffered for every probe, which may finish after discover returned.
+	findings := make(chan finding, len(all))
 	ask(true, own.urls)
 	pending, othersAsked := 1, false
 	askOthers := func() {
-		if !othersAsked && len(urls) > 0 {
-			othersAsked = true
+		if othersAsked {
+			return
+		}
+		othersAsked = true
+		if len(urls) > 0 {
 			pending++
 			ask(false, urls)
+		}
+		for _, ep := range all {
+			go func() { findings <- finding{ep, t.probe(ctx, ep)} }()
 		}
 	}
 	grace := time.NewTimer(probeDelay(t.Timeout))
 	defer grace.Stop()
 	var ownErr, othersErr error
-	for pending > 0 {
+	unreachable := map[string]error{}
+	for pending > 0 && (len(all) == 0 || len(unreachable) < len(all)) {
 		select {
 		case <-grace.C:
 			askOthers()
+			continue
+		case f := <-findings:
+			if f.err != nil {
+				unreachable[f.endpoint] = f.err
+			}
 			continue
 		case a := <-answers:
 			pending--
@@ -486,8 +513,21 @@ func (t *Target) discover(ctx context.Context, own seed, others []seed) {
 			}
 		}
 	}
-	all := appendNew(slices.Clone(own.urls), urls...)
 	t.Endpoints = all
+	if pending > 0 {
+		// Every endpoint was found unreachable before the lists gave up;
+		// the askers read t.unreachable, so they end first.
+		cancel()
+		for ; pending > 0; pending-- {
+			<-answers
+		}
+		t.unreachable = unreachable
+		err := unreachableErr(all, unreachable)
+		t.MemberListErr = fmt.Errorf("member list from %s: %w", strings.Join(all, ","), err)
+		t.Notes = append(t.Notes, fmt.Sprintf("no member can give the member list: %v; checking every manifest's endpoint", err))
+		return
+	}
+	t.unreachable = unreachable
 	if len(urls) == 0 {
 		t.MemberListErr = fmt.Errorf("member list from %s: %w", strings.Join(own.urls, ","), ownErr)
 		t.Notes = append(t.Notes, fmt.Sprintf("could not read the member list (%v); checking the manifest's endpoint only", ownErr))
@@ -495,6 +535,21 @@ func (t *Target) discover(ctx context.Context, own seed, others []seed) {
 	}
 	t.MemberListErr = fmt.Errorf("member list from %s: %w; from %s: %w", strings.Join(own.urls, ","), ownErr, strings.Join(urls, ","), othersErr)
 	t.Notes = append(t.Notes, fmt.Sprintf("no member answered the member list (%v); checking every manifest's endpoint", othersErr))
+}
+
+// unreachableErr says why none of endpoints can be reached: one reason
+// when they share it, else each endpoint's.
+func unreachableErr(endpoints []string, reasons map[string]error) error {
+	var each []string
+	same := true
+	for _, ep := range endpoints {
+		each = append(each, fmt.Sprintf("%s: %v", ep, reasons[ep]))
+		same = same && reasons[ep].Error() == reasons[endpoints[0]].Error()
+	}
+	if same && len(endpoints) > 1 {
+		return fmt.Errorf("%v at each of %s", reasons[endpoints[0]], strings.Join(endpoints, ", "))
+	}
+	return errors.New(strings.Join(each, "; "))
 }
 
 func appendNew(list []string, more ...string) []string {
