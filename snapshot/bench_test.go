@@ -145,30 +145,22 @@ func BenchmarkSnapshot(b *testing.B) {
 
 	b.Run("save", func(b *testing.B) {
 		var s sideBySide
-		for b.Loop() {
-			for r := range rounds {
-				tools := []func(){
-					func() {
-						out := filepath.Join(work, "etcdctl.db")
-						_, took := run(b, etcdctl, append([]string{"--endpoints", m.ClientURL, "snapshot", "save", out}, tls...)...)
-						s.theirs = append(s.theirs, took)
-						remove(b, out)
-					},
-					func() {
-						out := filepath.Join(work, "ours.db")
-						_, took := run(b, bin, append([]string{"snapshot", "save", out, "--endpoints", m.ClientURL}, tls...)...)
-						s.ours = append(s.ours, took)
-						remove(b, out)
-					},
-				}
-				if r%2 == 1 {
-					slices.Reverse(tools)
-				}
-				for _, f := range tools {
-					f()
-				}
+		alternate(b, rounds, func(string) []func() {
+			return []func(){
+				func() {
+					out := filepath.Join(work, "etcdctl.db")
+					_, took := run(b, etcdctl, append([]string{"--endpoints", m.ClientURL, "snapshot", "save", out}, tls...)...)
+					s.theirs = append(s.theirs, took)
+					remove(b, out)
+				},
+				func() {
+					out := filepath.Join(work, "ours.db")
+					_, took := run(b, bin, append([]string{"snapshot", "save", out, "--endpoints", m.ClientURL}, tls...)...)
+					s.ours = append(s.ours, took)
+					remove(b, out)
+				},
 			}
-		}
+		})
 		s.report(b, "etcdctl", size)
 	})
 
@@ -198,33 +190,24 @@ func BenchmarkSnapshot(b *testing.B) {
 		// three members' databases must be where the filesystem cannot
 		// share blocks, against once, as etcdutl's.
 		var once, thrice []time.Duration
-		for i := 0; b.Loop(); i++ {
-			for r := range rounds {
-				token := fmt.Sprintf("bench%d-%d", i, r)
-				tools := []func(){
-					func() { once = append(once, copies(b, file, work, 1)) },
-					func() { thrice = append(thrice, copies(b, file, work, 3)) },
-					func() { s.theirs = append(s.theirs, etcdutlRestore(token)) },
-					func() {
-						out, took := run(b, bin, "snapshot", "restore", file, "--out", dir, "--token", token, "-o", "json")
-						s.ours = append(s.ours, took)
-						var doc restoredDoc
-						if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Members) != 3 {
-							b.Fatalf("restore printed %q (%v)", out, err)
-						}
-						for _, rm := range doc.Members {
-							remove(b, rm.Written)
-						}
-					},
-				}
-				if r%2 == 1 {
-					slices.Reverse(tools)
-				}
-				for _, f := range tools {
-					f()
-				}
+		alternate(b, rounds, func(token string) []func() {
+			return []func(){
+				func() { once = append(once, copies(b, file, work, 1)) },
+				func() { thrice = append(thrice, copies(b, file, work, 3)) },
+				func() { s.theirs = append(s.theirs, etcdutlRestore(token)) },
+				func() {
+					out, took := run(b, bin, "snapshot", "restore", file, "--out", dir, "--token", token, "-o", "json")
+					s.ours = append(s.ours, took)
+					var doc restoredDoc
+					if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Members) != 3 {
+						b.Fatalf("restore printed %q (%v)", out, err)
+					}
+					for _, rm := range doc.Members {
+						remove(b, rm.Written)
+					}
+				},
 			}
-		}
+		})
 		s.report(b, "etcdutl", size)
 		b.ReportMetric(float64(median(once).Microseconds())/1000, "ms-copy1")
 		b.ReportMetric(float64(median(thrice).Microseconds())/1000, "ms-copy3")
@@ -236,36 +219,44 @@ func BenchmarkSnapshot(b *testing.B) {
 	// member: one member, ours against etcdutl's.
 	b.Run("restore-node", func(b *testing.B) {
 		var s sideBySide
-		for i := 0; b.Loop(); i++ {
-			for r := range rounds {
-				token := fmt.Sprintf("node%d-%d", i, r)
-				tools := []func(){
-					func() { s.theirs = append(s.theirs, etcdutlRestore(token)) },
-					func() {
-						root := filepath.Join(work, "root-"+token)
-						if err := os.Mkdir(root, 0o755); err != nil {
-							b.Fatal(err)
-						}
-						out, took := run(b, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, "cluster.yaml"),
-							"--node", first.Name, "--root", root, "--token", token, "-o", "json")
-						s.ours = append(s.ours, took)
-						var doc restoredDoc
-						if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Members) != 1 || doc.Members[0].Name != first.Name {
-							b.Fatalf("restore --node printed %q (%v)", out, err)
-						}
-						remove(b, root)
-					},
-				}
-				if r%2 == 1 {
-					slices.Reverse(tools)
-				}
-				for _, f := range tools {
-					f()
-				}
+		alternate(b, rounds, func(token string) []func() {
+			return []func(){
+				func() { s.theirs = append(s.theirs, etcdutlRestore(token)) },
+				func() {
+					root := filepath.Join(work, "root-"+token)
+					if err := os.Mkdir(root, 0o755); err != nil {
+						b.Fatal(err)
+					}
+					out, took := run(b, bin, "snapshot", "restore", file, "--config", filepath.Join(dir, "cluster.yaml"),
+						"--node", first.Name, "--root", root, "--token", token, "-o", "json")
+					s.ours = append(s.ours, took)
+					var doc restoredDoc
+					if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Members) != 1 || doc.Members[0].Name != first.Name {
+						b.Fatalf("restore --node printed %q (%v)", out, err)
+					}
+					remove(b, root)
+				},
 			}
-		}
+		})
 		s.report(b, "etcdutl", size)
 	})
+}
+
+// alternate runs the benchmark's iterations, each of rounds rounds of the
+// tools made for the round's own token, every other round in reverse
+// order so that no tool always goes first.
+func alternate(b *testing.B, rounds int, tools func(token string) []func()) {
+	for i := 0; b.Loop(); i++ {
+		for r := range rounds {
+			fs := tools(fmt.Sprintf("bench%d-%d", i, r))
+			if r%2 == 1 {
+				slices.Reverse(fs)
+			}
+			for _, f := range fs {
+				f()
+			}
+		}
+	}
 }
 
 // copies copies file into n new files under dir at once, each synced, and
