@@ -28,7 +28,11 @@
 # (bundles, logs), E2E_CLUSTER_STOP_AFTER=control-plane stops after the
 # control plane's checks, E2E_CLUSTER_SKIP_DAY2=1 goes from the control plane
 # straight to the StatefulSet stage.
-set -euo pipefail
+#
+# Every check ends the run with its own FAIL line (fail); a command that fails
+# where no check looks is named by the ERR trap below. Sourced (as
+# e2e-cluster's tests do), the script defines its functions and runs nothing.
+set -eEuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(dirname "$here")
@@ -66,6 +70,17 @@ members=(etcd01 etcd02 etcd03)
 
 passed=0
 work=
+
+# on_error STATUS LINE COMMAND: the ERR trap. Under set -e a failing command
+# that no check covers would end the run with no word of what failed. Only the
+# script's own shell reports: a subshell's failure (a pipeline's part, a
+# command substitution) reaches it as the failure of the command that ran it,
+# on the line that command is on.
+on_error() {
+	((BASH_SUBSHELL == 0)) || return 0
+	log "FAIL: line $2${FUNCNAME[1]:+ (in ${FUNCNAME[1]})}: exit status $1; the command that failed last: $3"
+}
+trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 cgroups_before=
 writer_pid=
 pause_ref=
@@ -74,7 +89,7 @@ declare -A saved_sysctl=()
 teardown() {
 	local rc=$?
 	set +e
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM ERR
 	[[ -n $writer_pid ]] && kill -KILL "$writer_pid" 2>/dev/null
 	[[ -n $etcdwriter_pid ]] && kill -KILL "$etcdwriter_pid" 2>/dev/null
 	if ((rc != 0)) && [[ -n $work && -d $work/state ]]; then
@@ -342,13 +357,13 @@ check_control_plane() {
 			sleep 2
 		done
 	done
-	kubectl -n kube-system get pods -o wide | sed 's/^/    /' >&2
+	kubectl -n kube-system get pods -o wide | indent || fail "kubectl -n kube-system get pods"
 	log "the control-plane Pods are Running and Ready"
 	local r
-	r=$(kubectl get --raw /readyz/etcd)
+	r=$(kubectl get --raw /readyz/etcd) || fail "kubectl get --raw /readyz/etcd: $r"
 	[[ $r == ok ]] || fail "/readyz/etcd said: $r"
 	log "kubectl get --raw /readyz/etcd: $r"
-	kubectl create configmap e2e-cluster-probe --from-literal=made-by=kubectl >/dev/null
+	kubectl create configmap e2e-cluster-probe --from-literal=made-by=kubectl >/dev/null || fail "kubectl create configmap e2e-cluster-probe"
 	etcd_get_everywhere /registry/configmaps/default/e2e-cluster-probe
 	passed=$((passed + 1))
 }
@@ -373,7 +388,7 @@ start_writer() {
 
 stop_writer() {
 	local rc=0
-	kill -TERM "$writer_pid"
+	kill -TERM "$writer_pid" || fail "the writer (pid $writer_pid) is gone"
 	wait "$writer_pid" || rc=$?
 	writer_pid=
 	sed 's/^/    /' "$work/writer.out" >&2
@@ -414,10 +429,11 @@ step_renew() {
 	for h in "${members[@]}"; do
 		i=$((i + 1))
 		log "etcd-staticpod certs renew all --node $h --out $work/bundles"
-		"$cli" certs renew all --node "$h" --out "$work/bundles" | sed 's/^/    /' >&2
-		want=$(openssl x509 -noout -serial -in "$work/bundles/$h/etc/kubernetes/pki/etcd/server.crt" | sed 's/^serial=//')
+		"$cli" certs renew all --node "$h" --out "$work/bundles" 2>&1 | indent || fail "etcd-staticpod certs renew all --node $h failed"
+		want=$(openssl x509 -noout -serial -in "$work/bundles/$h/etc/kubernetes/pki/etcd/server.crt" | sed 's/^serial=//') ||
+			fail "no serial in $h's renewed server.crt"
 		# scp etcd-bundles/$h.tar.gz root@$h:/tmp/ && ssh root@$h 'tar --no-overwrite-dir -C / -xzf /tmp/$h.tar.gz'
-		in_host "$h" tar --no-overwrite-dir -C / -xzf "$work/bundles/$h.tar.gz"
+		in_host "$h" tar --no-overwrite-dir -C / -xzf "$work/bundles/$h.tar.gz" || fail "unpacking $h.tar.gz on $h"
 		# The first etcd is killed outright, the others stopped as `crictl
 		# stop` would; either way kubelet starts it again.
 		sig=SIGTERM
@@ -430,13 +446,13 @@ step_renew() {
 		done
 		wait_healthy 180 "$h" || fail "the cluster was not healthy after $h's renewal"
 		log "$h serves its renewed certificate (serial $got); etcd-staticpod health --bundle $work/bundles/$h:"
-		health "$h" 2>&1 | sed 's/^/    /' >&2
+		health "$h" 2>&1 | indent || fail "etcd-staticpod health --bundle $work/bundles/$h failed"
 	done
 	# As renew prints: etcd01's renewal refreshed control-plane/ (the
 	# apiserver-etcd-client pair). kube-apiserver reads it when it starts
 	# again, which the --etcd-servers change of step 3 makes it do; the old
 	# pair stays valid until then.
-	in_host "$cp" tar --no-overwrite-dir -C / -xzf "$work/bundles/control-plane.tar.gz"
+	in_host "$cp" tar --no-overwrite-dir -C / -xzf "$work/bundles/control-plane.tar.gz" || fail "unpacking control-plane.tar.gz on $cp"
 	cmp -s "$(state_of "$cp")/root/etc/kubernetes/pki/apiserver-etcd-client.crt" \
 		"$work/bundles/control-plane/etc/kubernetes/pki/apiserver-etcd-client.crt" || fail "$cp did not get the renewed apiserver-etcd-client"
 	log "$cp: unpacked the renewed control-plane.tar.gz at / (apiserver-etcd-client serial $(openssl x509 -noout -serial -in "$(state_of "$cp")/root/etc/kubernetes/pki/apiserver-etcd-client.crt" | sed 's/^serial=//'))"
@@ -451,10 +467,10 @@ step_upgrade() {
 	hook="cp -p {manifest} $work/state/{name}/root/etc/kubernetes/etcd.yaml.new &&"
 	hook+=" nsenter -t \$(cat $work/state/{name}/pid) -m mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml"
 	log "etcd-staticpod upgrade --etcd-version $etcd_next_version --out $work/bundles --exec '$hook'"
-	etcd_cli upgrade --etcd-version "$etcd_next_version" --out "$work/bundles" --exec "$hook" 2>&1 | sed 's/^/    /' >&2
-	((PIPESTATUS[0] == 0)) || fail "etcd-staticpod upgrade failed"
+	etcd_cli upgrade --etcd-version "$etcd_next_version" --out "$work/bundles" --exec "$hook" 2>&1 | indent || fail "etcd-staticpod upgrade failed"
 	for h in "${members[@]}"; do
-		v=$(in_host "$h" ctr -n k8s.io containers info "$(etcd_task "$h" | awk '{print $1}')" | sed -n 's/.*"Image": "\(.*\)".*/\1/p' | head -n 1)
+		v=$(in_host "$h" ctr -n k8s.io containers info "$(etcd_task "$h" | awk '{print $1}')" | sed -n 's/.*"Image": "\(.*\)".*/\1/p' | head -n 1) ||
+			fail "ctr containers info of $h's etcd"
 		[[ $v == "$etcd_next_ref" ]] || fail "$h runs $v, not $etcd_next_ref"
 	done
 	log "every member runs $etcd_next_ref"
@@ -487,7 +503,8 @@ set_etcd_servers() {
 	log "$cp: kubelet runs the new kube-apiserver ${newcid:0:12} with --etcd-servers=$servers, ready $(since "$t") after the rename"
 	# The endpoint list in the cluster's own copy of the configuration, for
 	# later kubeadm runs.
-	in_host "$cp" kubeadm init phase upload-config kubeadm --config "$work/bundles/kubeadm-config.yaml" 2>&1 | sed "s/^/    [$cp] /" >&2
+	in_host "$cp" kubeadm init phase upload-config kubeadm --config "$work/bundles/kubeadm-config.yaml" 2>&1 | sed "s/^/    [$cp] /" >&2 ||
+		fail "kubeadm init phase upload-config kubeadm on $cp failed"
 }
 
 step_member_add() {
@@ -548,10 +565,8 @@ step_member_remove() {
 
 step_snapshot() {
 	log "day 2, step 5: snapshot save while the writer runs"
-	etcd_cli snapshot save "$work/snapshot.db" --bundle "$work/bundles/etcd01" 2>&1 | sed 's/^/    /' >&2
-	((PIPESTATUS[0] == 0)) || fail "snapshot save failed"
-	"$cli" snapshot status "$work/snapshot.db" 2>&1 | sed 's/^/    /' >&2
-	((PIPESTATUS[0] == 0)) || fail "snapshot status failed"
+	etcd_cli snapshot save "$work/snapshot.db" --bundle "$work/bundles/etcd01" 2>&1 | indent || fail "etcd-staticpod snapshot save failed"
+	"$cli" snapshot status "$work/snapshot.db" 2>&1 | indent || fail "etcd-staticpod snapshot status failed"
 	passed=$((passed + 1))
 }
 
@@ -696,7 +711,7 @@ EOF
 	kubectl taint node "$cp" node-role.kubernetes.io/control-plane:NoSchedule- | indent || fail "removing the control-plane taint"
 	kubectl_wait -n kube-system rollout status daemonset/kube-proxy --timeout=180s | indent || fail "kube-proxy did not roll out"
 	kubectl_wait -n kube-system rollout status deployment/coredns --timeout=300s | indent || fail "CoreDNS did not roll out"
-	kubectl -n kube-system get pods -o wide -l 'k8s-app in (kube-proxy,kube-dns)' | indent
+	kubectl -n kube-system get pods -o wide -l 'k8s-app in (kube-proxy,kube-dns)' | indent || fail "kubectl -n kube-system get pods"
 	log "kube-proxy and CoreDNS Running $(since "$t") after the addon phase"
 
 	# Local volumes on cp01 for the volumeClaimTemplates: a StorageClass
@@ -777,7 +792,7 @@ step_sts_apply() {
 		kubectl -n "$sts_ns" logs "$sts_name-0" --tail=30 | indent
 		fail "the StatefulSet did not roll out"
 	}
-	kubectl -n "$sts_ns" get pods,pvc -o wide | indent
+	kubectl -n "$sts_ns" get pods,pvc -o wide | indent || fail "kubectl -n $sts_ns get pods,pvc"
 	log "Ready members: $(sts_ready_members) ($(since "$t") after kubectl apply)"
 	sts_etcdctl health "$sts_name-healthcheck-client" endpoint health --cluster || {
 		indent <"$work/pods/health.log"
@@ -819,7 +834,7 @@ step_sts_clients() {
 		fail "a client without a certificate read etcd"
 	fi
 	line=$(grep -v '^$' "$work/pods/no-cert.log" | tail -n 1)
-	server=$(sts_rejected "client didn't provide a certificate")
+	sts_rejected "client didn't provide a certificate"
 	log "refused, a client without a certificate: etcdctl: ${line:0:200}; etcd: $server"
 
 	# A client certificate from another CA.
@@ -836,7 +851,7 @@ step_sts_clients() {
 		fail "a client with a certificate from another CA read etcd"
 	fi
 	line=$(grep -v '^$' "$work/pods/other-ca.log" | tail -n 1)
-	server=$(sts_rejected "certificate signed by unknown authority")
+	sts_rejected "certificate signed by unknown authority"
 	log "refused, a client certificate from another CA: etcdctl: ${line:0:200}; etcd: $server"
 	kubectl -n "$sts_ns" delete secret e2e-other-ca >/dev/null
 
@@ -846,13 +861,14 @@ step_sts_clients() {
 
 # sts_rejected TEXT: the error of a member's "rejected connection on client
 # endpoint" log line that holds TEXT: the server's own word that it refused
-# the handshake (etcdctl only sees its deadline pass).
+# the handshake (etcdctl only sees its deadline pass), into $server. Not
+# echoed: a fail inside a command substitution would end only the subshell.
 sts_rejected() {
 	local line
 	line=$(kubectl -n "$sts_ns" logs -l "app.kubernetes.io/instance=$sts_name,app.kubernetes.io/name=etcd" --tail=-1 --prefix 2>/dev/null |
 		grep -F '"rejected connection on client endpoint"' | grep -F -- "$1" | tail -n 1) ||
 		fail "no member logged a rejected connection with \"$1\""
-	echo "${line%% *} rejected connection on client endpoint, $(grep -o '"error":"[^"]*"' <<<"$line")"
+	server="${line%% *} rejected connection on client endpoint, $(grep -o '"error":"[^"]*"' <<<"$line")"
 }
 
 # sts_no_ca_key: every value of every Secret in the cluster, decoded, is
@@ -902,7 +918,7 @@ start_etcdwriter() {
 
 stop_etcdwriter() {
 	local rc=0
-	kill -TERM "$etcdwriter_pid"
+	kill -TERM "$etcdwriter_pid" || fail "the etcd writer (pid $etcdwriter_pid) is gone"
 	wait "$etcdwriter_pid" || rc=$?
 	etcdwriter_pid=
 	indent <"$work/etcdwriter.out"
@@ -1060,7 +1076,7 @@ main() {
 	done
 	log "kubelets started on ${members[*]} and $cp; waiting for a healthy etcd cluster"
 	wait_healthy 300 || fail "the etcd cluster was not healthy within 300s"
-	health
+	health || fail "etcd-staticpod health failed"
 	local cid pid
 	for h in "${members[@]}"; do
 		read -r cid pid <<<"$(etcd_task "$h")"
@@ -1076,4 +1092,6 @@ main() {
 	log "whole run: $(since "$t0")"
 }
 
-main "$@"
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	main "$@"
+fi
