@@ -16,18 +16,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"syscall"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/e2e-cluster/acked"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
-
-// gapReport is the shortest stretch without an acknowledged write that is
-// logged as it ends.
-const gapReport = time.Second
 
 type options struct {
 	endpoint, serverName, bundle string
@@ -95,20 +91,19 @@ func run(o options) error {
 
 	start := time.Now()
 	prefix := "/e2e-cluster/etcdwriter/" + start.UTC().Format("150405") + "/"
-	acked := map[string]time.Time{}
-	failed := 0
+	writes := acked.New("etcdwriter", os.Stderr, start)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 	progress := time.NewTicker(o.report)
 	defer progress.Stop()
 	fmt.Fprintf(os.Stderr, "etcdwriter: a key every %s through %s (server name %s)\n", o.interval, o.endpoint, o.serverName)
-	lastAck, failedAtAck := start, 0
 	var lastErr string
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 		case <-progress.C:
-			fmt.Fprintf(os.Stderr, "etcdwriter: %d acknowledged, %d failed\n", len(acked), failed)
+			ok, failed := writes.Counts()
+			fmt.Fprintf(os.Stderr, "etcdwriter: %d acknowledged, %d failed\n", ok, failed)
 		case <-tick.C:
 		}
 		if ctx.Err() != nil {
@@ -120,7 +115,7 @@ func run(o options) error {
 		rcancel()
 		at := time.Now()
 		if err != nil {
-			failed++
+			writes.Fail()
 			// One line per kind of failure, not one per write.
 			if msg := err.Error(); msg != lastErr {
 				lastErr = msg
@@ -129,19 +124,14 @@ func run(o options) error {
 			continue
 		}
 		lastErr = ""
-		acked[key] = at
-		if d := at.Sub(lastAck); d >= gapReport {
-			fmt.Fprintf(os.Stderr, "etcdwriter: no acknowledged write for %s (%s to %s), %d failed or unanswered meanwhile\n",
-				d.Round(time.Millisecond), lastAck.UTC().Format("15:04:05.0"), at.UTC().Format("15:04:05.0"), failed-failedAtAck)
-		}
-		lastAck, failedAtAck = at, failed
+		writes.Ack(key, at)
 	}
-	return verify(cli, o, prefix, acked, failed, start, time.Now())
+	return verify(cli, prefix, writes, time.Now())
 }
 
 // verify reads the run's keys back (retrying while etcd does not answer) and
 // prints the summary.
-func verify(cli *clientv3.Client, o options, prefix string, acked map[string]time.Time, failed int, start, end time.Time) error {
+func verify(cli *clientv3.Client, prefix string, writes *acked.Ledger, end time.Time) error {
 	var resp *clientv3.GetResponse
 	var err error
 	deadline := time.Now().Add(2 * time.Minute)
@@ -161,31 +151,7 @@ func verify(cli *clientv3.Client, o options, prefix string, acked map[string]tim
 	for _, kv := range resp.Kvs {
 		found[string(kv.Key)] = true
 	}
-	var lost []string
-	times := make([]time.Time, 0, len(acked)+2)
-	times = append(times, start)
-	for key, at := range acked {
-		if !found[key] {
-			lost = append(lost, key)
-		}
-		times = append(times, at)
-	}
-	times = append(times, end)
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	var gap time.Duration
-	var gapEnd time.Time
-	for i := 1; i < len(times); i++ {
-		if d := times[i].Sub(times[i-1]); d > gap {
-			gap, gapEnd = d, times[i]
-		}
-	}
-	sort.Strings(lost)
-	fmt.Printf("etcdwriter: %d lost of %d acknowledged writes (%d failed or unanswered, %d keys found) over %s\n",
-		len(lost), len(acked), failed, len(found), end.Sub(start).Round(time.Second))
-	fmt.Printf("etcdwriter: longest stretch without an acknowledged write: %s (ended %s)\n",
-		gap.Round(time.Millisecond), gapEnd.UTC().Format("15:04:05"))
-	if len(lost) > 0 {
-		return fmt.Errorf("acknowledged but missing: %v", lost)
-	}
-	return nil
+	sum := writes.Check(found, end)
+	sum.Print(os.Stdout, "etcdwriter", "keys")
+	return sum.Err()
 }

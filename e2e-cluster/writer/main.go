@@ -20,12 +20,12 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/e2e-cluster/acked"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -33,14 +33,9 @@ import (
 
 const label = "e2e-cluster/writer"
 
-// gapReport is the shortest stretch without an acknowledged write that is
-// logged as it ends.
-const gapReport = time.Second
-
 type stats struct {
 	mu            sync.Mutex
-	acked         map[string]time.Time
-	failed        int
+	writes        *acked.Ledger
 	readyzFailed  int
 	readyzAsked   int
 	lastReadyzErr string
@@ -73,8 +68,8 @@ func run(kubeconfig, namespace string, interval, timeout, report time.Duration) 
 		cancel()
 	}()
 
-	st := &stats{acked: map[string]time.Time{}}
 	start := time.Now()
+	st := &stats{writes: acked.New("writer", os.Stderr, start)}
 	run := start.UTC().Format("150405")
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -88,13 +83,13 @@ func run(kubeconfig, namespace string, interval, timeout, report time.Duration) 
 	progress := time.NewTicker(report)
 	defer progress.Stop()
 	fmt.Fprintf(os.Stderr, "writer: a ConfigMap every %s through %s\n", interval, cs.server)
-	lastAck, failedAtAck := start, 0
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 		case <-progress.C:
 			st.mu.Lock()
-			fmt.Fprintf(os.Stderr, "writer: %d acknowledged, %d failed, /readyz failed %d of %d\n", len(st.acked), st.failed, st.readyzFailed, st.readyzAsked)
+			ok, failed := st.writes.Counts()
+			fmt.Fprintf(os.Stderr, "writer: %d acknowledged, %d failed, /readyz failed %d of %d\n", ok, failed, st.readyzFailed, st.readyzAsked)
 			st.mu.Unlock()
 		case <-tick.C:
 		}
@@ -111,22 +106,15 @@ func run(kubeconfig, namespace string, interval, timeout, report time.Duration) 
 		at := time.Now()
 		st.mu.Lock()
 		if err == nil {
-			st.acked[name] = at
-			// Each stretch without an acknowledged write, when it ends, so
-			// that the log shows which step it fell in.
-			if d := at.Sub(lastAck); d >= gapReport {
-				fmt.Fprintf(os.Stderr, "writer: no acknowledged write for %s (%s to %s), %d failed or unanswered meanwhile\n",
-					d.Round(time.Millisecond), lastAck.UTC().Format("15:04:05.0"), at.UTC().Format("15:04:05.0"), st.failed-failedAtAck)
-			}
-			lastAck, failedAtAck = at, st.failed
+			st.writes.Ack(name, at)
 		} else {
-			st.failed++
+			st.writes.Fail()
 		}
 		st.mu.Unlock()
 	}
 	end := time.Now()
 	wg.Wait()
-	return verify(cs, namespace, run, st, start, end)
+	return verify(cs, namespace, run, st, end)
 }
 
 func probeReadyz(ctx context.Context, cs *client, st *stats) {
@@ -180,7 +168,7 @@ func readyzSummary(msg string) string {
 
 // verify lists the run's ConfigMaps, retrying while the apiserver does not
 // answer, and prints the summary.
-func verify(cs *client, namespace, run string, st *stats, start, end time.Time) error {
+func verify(cs *client, namespace, run string, st *stats, end time.Time) error {
 	var list corev1.ConfigMapList
 	var err error
 	deadline := time.Now().Add(2 * time.Minute)
@@ -200,34 +188,10 @@ func verify(cs *client, namespace, run string, st *stats, start, end time.Time) 
 	for _, cm := range list.Items {
 		found[cm.Name] = true
 	}
-	var lost []string
-	times := make([]time.Time, 0, len(st.acked)+2)
-	times = append(times, start)
-	for name, at := range st.acked {
-		if !found[name] {
-			lost = append(lost, name)
-		}
-		times = append(times, at)
-	}
-	times = append(times, end)
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	var gap time.Duration
-	var gapEnd time.Time
-	for i := 1; i < len(times); i++ {
-		if d := times[i].Sub(times[i-1]); d > gap {
-			gap, gapEnd = d, times[i]
-		}
-	}
-	sort.Strings(lost)
-	fmt.Printf("writer: %d lost of %d acknowledged writes (%d failed or unanswered, %d ConfigMaps found) over %s\n",
-		len(lost), len(st.acked), st.failed, len(found), end.Sub(start).Round(time.Second))
-	fmt.Printf("writer: longest stretch without an acknowledged write: %s (ended %s)\n",
-		gap.Round(time.Millisecond), gapEnd.UTC().Format("15:04:05"))
+	sum := st.writes.Check(found, end)
+	sum.Print(os.Stdout, "writer", "ConfigMaps")
 	fmt.Printf("writer: /readyz failed %d of %d times asked\n", st.readyzFailed, st.readyzAsked)
-	if len(lost) > 0 {
-		return fmt.Errorf("acknowledged but missing: %v", lost)
-	}
-	return nil
+	return sum.Err()
 }
 
 // client talks to the apiserver named in a kubeconfig with its first
