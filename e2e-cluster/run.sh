@@ -305,8 +305,9 @@ etcd_get_everywhere() {
 #   /etc/default/kubelet: kubeadm v1.36 refuses --patches beside --config
 #     (patches belong in an InitConfiguration, which the file does not have),
 #     so this machine's kubelet settings (cgroupfs, cgroup v1 allowed, no QoS
-#     cgroups, the plugin folder under /var/lib/kubelet; the etcd hosts get the
-#     same through --kubelet-config-patch) go where kubeadm's 10-kubeadm.conf
+#     cgroups, the plugin folder under /var/lib/kubelet, no image garbage
+#     collection and eviction only on a nearly full disk, which others share;
+#     the etcd hosts get the same through --kubelet-config-patch) go where kubeadm's 10-kubeadm.conf
 #     drop-in takes the node's own kubelet flags, KUBELET_EXTRA_ARGS;
 #   --skip-phases addon/coredns,addon/kube-proxy: the control plane and day 2
 #     do not need them; the StatefulSet stage adds them afterwards through
@@ -322,7 +323,7 @@ preflight_ignores=(
 kubeadm_init() {
 	local st t rc
 	st=$(state_of "$cp")
-	echo 'KUBELET_EXTRA_ARGS="--cgroup-driver=cgroupfs --fail-cgroupv1=false --cgroups-per-qos=false --enforce-node-allocatable= --volume-plugin-dir=/var/lib/kubelet/volume-plugins"' |
+	echo 'KUBELET_EXTRA_ARGS="--cgroup-driver=cgroupfs --fail-cgroupv1=false --cgroups-per-qos=false --enforce-node-allocatable= --volume-plugin-dir=/var/lib/kubelet/volume-plugins --image-gc-high-threshold=100 --eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%"' |
 		in_host "$cp" sh -c 'cat >/etc/default/kubelet'
 	log "$cp: /etc/default/kubelet: $(in_host "$cp" cat /etc/default/kubelet)"
 	# scp etcd-bundles/kubeadm-config.yaml root@CONTROL-PLANE:
