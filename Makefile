@@ -70,9 +70,10 @@ $(K8S_CONTROL_PLANE) $(BIN)/kubectl: $(CLUSTER_MOD)
 
 # What a StatefulSet needs on the whole-cluster run's node, for kubeadm's
 # addon phase: kube-proxy v1.36.3 (cluster.mod) and CoreDNS at the version
-# kubeadm v1.36.3 names (`kubeadm config images list`), from a modfile of its
-# own. Static, built once like the control plane.
-COREDNS_MOD := tools/coredns.mod
+# kubeadm v1.36.3 names (`kubeadm config images list`) with only the plugins
+# of kubeadm's Corefile, a main of ours in a module of its own
+# (tools/coredns), stripped. Static, built once like the control plane.
+COREDNS_MOD := tools/coredns/go.mod tools/coredns/go.sum tools/coredns/main.go
 
 .PHONY: cluster-addons
 cluster-addons: $(BIN)/kube-proxy $(BIN)/coredns
@@ -81,7 +82,7 @@ $(BIN)/kube-proxy: $(CLUSTER_MOD)
 	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=cluster.mod -trimpath -ldflags '$(KUBEADM_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-proxy
 
 $(BIN)/coredns: $(COREDNS_MOD)
-	cd tools && CGO_ENABLED=0 $(GO) build -mod=mod -modfile=coredns.mod -trimpath -o $@ github.com/coredns/coredns
+	cd tools/coredns && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ .
 
 # A control plane made by `kubeadm init` from our kubeadm-config.yaml on three
 # kubelet-run etcd hosts, day 2 under it, then a StatefulSet of etcd on that

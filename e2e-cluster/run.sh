@@ -680,7 +680,7 @@ sts_members() {
 }
 
 step_sts_node() {
-	local t st i cip got
+	local t st i cip got corefile plugins dirs d
 	st=$(state_of "$cp")
 	log "StatefulSet stage, step 1: kube-proxy and CoreDNS by kubeadm's addon phase, $cp untainted, local PersistentVolumes"
 	t=$(now)
@@ -711,6 +711,16 @@ EOF
 	# A single node runs the workloads too.
 	kubectl taint node "$cp" node-role.kubernetes.io/control-plane:NoSchedule- | indent || fail "removing the control-plane taint"
 	kubectl_wait -n kube-system rollout status daemonset/kube-proxy --timeout=180s | indent || fail "kube-proxy did not roll out"
+	# Our CoreDNS has only the plugins of kubeadm's Corefile (tools/coredns):
+	# each directive of the Corefile the addon phase wrote must be one of them.
+	corefile=$(kubectl -n kube-system get configmap coredns -o 'jsonpath={.data.Corefile}') || fail "kubectl get configmap coredns"
+	plugins=$("$BIN/coredns" -plugins) || fail "$BIN/coredns -plugins"
+	dirs=$(awk '{ sub(/^[ \t]+/, "") } depth == 1 && $0 != "" && !/^}/ { print $1 } { depth += gsub(/{/, "{") - gsub(/}/, "}") }' <<<"$corefile")
+	[[ -n $dirs ]] || fail "no directives in kubeadm's Corefile: $corefile"
+	for d in $dirs; do
+		grep -qxF "$d" <<<"$plugins" || fail "kubeadm's Corefile uses $d, which $BIN/coredns does not have (tools/coredns/main.go)"
+	done
+	log "kubeadm's Corefile uses $(echo $dirs); $BIN/coredns has each"
 	kubectl_wait -n kube-system rollout status deployment/coredns --timeout=300s | indent || fail "CoreDNS did not roll out"
 	kubectl -n kube-system get pods -o wide -l 'k8s-app in (kube-proxy,kube-dns)' | indent || fail "kubectl -n kube-system get pods"
 	log "kube-proxy and CoreDNS Running $(since "$t") after the addon phase"
