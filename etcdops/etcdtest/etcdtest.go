@@ -329,6 +329,58 @@ func (c *Cluster) Endpoints() []string {
 // inside lists such as --initial-cluster=a=https://...,b=https://...
 var urlHost = regexp.MustCompile(`(https?://)([^/,\s"']+)`)
 
+// urlMapper returns a function that rewrites the host:port of every URL in
+// a value: one in shared to where that member really serves, any other
+// whose host remap accepts (every host when remap is nil) to a free port of
+// ports on the same host, the same port each time for one host:port. The
+// rest is left as written.
+func urlMapper(shared map[string]string, ports *ports, remap func(host string) bool) func(string) string {
+	own := map[string]string{}
+	return func(v string) string {
+		return urlHost.ReplaceAllStringFunc(v, func(s string) string {
+			sub := urlHost.FindStringSubmatch(s)
+			hp := sub[2]
+			if to, ok := shared[hp]; ok {
+				return sub[1] + to
+			}
+			if _, ok := own[hp]; !ok {
+				h, _, err := net.SplitHostPort(hp)
+				if err != nil || (remap != nil && !remap(h)) {
+					return s
+				}
+				own[hp] = ports.take(h)
+			}
+			return sub[1] + own[hp]
+		})
+	}
+}
+
+// commandArgs are the arguments of a manifest's etcd command as the member
+// runs them: its data folder the test's, a path that exists in the host
+// folder taken from there, and every URL through mapURLs.
+func (mem *Member) commandArgs(command []string, mapURLs func(string) string) []string {
+	var args []string
+	for _, a := range command[1:] {
+		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		switch {
+		case !ok:
+		case name == "data-dir":
+			value = mem.DataDir
+		case strings.HasPrefix(value, "/"):
+			if _, err := os.Stat(filepath.Join(mem.Bundle, value)); err == nil {
+				value = filepath.Join(mem.Bundle, value)
+			}
+		default:
+			value = mapURLs(value)
+		}
+		if ok {
+			a = "--" + name + "=" + value
+		}
+		args = append(args, a)
+	}
+	return args
+}
+
 // Run starts every host folder in dir that holds a manifest, waits until
 // all are ready, and stops them when the test ends.
 func Run(tb testing.TB, dir string) *Cluster {
@@ -420,47 +472,13 @@ func (c *Cluster) launch(tb testing.TB, manifests []*etcdops.Manifest, originals
 	}
 	for i, m := range manifests {
 		mem := c.Members[i]
-		own := map[string]string{}
-		mapURLs := func(v string) string {
-			return urlHost.ReplaceAllStringFunc(v, func(s string) string {
-				sub := urlHost.FindStringSubmatch(s)
-				hp := sub[2]
-				if to, ok := shared[hp]; ok {
-					return sub[1] + to
-				}
-				// Loopback listeners such as the metrics port would clash
-				// between members: each member gets its own.
-				if _, ok := own[hp]; !ok {
-					h, _, err := net.SplitHostPort(hp)
-					if err != nil {
-						return s
-					}
-					own[hp] = ports.take(h)
-				}
-				return sub[1] + own[hp]
-			})
-		}
+		// Loopback listeners such as the metrics port would clash between
+		// members, and a member's own addresses serve on the test's ports:
+		// each member gets its own port for every address not shared.
+		mapURLs := urlMapper(shared, ports, nil)
 		mem.DataDir = filepath.Join(tb.TempDir(), "data")
 		mem.LogFile = filepath.Join(tb.TempDir(), m.Name+".log")
-		mem.args = nil
-		for _, a := range m.Command[1:] {
-			name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-			switch {
-			case !ok:
-			case name == "data-dir":
-				value = mem.DataDir
-			case strings.HasPrefix(value, "/"):
-				if _, err := os.Stat(filepath.Join(mem.Bundle, value)); err == nil {
-					value = filepath.Join(mem.Bundle, value)
-				}
-			default:
-				value = mapURLs(value)
-			}
-			if ok {
-				a = "--" + name + "=" + value
-			}
-			mem.args = append(mem.args, a)
-		}
+		mem.args = mem.commandArgs(m.Command, mapURLs)
 		mem.ClientURL = mapURLs(m.ClientURLs[0])
 		mem.PeerURL = mapURLs(m.PeerURLs[0])
 		if v, ok := m.Flag("listen-metrics-urls"); ok {

@@ -169,24 +169,9 @@ func (c *Cluster) Join(tb testing.TB, name string) *Member {
 		}
 	}
 	ports := newPorts(tb)
-	own := map[string]string{}
-	mapURLs := func(v string) string {
-		return urlHost.ReplaceAllStringFunc(v, func(s string) string {
-			sub := urlHost.FindStringSubmatch(s)
-			hp := sub[2]
-			if to, ok := shared[hp]; ok {
-				return sub[1] + to
-			}
-			h, _, err := net.SplitHostPort(hp)
-			if err != nil || (h != "127.0.0.1" && h != "::1") {
-				return s
-			}
-			if _, ok := own[hp]; !ok {
-				own[hp] = ports.take(h)
-			}
-			return sub[1] + own[hp]
-		})
-	}
+	// Its own peer and client URLs keep their ports: the member list
+	// already holds them.
+	mapURLs := urlMapper(shared, ports, func(host string) bool { return host == "127.0.0.1" || host == "::1" })
 	mem := &Member{
 		Name: name, Bundle: bundle, bin: EtcdBinary(tb),
 		Systemd:   filepath.Base(m.Path) == filepath.Base(layout.EtcdConfig),
@@ -204,24 +189,7 @@ func (c *Cluster) Join(tb testing.TB, name string) *Member {
 		}
 		mem.args = []string{"--config-file=" + file}
 	} else {
-		for _, a := range m.Command[1:] {
-			flag, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-			switch {
-			case !ok:
-			case flag == "data-dir":
-				value = mem.DataDir
-			case strings.HasPrefix(value, "/"):
-				if _, err := os.Stat(filepath.Join(bundle, value)); err == nil {
-					value = filepath.Join(bundle, value)
-				}
-			default:
-				value = mapURLs(value)
-			}
-			if ok {
-				a = "--" + flag + "=" + value
-			}
-			mem.args = append(mem.args, a)
-		}
+		mem.args = mem.commandArgs(m.Command, mapURLs)
 	}
 	ports.release()
 	// Run's cleanup logs the members' last lines, this one's included.
