@@ -11,29 +11,16 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
+	"github.com/etcd-staticpod/etcd-staticpod/monitoring/promtooltest"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
-
-// promtool is Prometheus' own checker (Debian's prometheus package; `make
-// prometheus` installs it).
-func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is needed: make prometheus")
-		}
-		t.Skip("no promtool: make prometheus installs it")
-	}
-	return p
-}
 
 func TestRulesCheck(t *testing.T) {
 	file := filepath.Join(t.TempDir(), layout.MonitoringRules)
 	if err := os.WriteFile(file, Rules(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(promtool(t), "check", "rules", file).CombinedOutput()
+	out, err := exec.Command(promtooltest.Path(t), "check", "rules", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
@@ -42,7 +29,7 @@ func TestRulesCheck(t *testing.T) {
 // TestRulesUnitTests runs the alerts' unit tests, and checks that every
 // alert has a case in which it fires.
 func TestRulesUnitTests(t *testing.T) {
-	out, err := exec.Command(promtool(t), "test", "rules", filepath.Join("testdata", "etcd-alerts.test.yml")).CombinedOutput()
+	out, err := exec.Command(promtooltest.Path(t), "test", "rules", filepath.Join("testdata", "etcd-alerts.test.yml")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
