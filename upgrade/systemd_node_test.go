@@ -2,15 +2,10 @@ package upgrade_test
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,47 +13,14 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/archive"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/phases"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
-
-// execAnswering runs the built command and hands each line it writes to
-// stderr to answer while it runs, as an operator reads the steps a run
-// prints and carries them out. It returns stdout, stderr and the exit
-// status; output holding key material fails the test.
-func execAnswering(t *testing.T, bin string, answer func(line string), args ...string) (string, string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := bufio.NewScanner(io.TeeReader(pipe, &stderr))
-	for s.Scan() {
-		answer(s.Text())
-	}
-	err = cmd.Wait()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("%s %q: %v", bin, args, err)
-	}
-	if strings.Contains(stdout.String()+stderr.String(), "PRIVATE KEY") {
-		t.Errorf("%q printed key material", args)
-	}
-	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
-}
 
 // restart stands in for `systemctl restart etcd.service` on a member that
 // Supervise restarts: it ends the member's etcd, which comes back with the
@@ -179,7 +141,7 @@ func TestUpgradeSystemdOnNode(t *testing.T) {
 		onNode := layout.OnHost(root, layout.EtcdBinary)
 		step := next + " is in place at " + onNode + "; run systemctl restart " + layout.EtcdUnitName + " on " + name
 		restarted := false
-		stdout, stderr, code := execAnswering(t, bin, func(line string) {
+		stdout, stderr, code := etcdtest.ExecAnswering(t, bin, func(line string) {
 			if !strings.Contains(line, step) {
 				return
 			}
@@ -192,7 +154,7 @@ func TestUpgradeSystemdOnNode(t *testing.T) {
 			restart(t, pids, name)
 			restarted = true
 		}, "upgrade", "--etcd-version", "3.6.16-0", "--config", config, "--etcd-binary", next,
-			"--node", name, "--root", root, "--wait", "2m", "--timeout", "5s", "-o", "json")
+			"--node", name, "--root", root, "--wait", "1m", "--timeout", "5s", "-o", "json")
 		t.Logf("upgrade --node %s --root:\n%s", name, stderr)
 		if code != 0 {
 			t.Fatalf("upgrade --node %s --root: exit %d\n%s\n%s", name, code, stdout, stderr)
@@ -239,7 +201,7 @@ func TestUpgradeSystemdOnNode(t *testing.T) {
 // the unit's ExecStart path, then the restart.
 var installLine = regexp.MustCompile(`\[upgrade\] (etcd0\d): install etcd v3\.6\.16 \(github\.com/etcd-io/etcd/releases\) at ` +
 	regexp.QuoteMeta(layout.EtcdBinary) + ` on (etcd0\d), then ssh root@(\S+) 'systemctl restart ` +
-	regexp.QuoteMeta(layout.EtcdUnitName) + `' \(or use --exec\); waiting up to 2m0s$`)
+	regexp.QuoteMeta(layout.EtcdUnitName) + `' \(or use --exec\); waiting up to 1m0s$`)
 
 // TestUpgradeSystemdNoBinary upgrades a cluster of runtime systemd whose
 // bundles carry no etcd binary (init without --etcd-binary; the members
@@ -281,7 +243,7 @@ func TestUpgradeSystemdNoBinary(t *testing.T) {
 		addr[h.Name] = h.Address
 	}
 	var turns []string
-	stdout, stderr, code := execAnswering(t, bin, func(line string) {
+	stdout, stderr, code := etcdtest.ExecAnswering(t, bin, func(line string) {
 		sub := installLine.FindStringSubmatch(line)
 		if sub == nil {
 			return
@@ -312,7 +274,7 @@ func TestUpgradeSystemdNoBinary(t *testing.T) {
 			return
 		}
 		restart(t, pids, name)
-	}, append(base, "--wait", "2m", "-o", "json")...)
+	}, append(base, "--wait", "1m", "-o", "json")...)
 	t.Logf("upgrade without --etcd-binary:\n%s", stderr)
 	if code != 0 {
 		t.Fatalf("upgrade without --etcd-binary: exit %d\n%s\n%s", code, stdout, stderr)
@@ -373,30 +335,14 @@ func TestUpgradeSystemdNoBinary(t *testing.T) {
 // it holds no such file.
 func archiveFile(t *testing.T, file, p string) []byte {
 	t.Helper()
-	f, err := os.Open(file)
+	entries, err := archive.ReadTarGz(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg && "/"+strings.TrimPrefix(h.Name, "./") == p {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
+	for _, e := range entries {
+		if e.Header.Typeflag == tar.TypeReg && "/"+strings.TrimPrefix(e.Header.Name, "./") == p {
+			return e.Data
 		}
 	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -112,12 +113,37 @@ func CLIBinary(tb testing.TB) string {
 // command may print a key.
 func Exec(tb testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
 	tb.Helper()
+	return ExecAnswering(tb, bin, nil, args...)
+}
+
+// ExecAnswering is Exec that hands each line the command writes to stderr
+// to answer (when not nil) while it runs, as an operator reads the steps a
+// run prints and carries them out before it goes on.
+func ExecAnswering(tb testing.TB, bin string, answer func(line string), args ...string) (stdout, stderr string, code int) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	cmd.Stdout = &out
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("%s %q: %v", bin, args, err)
+	}
+	lines := bufio.NewScanner(io.TeeReader(pipe, &errOut))
+	lines.Buffer(make([]byte, 64*1024), 1024*1024)
+	for lines.Scan() {
+		if answer != nil {
+			answer(lines.Text())
+		}
+	}
+	// What a line too long to scan leaves is still read, so that the
+	// command never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, io.TeeReader(pipe, &errOut))
+	err = cmd.Wait()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		tb.Fatalf("%s %q: %v", bin, args, err)
