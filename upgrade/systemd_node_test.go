@@ -42,6 +42,18 @@ func restart(t *testing.T, pids, name string) {
 	}
 }
 
+// supervisedSystemd runs a loopback cluster of three runtime systemd
+// members made by the built binary's init (with extra arguments), each
+// restarted when its etcd ends as systemd would (Supervise). It returns
+// the binary, the cluster and the folder of the members' PID files.
+func supervisedSystemd(t *testing.T, extra ...string) (string, *etcdtest.Cluster, string) {
+	t.Helper()
+	bin := etcdtest.CLIBinary(t)
+	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 3, append([]string{"--runtime", "systemd"}, extra...)...)
+	c := etcdtest.Run(t, dir)
+	return bin, c, c.Supervise(t)
+}
+
 // upgradeSummary is the -o json summary of upgrade.
 type upgradeSummary struct {
 	Version      string `json:"version"`
@@ -61,14 +73,41 @@ func parseSummary(t *testing.T, stdout string) upgradeSummary {
 	return sum
 }
 
+// upgradedAll checks the -o json summary of a whole upgrade of three
+// members from 3.6.8 to 3.6.16, the leader last and the spec recorded, and
+// returns the hosts in the order they were upgraded.
+func upgradedAll(t *testing.T, stdout string) []string {
+	t.Helper()
+	sum := parseSummary(t, stdout)
+	if len(sum.Hosts) != 3 || !sum.SpecRecorded || sum.Version != "3.6.16" {
+		t.Fatalf("summary %+v", sum)
+	}
+	var order []string
+	for i, h := range sum.Hosts {
+		order = append(order, h.Name)
+		if h.State != "upgraded" || h.From != "3.6.8" || h.To != "3.6.16" || (h.Leader && i != 2) {
+			t.Errorf("host %d: %+v; the leader goes last", i, h)
+		}
+	}
+	return order
+}
+
+// target reaches the members of c where they serve: an upgrade leaves the
+// host folders naming the spec's ports, the members serve on the test's.
+func target(t *testing.T, c *etcdtest.Cluster) *etcdops.Target {
+	t.Helper()
+	tgt, err := etcdops.Resolve(context.Background(), etcdops.Options{Bundle: filepath.Join(c.Dir, "etcd01"), Endpoints: c.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tgt
+}
+
 // checkRuns checks that every member of c runs version and is healthy.
 func checkRuns(t *testing.T, c *etcdtest.Cluster, version string) {
 	t.Helper()
 	ctx := context.Background()
-	tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: filepath.Join(c.Dir, "etcd01"), Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tgt := target(t, c)
 	for _, st := range etcdops.Status(ctx, tgt) {
 		if st.Error != "" || st.Version != version {
 			t.Errorf("%s: version %q, %s; want %s", st.Endpoint, st.Version, st.Error, version)
@@ -84,14 +123,9 @@ func checkRuns(t *testing.T, c *etcdtest.Cluster, version string) {
 // followersFirst names the members of c with the leader last.
 func followersFirst(t *testing.T, c *etcdtest.Cluster) []string {
 	t.Helper()
-	ctx := context.Background()
-	tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: filepath.Join(c.Dir, "etcd01"), Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
 	var leader string
-	for i, st := range etcdops.Status(ctx, tgt) {
+	for i, st := range etcdops.Status(context.Background(), target(t, c)) {
 		if st.Error != "" {
 			t.Fatalf("%s: %s", st.Endpoint, st.Error)
 		}
@@ -115,12 +149,10 @@ func followersFirst(t *testing.T, c *etcdtest.Cluster) []string {
 // test restarts the member, which comes back on the new binary. The spec
 // is left alone, as the run says.
 func TestUpgradeSystemdOnNode(t *testing.T) {
-	bin := etcdtest.CLIBinary(t)
 	etcd := etcdtest.EtcdBinary(t)
 	next := etcdtest.NextEtcdBinary(t)
-	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 3, "--runtime", "systemd", "--etcd-binary", etcd)
-	c := etcdtest.Run(t, dir)
-	pids := c.Supervise(t)
+	bin, c, pids := supervisedSystemd(t, "--etcd-binary", etcd)
+	dir := c.Dir
 	config := filepath.Join(dir, layout.SpecFile)
 	specBefore, err := os.ReadFile(config)
 	if err != nil {
@@ -213,11 +245,9 @@ var installLine = regexp.MustCompile(`\[upgrade\] (etcd0\d): install etcd v3\.6\
 // and restarts the member. Followers go first; the spec then records
 // 3.6.16 and still no etcd binary.
 func TestUpgradeSystemdNoBinary(t *testing.T) {
-	bin := etcdtest.CLIBinary(t)
 	next := etcdtest.NextEtcdBinary(t)
-	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 3, "--runtime", "systemd")
-	c := etcdtest.Run(t, dir)
-	pids := c.Supervise(t)
+	bin, c, pids := supervisedSystemd(t)
+	dir := c.Dir
 	base := []string{"upgrade", "--etcd-version", "3.6.16-0", "--out", dir, "--timeout", "5s"}
 	for _, m := range c.Members {
 		if _, err := os.Stat(layout.OnHost(m.Bundle, layout.EtcdBinary)); err == nil {
@@ -279,17 +309,7 @@ func TestUpgradeSystemdNoBinary(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("upgrade without --etcd-binary: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	sum := parseSummary(t, stdout)
-	if len(sum.Hosts) != 3 || !sum.SpecRecorded || sum.Version != "3.6.16" {
-		t.Fatalf("summary %+v", sum)
-	}
-	var order []string
-	for i, h := range sum.Hosts {
-		order = append(order, h.Name)
-		if h.State != "upgraded" || h.From != "3.6.8" || h.To != "3.6.16" || (h.Leader && i != 2) {
-			t.Errorf("host %d: %+v; the leader goes last", i, h)
-		}
-	}
+	order := upgradedAll(t, stdout)
 	if !slices.Equal(turns, order) {
 		t.Errorf("install steps printed for %v, hosts upgraded in the order %v", turns, order)
 	}

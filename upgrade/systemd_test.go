@@ -2,14 +2,11 @@ package upgrade_test
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
@@ -22,12 +19,10 @@ import (
 // swaps the binary it is handed in the host folder and stands in for
 // `systemctl restart etcd` by ending the member's etcd.
 func TestUpgradeSystemd(t *testing.T) {
-	bin := etcdtest.CLIBinary(t)
 	etcd := etcdtest.EtcdBinary(t)
 	next := etcdtest.NextEtcdBinary(t)
-	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 3, "--runtime", "systemd", "--etcd-binary", etcd)
-	c := etcdtest.Run(t, dir)
-	pids := c.Supervise(t)
+	bin, c, pids := supervisedSystemd(t, "--etcd-binary", etcd)
+	dir := c.Dir
 	base := []string{"upgrade", "--etcd-version", "3.6.16-0", "--out", dir, "--timeout", "5s"}
 	run := func(args ...string) (string, string, int) {
 		return etcdtest.Exec(t, bin, append(append([]string{}, base...), args...)...)
@@ -97,24 +92,7 @@ func TestUpgradeSystemd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("upgrade --exec: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	var sum struct {
-		Version      string `json:"version"`
-		SpecRecorded bool   `json:"specRecorded"`
-		Hosts        []struct {
-			Name, To, State string
-			Leader          bool
-		} `json:"hosts"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || len(sum.Hosts) != 3 || !sum.SpecRecorded || sum.Version != "3.6.16" {
-		t.Fatalf("summary: %v\n%s", err, stdout)
-	}
-	var order []string
-	for i, h := range sum.Hosts {
-		order = append(order, h.Name)
-		if h.State != "upgraded" || h.To != "3.6.16" || (h.Leader && i != 2) {
-			t.Errorf("host %d: %+v; the leader goes last", i, h)
-		}
-	}
+	order := upgradedAll(t, stdout)
 	// The hook got the new binary and the unit's path, once per host, in
 	// the order of the upgrade.
 	b, err := os.ReadFile(hookLog)
@@ -137,23 +115,7 @@ func TestUpgradeSystemd(t *testing.T) {
 			t.Errorf("%s's folder does not carry etcd 3.6.16: %v", h, err)
 		}
 	}
-	ctx := context.Background()
-	// The host folders now name the spec's ports; the members serve on
-	// the test's.
-	tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: filepath.Join(dir, "etcd01"), Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range etcdops.Status(ctx, tgt) {
-		if st.Error != "" || st.Version != "3.6.16" {
-			t.Errorf("%s after the upgrade: version %q, %s", st.Endpoint, st.Version, st.Error)
-		}
-	}
-	for _, h := range etcdops.Health(ctx, tgt) {
-		if !h.Healthy {
-			t.Errorf("%s unhealthy after the upgrade: %s", h.Endpoint, h.Error)
-		}
-	}
+	checkRuns(t, c, "3.6.16")
 	recorded, err := spec.Load(filepath.Join(dir, layout.SpecFile))
 	if err != nil {
 		t.Fatal(err)
