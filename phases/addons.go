@@ -224,7 +224,7 @@ func cliPhase() Phase {
 					return err
 				}
 			}
-			r.Logf("[cli] Put %s (%d MB) at %s in the bundle of %s", self, len(bin)>>20, layout.CLI, hostNames(r.Hosts()))
+			r.Logf("[cli] Put %s (%d MB) at %s %s", self, len(bin)>>20, layout.CLI, r.where(r.Hosts()))
 			return nil
 		},
 	}

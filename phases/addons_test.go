@@ -52,9 +52,14 @@ func TestAddonsDryRun(t *testing.T) {
 func TestAddonsNodeMode(t *testing.T) {
 	c, bin := withAddons(t)
 	out := filepath.Join(t.TempDir(), "b")
-	runAll(t, Options{Cluster: c, Out: out, CLIBinary: bin}, "bundle")
+	if log := runAll(t, Options{Cluster: c, Out: out, CLIBinary: bin}, "bundle"); !strings.Contains(log, "in the bundle of etcd01, etcd02, etcd03") {
+		t.Errorf("the log does not say the command went into every bundle:\n%s", log)
+	}
 	root := t.TempDir()
-	runAll(t, Options{Cluster: c, Out: out, Node: "etcd02", Root: root, CLIBinary: bin}, "bundle")
+	log := runAll(t, Options{Cluster: c, Out: out, Node: "etcd02", Root: root, CLIBinary: bin}, "bundle")
+	if want := "at /usr/local/bin/etcd-staticpod on etcd02 under " + root; !strings.Contains(log, want) || strings.Contains(log, "in the bundle of") {
+		t.Errorf("the node's log does not say %q:\n%s", want, log)
+	}
 	for _, p := range []string{"etc/systemd/system/etcd-backup.service", "etc/systemd/system/etcd-backup.timer", "usr/local/bin/etcd-staticpod"} {
 		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 			t.Errorf("node etcd02: %v", err)

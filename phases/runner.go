@@ -172,6 +172,15 @@ func (r *Runner) HostRoot(h spec.Host) string {
 	return r.bundle().Host(h.Name)
 }
 
+// where says where files written for hosts go, for log lines: under the
+// node's root with --root, else into the hosts' bundles.
+func (r *Runner) where(hs []spec.Host) string {
+	if r.opts.Root != "" {
+		return "on " + hostNames(hs) + " under " + r.opts.Root
+	}
+	return "in the bundle of " + hostNames(hs)
+}
+
 // HostPath is a path on host h (absolute on the node) inside its root.
 func (r *Runner) HostPath(h spec.Host, nodePath string) string {
 	return filepath.Join(r.HostRoot(h), nodePath)

@@ -68,7 +68,7 @@ func Systemd() Phase {
 				r.Logf("[systemd] Wrote %s and %s for %s", layout.EtcdConfig, layout.EtcdUnit, h.Name)
 			}
 			if bin != nil {
-				r.Logf("[systemd] Put %s (%d MB) at %s in the bundle of %s", r.Cluster().EtcdBinary, len(bin)>>20, layout.EtcdBinary, hostNames(r.Hosts()))
+				r.Logf("[systemd] Put %s (%d MB) at %s %s", r.Cluster().EtcdBinary, len(bin)>>20, layout.EtcdBinary, r.where(r.Hosts()))
 			}
 			return nil
 		},
