@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
+
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
@@ -16,13 +18,7 @@ import (
 // etcd-staticpod, since verify checks that ExecStart's program exists.
 func verify(t *testing.T, service, timer []byte) (string, error) {
 	t.Helper()
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("systemd-analyze is needed (Debian's systemd package)")
-		}
-		t.Skip("no systemd-analyze")
-	}
+	analyze := testtool.SystemdAnalyze(t)
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("needs root for a mount namespace")

@@ -1,9 +1,10 @@
 package calendar
 
 import (
-	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
 )
 
 // expressions are schedules people write and near misses, each with
@@ -43,13 +44,7 @@ func TestCheck(t *testing.T) {
 // TestAgreesWithSystemd runs systemd's own parser on every expression:
 // what Check accepts, systemd accepts, and the other way round.
 func TestAgreesWithSystemd(t *testing.T) {
-	bin, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("systemd-analyze is needed (Debian's systemd package)")
-		}
-		t.Skip("no systemd-analyze")
-	}
+	bin := testtool.SystemdAnalyze(t)
 	for _, tc := range expressions {
 		out, err := exec.Command(bin, "calendar", "--", tc.expr).CombinedOutput()
 		if systemdOK := err == nil; systemdOK != tc.ok {

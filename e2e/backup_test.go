@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
+
 	"github.com/etcd-staticpod/etcd-staticpod/e2e/harness"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 )
@@ -47,13 +49,7 @@ func TestBackupServiceSavesSnapshots(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a mount namespace")
 	}
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if harness.InCI() {
-			t.Fatal("systemd-analyze is needed (Debian's systemd package)")
-		}
-		t.Skip("no systemd-analyze")
-	}
+	analyze := testtool.SystemdAnalyze(t)
 	r := startCluster(t, 3, harness.IPv4, "--backup-host", "etcd01", "--backup-keep", "2", "--encryption-algorithm", "ECDSA-P256")
 	host := r.bundle.Hosts[0].Name
 	root := r.bundle.HostRoot(host)

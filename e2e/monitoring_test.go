@@ -8,12 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
 
 	"go.yaml.in/yaml/v3"
 
@@ -34,14 +35,7 @@ const (
 // requirePrometheus finds Debian's prometheus (`make prometheus`).
 func requirePrometheus(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("prometheus")
-	if err != nil {
-		if harness.InCI() {
-			t.Fatal("prometheus is needed: make prometheus")
-		}
-		t.Skip("no prometheus: make prometheus installs it")
-	}
-	return p
+	return testtool.Path(t, "prometheus", "make prometheus installs Debian's prometheus")
 }
 
 // promAPI queries the test's Prometheus from the hub, where it runs.

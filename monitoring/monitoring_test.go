@@ -11,8 +11,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
-	"github.com/etcd-staticpod/etcd-staticpod/monitoring/promtooltest"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
 )
 
 func TestRulesCheck(t *testing.T) {
@@ -20,7 +20,7 @@ func TestRulesCheck(t *testing.T) {
 	if err := os.WriteFile(file, Rules(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(promtooltest.Path(t), "check", "rules", file).CombinedOutput()
+	out, err := exec.Command(testtool.Promtool(t), "check", "rules", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
@@ -29,7 +29,7 @@ func TestRulesCheck(t *testing.T) {
 // TestRulesUnitTests runs the alerts' unit tests, and checks that every
 // alert has a case in which it fires.
 func TestRulesUnitTests(t *testing.T) {
-	out, err := exec.Command(promtooltest.Path(t), "test", "rules", filepath.Join("testdata", "etcd-alerts.test.yml")).CombinedOutput()
+	out, err := exec.Command(testtool.Promtool(t), "test", "rules", filepath.Join("testdata", "etcd-alerts.test.yml")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}

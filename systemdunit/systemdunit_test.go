@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/etcd-staticpod/etcd-staticpod/etcdconf"
@@ -79,14 +81,7 @@ func TestGolden(t *testing.T) {
 
 func systemdAnalyze(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("systemd-analyze is missing (make prometheus installs it)")
-		}
-		t.Skip("systemd-analyze is missing: make prometheus installs Debian's systemd package")
-	}
-	return p
+	return testtool.SystemdAnalyze(t)
 }
 
 // root writes the unit and a stand-in binary into a folder laid out as the

@@ -19,7 +19,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/expiry"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
-	"github.com/etcd-staticpod/etcd-staticpod/monitoring/promtooltest"
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
 )
 
 // TestInitMonitoring: without --monitoring there is no monitoring folder
@@ -116,10 +116,10 @@ func TestInitMonitoring(t *testing.T) {
 	if data, _ := os.ReadFile(filepath.Join(out, layout.SpecFile)); !strings.Contains(string(data), "\nmonitoring: true\n") {
 		t.Errorf("%s does not record monitoring:\n%s", layout.SpecFile, data)
 	}
-	if b, err := exec.Command(promtooltest.Path(t), "check", "config", filepath.Join(dir, layout.MonitoringConfig)).CombinedOutput(); err != nil {
+	if b, err := exec.Command(testtool.Promtool(t), "check", "config", filepath.Join(dir, layout.MonitoringConfig)).CombinedOutput(); err != nil {
 		t.Errorf("promtool check config: %v\n%s", err, b)
 	}
-	if b, err := exec.Command(promtooltest.Path(t), "check", "rules", filepath.Join(dir, layout.MonitoringRules)).CombinedOutput(); err != nil {
+	if b, err := exec.Command(testtool.Promtool(t), "check", "rules", filepath.Join(dir, layout.MonitoringRules)).CombinedOutput(); err != nil {
 		t.Errorf("promtool check rules: %v\n%s", err, b)
 	}
 
@@ -179,7 +179,7 @@ func TestCheckExpirationPrometheus(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	cmd := exec.Command(promtooltest.Path(t), "check", "metrics")
+	cmd := exec.Command(testtool.Promtool(t), "check", "metrics")
 	cmd.Stdin = strings.NewReader(stdout)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s\n%s", err, b, stdout)
