@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,10 +21,13 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/membership"
+	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
 )
 
@@ -195,7 +199,8 @@ func endpointsIn(t *testing.T, dir string) []string {
 // with the refusals on the way, through the package and the command.
 func TestScaleOutAndIn(t *testing.T) {
 	bin := etcdtest.CLIBinary(t)
-	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 3)
+	// With OUT/monitoring, whose prometheus.yml follows the members.
+	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 3, "--monitoring")
 	c := etcdtest.Run(t, dir)
 	ctx := context.Background()
 	// Members started by a step outlive it.
@@ -324,13 +329,20 @@ func TestScaleOutAndIn(t *testing.T) {
 		if v, _ := mf.Flag("initial-cluster"); strings.Count(v, "=https://") != 4 || !strings.HasSuffix(v, "etcd04=https://"+addr4+":2380") {
 			t.Errorf("new manifest: --initial-cluster=%s", v)
 		}
-		// Only the new host's files, the spec, kubeadm-config.yaml and
-		// SHA256SUMS changed.
+		// Only the new host's files, the spec, kubeadm-config.yaml,
+		// SHA256SUMS and prometheus.yml changed.
 		after := etcdtest.Tree(t, dir)
+		promConfig := path.Join(layout.MonitoringDir, layout.MonitoringConfig)
 		for _, p := range etcdtest.DiffTree(before, after) {
-			if !strings.HasPrefix(p, "etcd04") && !slices.Contains([]string{layout.SpecFile, layout.KubeadmConfigFile, "SHA256SUMS"}, p) {
+			if !strings.HasPrefix(p, "etcd04") && !slices.Contains([]string{layout.SpecFile, layout.KubeadmConfigFile, "SHA256SUMS", promConfig}, p) {
 				t.Errorf("add changed %s", p)
 			}
+		}
+		if got := scrapeTargets(t, dir); !slices.Equal(got, []string{"etcd01=" + etcdtest.Addr(11) + ":2379", "etcd02=" + etcdtest.Addr(12) + ":2379", "etcd03=" + etcdtest.Addr(13) + ":2379", "etcd04=" + addr4 + ":2379"}) {
+			t.Errorf("prometheus.yml targets after add: %v", got)
+		}
+		if !strings.Contains(log.String(), "[monitoring] Wrote "+filepath.Join(dir, promConfig)+": job \"etcd\" scrapes 4 members (etcd01, etcd02, etcd03, etcd04)") {
+			t.Errorf("add does not say it rewrote prometheus.yml:\n%s", log.String())
 		}
 		sums, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
 		if err != nil {
@@ -477,6 +489,13 @@ func TestScaleOutAndIn(t *testing.T) {
 		if eps := endpointsIn(t, dir); len(eps) != 3 {
 			t.Errorf("kubeadm-config.yaml endpoints %v", eps)
 		}
+		targets := scrapeTargets(t, dir)
+		if len(targets) != 3 || slices.ContainsFunc(targets, func(s string) bool { return strings.HasPrefix(s, name+"=") }) {
+			t.Errorf("prometheus.yml targets after removing %s: %v", name, targets)
+		}
+		if !strings.Contains(log.String(), "[monitoring] Wrote ") {
+			t.Errorf("remove does not say it rewrote prometheus.yml:\n%s", log.String())
+		}
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("the host folder is gone: %v", err)
 		}
@@ -551,6 +570,47 @@ func cfgWithout(t *testing.T, dir, name string) string {
 	p := filepath.Join(t.TempDir(), "without-"+name+".yaml")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	return p
+}
+
+// scrapeTargets are prometheus.yml's targets as NAME=HOST:PORT, once
+// promtool has checked the file.
+func scrapeTargets(t *testing.T, dir string) []string {
+	t.Helper()
+	file := filepath.Join(dir, layout.MonitoringDir, layout.MonitoringConfig)
+	if b, err := exec.Command(promtool(t), "check", "config", file).CombinedOutput(); err != nil {
+		t.Errorf("promtool check config %s: %v\n%s", file, err, b)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg monitoring.Config
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				out = append(out, st.Labels[monitoring.MemberLabel]+"="+tg)
+			}
+		}
+	}
+	return out
+}
+
+// promtool is Prometheus' own checker (Debian's prometheus package; `make
+// prometheus` installs it).
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool is needed: make prometheus")
+		}
+		t.Skip("no promtool: make prometheus installs it")
 	}
 	return p
 }

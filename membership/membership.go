@@ -289,15 +289,16 @@ func (p pairing) disagreement() string {
 	return strings.Join(parts, "; ")
 }
 
-// record writes the spec to Out/cluster.yaml and the control plane's
-// kubeadm-config.yaml for its hosts through the phase that does it (one
+// record writes the spec to Out/cluster.yaml, the control plane's
+// kubeadm-config.yaml and, when Out/monitoring exists, Prometheus'
+// prometheus.yml for its hosts through the phases that write them (one
 // atomic batch, the spec first).
 func (s *session) record(c *spec.Cluster) error {
-	r, err := phases.NewRunner(phases.Options{Cluster: c, Out: s.opts.Out, Warn: s.opts.Warn})
+	r, err := phases.NewRunner(phases.Options{Cluster: c, Out: s.opts.Out, Log: s.opts.Log, Warn: s.opts.Warn})
 	if err != nil {
 		return err
 	}
-	if err := r.Run([]phases.Phase{phases.Record()}); err != nil {
+	if err := r.Run([]phases.Phase{phases.Record(), phases.MonitoringTargets()}); err != nil {
 		return fmt.Errorf("record the spec: %w", err)
 	}
 	if want := layout.Bundle(s.opts.Out).Spec(); !sameFile(s.specPath, want) {

@@ -56,6 +56,11 @@ func TestAddSystemd(t *testing.T) {
 		t.Errorf("member add does not print the systemd steps:\n%s", stderr)
 	}
 
+	// Made without --monitoring: member add creates no OUT/monitoring.
+	if _, err := os.Stat(filepath.Join(dir, layout.MonitoringDir)); !os.IsNotExist(err) || strings.Contains(stderr, "[monitoring]") {
+		t.Errorf("member add made %s (%v)", layout.MonitoringDir, err)
+	}
+
 	// The new host's bundle: the systemd layout with etcd, no static Pod.
 	host := filepath.Join(dir, "etcd04")
 	for _, p := range []string{layout.EtcdManifest, layout.KubeletDropIn} {

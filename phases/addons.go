@@ -2,11 +2,13 @@ package phases
 
 import (
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/backupunit"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
@@ -116,43 +118,31 @@ func (r *Runner) runMonitoring() error {
 			return err
 		}
 		var key crypto.Signer
+		var keyPEM []byte // stays nil for a key already on disk
 		if state == leafKeyOnly {
-			keyPEM, err := r.ReadFile(base + layout.KeyExt)
+			onDisk, err := r.ReadFile(base + layout.KeyExt)
 			if err != nil {
 				return err
 			}
-			if key, err = certs.ParseKey(keyPEM); err != nil {
+			if key, err = certs.ParseKey(onDisk); err != nil {
 				return fmt.Errorf("%s.key: %w", base, err)
 			}
 		} else {
 			if key, err = r.pool.Key(r.Cluster().EncryptionAlgorithm); err != nil {
 				return fmt.Errorf("generate %s key: %w", p.Name, err)
 			}
-			keyPEM, err := certs.EncodeKey(key)
-			if err != nil {
-				return err
-			}
-			// The key first, as for the hosts' certificates.
-			if err := write(string(p.Files)+layout.KeyExt, keyPEM, layout.ModeKey); err != nil {
+			if keyPEM, err = certs.EncodeKey(key); err != nil {
 				return err
 			}
 		}
-		cert, err := ca.Issue(certs.Request{Profile: p, Validity: r.Cluster().CertificateValidity.Duration}, key.Public(), r.now())
-		if err != nil {
-			return fmt.Errorf("sign %s: %w", p.Name, err)
-		}
-		if err := write(string(p.Files)+layout.CertExt, certs.EncodeCert(cert), layout.ModeFile); err != nil {
+		if _, err := r.writeMonitoringClient(ca, key, keyPEM); err != nil {
 			return err
 		}
 		r.Logf("[monitoring] Generated %s in %s", p.Name, filepath.Dir(base))
 	} else {
 		r.Logf("[monitoring] Using the existing %s certificate and key", p.Name)
 	}
-	cfg, err := monitoring.Marshal(monitoring.ScrapeConfigFor(r.Cluster()))
-	if err != nil {
-		return err
-	}
-	if err := write(layout.MonitoringConfig, cfg, layout.ModeFile); err != nil {
+	if err := r.writeScrapeConfig(); err != nil {
 		return err
 	}
 	if err := write(layout.MonitoringRules, monitoring.Rules(), layout.ModeFile); err != nil {
@@ -160,6 +150,65 @@ func (r *Runner) runMonitoring() error {
 	}
 	r.Logf("[monitoring] Wrote %s (job %q, %d members over verified TLS) and %s", r.monitoringPath(layout.MonitoringConfig), monitoring.Job, len(r.Cluster().Hosts), r.monitoringPath(layout.MonitoringRules))
 	return nil
+}
+
+// writeMonitoringClient signs the monitoring client certificate for key
+// and queues it, after keyPEM when that is not nil (a new key goes first,
+// as a host's does).
+func (r *Runner) writeMonitoringClient(ca *certs.Authority, key crypto.Signer, keyPEM []byte) (*x509.Certificate, error) {
+	p := certs.MonitoringClient()
+	if keyPEM != nil {
+		if err := r.WriteFile(r.monitoringPath(string(p.Files)+layout.KeyExt), keyPEM, layout.ModeKey, layout.ModePrivDir); err != nil {
+			return nil, err
+		}
+	}
+	cert, err := ca.Issue(certs.Request{Profile: p, Validity: r.Cluster().CertificateValidity.Duration}, key.Public(), r.now())
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", p.Name, err)
+	}
+	if err := r.WriteFile(r.monitoringPath(string(p.Files)+layout.CertExt), certs.EncodeCert(cert), layout.ModeFile, layout.ModePrivDir); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// writeScrapeConfig queues OUT/monitoring/prometheus.yml with one target
+// per host of the run's spec. init and the commands that change the host
+// list write it here alone.
+func (r *Runner) writeScrapeConfig() error {
+	cfg, err := monitoring.Marshal(monitoring.ScrapeConfigFor(r.Cluster()))
+	if err != nil {
+		return err
+	}
+	return r.WriteFile(r.monitoringPath(layout.MonitoringConfig), cfg, layout.ModeFile, layout.ModePrivDir)
+}
+
+// hasMonitoring reports whether OUT/monitoring is there: init --monitoring
+// made it at some point, so its files are kept in step.
+func (r *Runner) hasMonitoring() bool {
+	fi, err := os.Stat(r.bundle().Monitoring())
+	return err == nil && fi.IsDir()
+}
+
+// MonitoringTargets is the phase that writes OUT/monitoring/prometheus.yml
+// again from the run's spec when that folder exists, so that the scrape
+// targets follow a changed host list (member add and remove run it with
+// Record, in the same batch). Without the folder it creates nothing.
+func MonitoringTargets() Phase {
+	return Phase{
+		Name:  "monitoring-targets",
+		Short: "Write OUT/" + layout.MonitoringDir + "/" + layout.MonitoringConfig + " again for the spec's hosts, when OUT/" + layout.MonitoringDir + " exists",
+		Run: func(r *Runner) error {
+			if r.NodeMode() || !r.hasMonitoring() {
+				return nil
+			}
+			if err := r.writeScrapeConfig(); err != nil {
+				return err
+			}
+			r.Logf("[monitoring] Wrote %s: job %q scrapes %d members (%s); copy it to the Prometheus server and reload Prometheus", r.monitoringPath(layout.MonitoringConfig), monitoring.Job, len(r.Cluster().Hosts), hostNames(r.Cluster().Hosts))
+			return nil
+		},
+	}
 }
 
 func backupPhase() Phase {
@@ -236,4 +285,81 @@ func hostNames(hs []spec.Host) string {
 		names[i] = h.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// monitoringRenewPhase is certs renew's phase for the monitoring client
+// certificate: a new key and certificate in OUT/monitoring, under the rules
+// of the hosts' (the CA in use, the spec's certificateValidity, the key
+// first, 0600). prometheus.yml and the rules stay as they are. A --node run
+// and a bundle folder without OUT/monitoring have none to renew.
+func monitoringRenewPhase() Phase {
+	p := certs.MonitoringClient()
+	return Phase{
+		Name:  p.Name,
+		Short: "Renew " + p.Short + ", in OUT/" + layout.MonitoringDir + " (without --node)",
+		Check: func(r *Runner) error {
+			if r.NodeMode() || !r.hasMonitoring() {
+				return nil
+			}
+			if !r.opts.DryRun {
+				r.keys++
+			}
+			ca, err := r.checkCAKey()
+			if err != nil {
+				return err
+			}
+			// Prometheus verifies the members with this copy: one of another
+			// CA says the folder is another cluster's.
+			path := r.monitoringPath(layout.MonitoringCA)
+			have, err := r.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.Name, err)
+			}
+			if !certs.SameCert(have, certs.EncodeCert(ca.Cert)) {
+				certPath, _ := r.caPaths()
+				return fmt.Errorf("%s is not the CA certificate %s; OUT/%s belongs to another cluster", path, certPath, layout.MonitoringDir)
+			}
+			return nil
+		},
+		Run: func(r *Runner) error {
+			if r.NodeMode() || !r.hasMonitoring() {
+				return nil
+			}
+			rn, err := r.renewMonitoringClient()
+			if err != nil {
+				return err
+			}
+			r.renewed = append(r.renewed, rn)
+			return nil
+		},
+	}
+}
+
+// renewMonitoringClient queues a new monitoring key, then its certificate.
+func (r *Runner) renewMonitoringClient() (Renewal, error) {
+	p := certs.MonitoringClient()
+	c := r.Cluster()
+	ca, err := r.authority(true)
+	if err != nil {
+		return Renewal{}, err
+	}
+	rn := r.startRenewal(ca, p.Name, layout.MonitoringDir, p.Files.Cert(r.bundle().Monitoring()))
+	if r.opts.DryRun {
+		r.Logf("[dry-run] would renew %s in %s (key and certificate), valid until %s", p.Name, r.bundle().Monitoring(), rn.NotAfter.Format(time.RFC3339))
+		return rn, nil
+	}
+	key, err := r.pool.Key(c.EncryptionAlgorithm)
+	if err != nil {
+		return rn, fmt.Errorf("generate %s key: %w", p.Name, err)
+	}
+	keyPEM, err := certs.EncodeKey(key)
+	if err != nil {
+		return rn, err
+	}
+	if rn.New, err = r.writeMonitoringClient(ca, key, keyPEM); err != nil {
+		return rn, err
+	}
+	rn.NotAfter = rn.New.NotAfter
+	r.Logf("[renew] Renewed %s in %s: valid until %s", p.Name, r.bundle().Monitoring(), rn.NotAfter.Format(time.RFC3339))
+	return rn, nil
 }

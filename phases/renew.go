@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
@@ -44,23 +45,43 @@ type Renewal struct {
 // host's apiserver-etcd-client pair follows that pair, and the archives and
 // SHA256SUMS are packed again. Files are written as init writes them: all
 // at the end, each atomically, keys before their certificates.
+//
+// The monitoring client certificate (certs.MonitoringClient) is renewed in
+// OUT/monitoring when that folder exists and the run is not a --node one;
+// asked for alone, it is refused (bad input) otherwise.
 func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
 	if len(profiles) == 0 {
 		return nil, errors.New("no certificate to renew")
 	}
-	tree := RenewTree()
-	var skip []string
-	for _, p := range certs.Leaves() {
-		if !slices.ContainsFunc(profiles, func(q certs.Profile) bool { return q.Name == p.Name }) {
-			skip = append(skip, p.Name)
-		}
-	}
+	mon := certs.MonitoringClient()
+	renewable := append(certs.Leaves(), mon)
 	for _, p := range profiles {
-		if _, ok := certs.Leaf(p.Name); !ok {
+		if !slices.ContainsFunc(renewable, func(q certs.Profile) bool { return q.Name == p.Name }) {
 			return nil, fmt.Errorf("certificate %q: not one that renew replaces", p.Name)
 		}
 	}
-	ps, err := tree.Select(skip)
+	hostCerts := false
+	var skip []string
+	for _, p := range renewable {
+		switch {
+		case !slices.ContainsFunc(profiles, func(q certs.Profile) bool { return q.Name == p.Name }):
+			skip = append(skip, p.Name)
+		case p.Name != mon.Name:
+			hostCerts = true
+		}
+	}
+	if !hostCerts {
+		// Only the monitoring pair: no host file changes, no archive is
+		// packed again.
+		if r.NodeMode() {
+			return nil, badinput.Errorf("--node %q: %s belongs to no host; renew it without --node, in the bundle folder", r.opts.Node, mon.Name)
+		}
+		if !r.hasMonitoring() {
+			return nil, badinput.Errorf("certificate %q: no %s; init --monitoring makes it", mon.Name, r.bundle().Monitoring())
+		}
+		skip = append(skip, layout.ControlPlaneDir, Repack().Name)
+	}
+	ps, err := RenewTree().Select(skip)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +93,8 @@ func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
 }
 
 // RenewTree is the workflow of `certs renew`: one phase per host
-// certificate of the table, then the control plane's copy of the client
-// pair and the archives.
+// certificate of the table, the monitoring client certificate, then the
+// control plane's copy of the client pair and the archives.
 func RenewTree() Tree {
 	var tree Tree
 	for _, p := range certs.Leaves() {
@@ -94,22 +115,28 @@ func RenewTree() Tree {
 		})
 	}
 	return append(tree,
+		monitoringRenewPhase(),
 		Phase{Name: layout.ControlPlaneDir, Short: "Copy a renewed apiserver-etcd-client pair into OUT/" + layout.ControlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(r.renewed) }},
 		Repack(),
 	)
 }
 
-// checkRenew needs the CA key, and every host to trust that CA.
-func (r *Runner) checkRenew() error {
-	// Not authority's advice to make a CA: a new CA would not be trusted by
-	// the running members.
+// checkCAKey wants the CA certificate and key that signed the existing
+// certificates. Not authority's advice to make a CA: a new CA would not be
+// trusted by the running members.
+func (r *Runner) checkCAKey() (*certs.Authority, error) {
 	certPath, keyPath := r.caPaths()
 	for _, p := range []string{certPath, keyPath} {
 		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("no %s: renewing signs with the CA that made the hosts' certificates; pass --ca-cert and --ca-key, or --out the folder whose pki/etcd holds them", p)
+			return nil, fmt.Errorf("no %s: renewing signs with the CA that made the hosts' certificates; pass --ca-cert and --ca-key, or --out the folder whose pki/etcd holds them", p)
 		}
 	}
-	ca, err := r.authority(true)
+	return r.authority(true)
+}
+
+// checkRenew needs the CA key, and every host to trust that CA.
+func (r *Runner) checkRenew() error {
+	ca, err := r.checkCAKey()
 	if err != nil {
 		return err
 	}
@@ -181,6 +208,25 @@ func sameAddress(a, b string) bool {
 	return ia.Equal(ib)
 }
 
+// startRenewal reports the certificate at path before it is replaced, and
+// when the new one will expire: certificateValidity from now, or with the
+// CA when that comes first.
+func (r *Runner) startRenewal(ca *certs.Authority, name, host, path string) Renewal {
+	c := r.Cluster()
+	rn := Renewal{Name: name, Host: host, Path: path, NotAfter: r.now().Add(c.CertificateValidity.Duration).UTC()}
+	if old, err := r.ReadFile(path); err == nil {
+		if rn.Old, err = certs.ParseCert(old); err != nil {
+			r.Logf("[renew] warning: %s cannot be read (%v); replacing it", path, err)
+		}
+	}
+	if rn.NotAfter.After(ca.Cert.NotAfter) {
+		// certs.Issue ends the new certificate with its CA.
+		rn.NotAfter = ca.Cert.NotAfter.UTC()
+		r.Logf("[renew] warning: the CA expires on %s, before certificateValidity %s from now; the new %s certificate of %s ends with the CA: renew the CA before then", ca.Cert.NotAfter.UTC().Format(time.RFC3339), c.CertificateValidity, name, host)
+	}
+	return rn
+}
+
 // renewLeaf queues a new key, then its certificate, for every host.
 func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 	c := r.Cluster()
@@ -191,17 +237,7 @@ func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 	var done []Renewal
 	for _, h := range r.Hosts() {
 		base := r.CertPath(h, p)
-		rn := Renewal{Name: p.Name, Host: h.Name, Path: base + layout.CertExt, NotAfter: r.now().Add(c.CertificateValidity.Duration).UTC()}
-		if old, err := r.ReadFile(base + layout.CertExt); err == nil {
-			if rn.Old, err = certs.ParseCert(old); err != nil {
-				r.Logf("[renew] warning: %s.crt cannot be read (%v); replacing it", base, err)
-			}
-		}
-		if rn.NotAfter.After(ca.Cert.NotAfter) {
-			// certs.Issue ends the new certificate with its CA.
-			rn.NotAfter = ca.Cert.NotAfter.UTC()
-			r.Logf("[renew] warning: the CA expires on %s, before certificateValidity %s from now; the new %s certificate of %s ends with the CA: renew the CA before then", ca.Cert.NotAfter.UTC().Format(time.RFC3339), c.CertificateValidity, p.Name, h.Name)
-		}
+		rn := r.startRenewal(ca, p.Name, h.Name, base+layout.CertExt)
 		if r.opts.DryRun {
 			r.Logf("[dry-run] would renew %s for %s (key and certificate), valid until %s", p.Name, h.Name, rn.NotAfter.Format(time.RFC3339))
 			done = append(done, rn)

@@ -2,6 +2,7 @@ package phases
 
 import (
 	"bytes"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/archive"
+	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
@@ -70,6 +72,9 @@ func renew(t *testing.T, opts Options, names ...string) ([]Renewal, string) {
 	var ps []certs.Profile
 	for _, n := range names {
 		p, ok := certs.Leaf(n)
+		if n == certs.MonitoringClient().Name {
+			p, ok = certs.MonitoringClient(), true
+		}
 		if !ok {
 			t.Fatalf("no profile %s", n)
 		}
@@ -394,5 +399,156 @@ func TestRenewRefuses(t *testing.T) {
 				t.Errorf("a refused renewal changed %v", got)
 			}
 		})
+	}
+}
+
+func withMonitoring(c *spec.Cluster) { c.Monitoring = true }
+
+// TestRenewMonitoringClient: all, without --node, renews the monitoring
+// client certificate with the hosts' rules (a new key, 0600, first; the
+// CA in use; the spec's validity; CN etcd-monitoring-client, client auth
+// only) and leaves prometheus.yml, the rules and ca.crt byte for byte.
+// Renewed alone, nothing else changes; a run for other certificates or
+// for one node leaves it byte for byte.
+func TestRenewMonitoringClient(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA, withMonitoring)
+	runAll(t, Options{Cluster: c, Out: out})
+	mon := filepath.Join(out, layout.MonitoringDir)
+	crt, key := filepath.Join(mon, "etcd-monitoring-client.crt"), filepath.Join(mon, "etcd-monitoring-client.key")
+	ca := etcdtest.ReadCert(t, filepath.Join(out, "pki/etcd/ca.crt"))
+	monFiles := []string{"monitoring/etcd-monitoring-client.crt", "monitoring/etcd-monitoring-client.key"}
+
+	// Not asked for, or a run for one host: left byte for byte.
+	before := snapshot(t, out)
+	renew(t, Options{Cluster: c, Out: out}, "etcd-server")
+	renew(t, Options{Cluster: c, Out: out, Node: "etcd02"}, allLeaves...)
+	after := snapshot(t, out)
+	for _, f := range append(monFiles, "monitoring/prometheus.yml") {
+		if !bytes.Equal(before[f], after[f]) {
+			t.Errorf("%s changed by a renewal that did not ask for it", f)
+		}
+	}
+
+	// Alone: only its pair changes, no archive is packed again.
+	before = after
+	old := etcdtest.ReadCert(t, crt)
+	done, log := renew(t, Options{Cluster: c, Out: out}, "etcd-monitoring-client")
+	after = snapshot(t, out)
+	if got := changed(before, after); !slices.Equal(got, monFiles) {
+		t.Errorf("renewing etcd-monitoring-client changed %v, want %v", got, monFiles)
+	}
+	if len(done) != 1 || done[0].Host != "monitoring" || done[0].Path != crt || done[0].Old == nil || !done[0].Old.Equal(old) {
+		t.Fatalf("renewals %+v", done)
+	}
+	cert := etcdtest.ReadCert(t, crt)
+	if !cert.Equal(done[0].New) || cert.SerialNumber.Cmp(old.SerialNumber) == 0 {
+		t.Errorf("%s: not the new certificate reported, or the old serial", crt)
+	}
+	if err := cert.CheckSignatureFrom(ca); err != nil || !bytes.Equal(cert.AuthorityKeyId, ca.SubjectKeyId) {
+		t.Errorf("not signed by the CA: %v", err)
+	}
+	if want := renewLater.Add(365 * 24 * time.Hour).UTC().Truncate(time.Second); !cert.NotAfter.Equal(want) || !done[0].NotAfter.Equal(want) || !cert.NotAfter.After(old.NotAfter) {
+		t.Errorf("NotAfter %s (reported %s), old %s, want %s", cert.NotAfter, done[0].NotAfter, old.NotAfter, want)
+	}
+	if cert.Subject.CommonName != "etcd-monitoring-client" || !slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) || len(cert.DNSNames)+len(cert.IPAddresses) != 0 {
+		t.Errorf("subject %s, usages %v, SANs %v %v", cert.Subject, cert.ExtKeyUsage, cert.DNSNames, cert.IPAddresses)
+	}
+	checkCritical(t, cert)
+	checkKeyFile(t, key, cert, "ECDSA-P256")
+	checkMode(t, key, 0o600)
+	checkMode(t, mon, 0o700)
+	if !strings.Contains(log, "[renew] Renewed etcd-monitoring-client in "+mon) || strings.Contains(log, "[bundle]") {
+		t.Errorf("log:\n%s", log)
+	}
+
+	// all: the hosts' and the monitoring pair, which goes into no archive.
+	before = after
+	done, _ = renew(t, Options{Cluster: c, Out: out}, append(allLeaves, "etcd-monitoring-client")...)
+	after = snapshot(t, out)
+	if len(done) != 13 || done[12].Name != "etcd-monitoring-client" {
+		t.Fatalf("%d renewals, want 4 × 3 hosts and the monitoring pair", len(done))
+	}
+	for _, f := range monFiles {
+		if bytes.Equal(before[f], after[f]) {
+			t.Errorf("%s not renewed by all", f)
+		}
+	}
+	for _, f := range []string{"monitoring/prometheus.yml", "monitoring/etcd-alerts.yml", "monitoring/ca.crt"} {
+		if !bytes.Equal(before[f], after[f]) {
+			t.Errorf("%s changed", f)
+		}
+	}
+	// Each archive is its folder as written, and no folder holds the key.
+	for _, name := range []string{"etcd01", "etcd02", "etcd03", "control-plane"} {
+		checkArchive(t, filepath.Join(out, name+".tar.gz"), filepath.Join(out, name))
+	}
+	for f, data := range after {
+		if !strings.HasPrefix(f, "monitoring/") && bytes.Contains(data, after["monitoring/etcd-monitoring-client.key"]) {
+			t.Errorf("%s holds the monitoring key", f)
+		}
+	}
+
+	// A dry run says so and writes nothing.
+	before = after
+	done, log = renew(t, Options{Cluster: c, Out: out, DryRun: true}, "etcd-monitoring-client")
+	if got := changed(before, snapshot(t, out)); len(got) > 0 || len(done) != 1 || done[0].New != nil || !strings.Contains(log, "[dry-run] would renew etcd-monitoring-client in "+mon) {
+		t.Errorf("dry run: changed %v, renewals %+v, log:\n%s", got, done, log)
+	}
+}
+
+// TestRenewMonitoringRefuses: asked for alone with --node, or without
+// OUT/monitoring, or with a monitoring ca.crt of another CA, the renewal is
+// bad input and writes nothing; all without OUT/monitoring creates none.
+func TestRenewMonitoringRefuses(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA, withMonitoring)
+	runAll(t, Options{Cluster: c, Out: out})
+	plain := t.TempDir()
+	runAll(t, Options{Cluster: guideCluster(t, withECDSA), Out: plain})
+	other, err := certs.NewAuthority("ECDSA-P256", 24*time.Hour, fixedNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := certs.MonitoringClient()
+	for _, tc := range []struct {
+		name string
+		opts Options
+		prep func(t *testing.T)
+		want string
+	}{
+		{"node", Options{Cluster: c, Out: out, Node: "etcd01"}, func(*testing.T) {}, `--node "etcd01": etcd-monitoring-client belongs to no host`},
+		{"no folder", Options{Cluster: c, Out: plain}, func(*testing.T) {}, `no ` + filepath.Join(plain, "monitoring") + `; init --monitoring makes it`},
+		{"another CA", Options{Cluster: c, Out: out}, func(t *testing.T) {
+			path := filepath.Join(out, "monitoring/ca.crt")
+			was, _ := os.ReadFile(path)
+			if err := os.WriteFile(path, certs.EncodeCert(other.Cert), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.WriteFile(path, was, 0o644) })
+		}, filepath.Join(out, "monitoring/ca.crt") + " is not the CA certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.prep(t)
+			before := snapshot(t, tc.opts.Out)
+			r, err := NewRunner(tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.Renew([]certs.Profile{mon})
+			if !badinput.Is(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want bad input with %q", err, tc.want)
+			}
+			if got := changed(before, snapshot(t, tc.opts.Out)); len(got) > 0 {
+				t.Errorf("a refused renewal changed %v", got)
+			}
+		})
+	}
+	done, _ := renew(t, Options{Cluster: c, Out: plain}, append(allLeaves, mon.Name)...)
+	if len(done) != 12 {
+		t.Errorf("%d renewals without OUT/monitoring, want the hosts' 12", len(done))
+	}
+	if _, err := os.Stat(filepath.Join(plain, "monitoring")); !os.IsNotExist(err) {
+		t.Errorf("renewing without OUT/monitoring made it (%v)", err)
 	}
 }

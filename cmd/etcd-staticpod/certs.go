@@ -262,13 +262,17 @@ func printExpiration(w io.Writer, format string, entries []expiry.Entry, within 
 }
 
 func renewCommand() *cli.Command {
-	var names []string
-	for _, p := range certs.Leaves() {
-		names = append(names, p.Name)
-	}
-	description := `Replaces the certificate (` + strings.Join(names, ", ") + `, or all
+	names := renewableNames()
+	mon := certs.MonitoringClient().Name
+	description := `Replaces the certificate (` + strings.Join(leafNames(), ", ") + `, or all
 of them) of every host, or of --node NAME only, with a new private key and a new
 certificate signed by the same etcd CA, valid for the spec's certificateValidity from now.
+
+` + mon + `, Prometheus' client certificate in DIR/` + layout.MonitoringDir + ` (made by init
+--monitoring), is renewed the same way by "all" without --node, or alone by its name;
+prometheus.yml and the rules beside it are left as they are. Renewed alone, no host file
+and no archive changes. It belongs to no host: with --node, or without DIR/` + layout.MonitoringDir + `,
+naming it is bad input.
 
 Unlike kubeadm's certs renew, which copies the old certificate's SANs, the new
 certificate is built from the current cluster spec (--config, else OUT/cluster.yaml, plus
@@ -284,7 +288,7 @@ replaces the node's files in place, signing with --ca-cert/--ca-key or DIR/pki/e
 Output: the renewed certificates with their old and new expiry and serial. -o json (or
 yaml) prints a list of {"name", "host", "path", "oldNotAfter", "newNotAfter", "oldSerial",
 "newSerial"}; "old..." are "" when there was no certificate, "newSerial" is "" with
---dry-run. No key is ever printed.
+--dry-run; "host" is "monitoring" for ` + mon + `. No key is ever printed.
 
 With runtime statefulset (OUT/cluster.yaml says so) the certificates are those of
 OUT/statefulset/etcd.yaml: etcd-server and etcd-peer of every member, or of --node
@@ -318,6 +322,9 @@ Examples:
   etcd-staticpod certs renew etcd-peer --node etcd-1 --out ./etcd-apps
   etcd-staticpod certs renew all --out ./etcd-apps
 
+  # Prometheus' client certificate alone (DIR/monitoring); then copy the pair to the Prometheus server
+  etcd-staticpod certs renew ` + mon + `
+
   # what would be renewed, as JSON
   etcd-staticpod certs renew all --dry-run -o json
 
@@ -339,7 +346,7 @@ Examples:
 				return badArgs(fmt.Errorf("unexpected argument %q: renew one certificate, or all", c.Args().Get(1)))
 			}
 			name := c.Args().First()
-			if _, ok := certs.Leaf(name); !ok && name != "all" && !slices.Contains(phases.StatefulSetRenewable(), name) {
+			if !slices.Contains(names, name) && name != "all" && !slices.Contains(phases.StatefulSetRenewable(), name) {
 				return badArgs(fmt.Errorf("certificate %q: want all or one of %s", name, strings.Join(names, ", ")))
 			}
 			return renew(c, name)
@@ -374,13 +381,16 @@ func renew(c *cli.Context, name string) error {
 	if cl.InKubernetes() {
 		return renewStatefulSet(c, opts, format, name)
 	}
-	profiles := certs.Leaves()
-	if name != "all" {
-		p, ok := certs.Leaf(name)
-		if !ok {
-			return badArgs(fmt.Errorf("certificate %q: with runtime %s, want all or one of %s", name, cl.Runtime, strings.Join(leafNames(), ", ")))
-		}
+	mon := certs.MonitoringClient()
+	profiles := append(certs.Leaves(), mon)
+	switch p, ok := certs.Leaf(name); {
+	case name == "all":
+	case name == mon.Name:
+		profiles = []certs.Profile{mon}
+	case ok:
 		profiles = []certs.Profile{p}
+	default:
+		return badArgs(fmt.Errorf("certificate %q: with runtime %s, want all or one of %s", name, cl.Runtime, strings.Join(renewableNames(), ", ")))
 	}
 	r, err := phases.NewRunner(opts)
 	if err != nil {
@@ -406,24 +416,38 @@ func renew(c *cli.Context, name string) error {
 		if c.String("root") != "" {
 			fmt.Fprintln(c.App.Writer, "Restart etcd on this host so that it serves the new certificates: move etcd.yaml out of the static Pod folder and back.")
 		} else {
-			fmt.Fprintf(c.App.Writer, "Copy each renewed host's %s/NAME.tar.gz to it, unpack it at /, and restart its etcd, one host at a time, checking `etcd-staticpod health` in between.\n", c.String("out"))
+			if slices.ContainsFunc(done, func(rn phases.Renewal) bool { return rn.Name != certs.MonitoringClient().Name }) {
+				fmt.Fprintf(c.App.Writer, "Copy each renewed host's %s/NAME.tar.gz to it, unpack it at /, and restart its etcd, one host at a time, checking `etcd-staticpod health` in between.\n", c.String("out"))
+			}
 			if slices.ContainsFunc(done, func(rn phases.Renewal) bool {
 				return rn.Name == certs.APIServerClient().Name && rn.Host == cl.Hosts[0].Name
 			}) &&
 				fileExists(layout.Bundle(c.String("out")).ControlPlane()) {
 				fmt.Fprintf(c.App.Writer, "The control plane needs the new apiserver-etcd-client too: unpack %s/control-plane.tar.gz at / on each control-plane node and restart kube-apiserver.\n", c.String("out"))
 			}
+			if slices.ContainsFunc(done, func(rn phases.Renewal) bool { return rn.Name == certs.MonitoringClient().Name }) {
+				mon := certs.MonitoringClient().Files
+				dir := layout.Bundle(c.String("out")).Monitoring()
+				fmt.Fprintf(c.App.Writer, "Prometheus needs the new %s and %s: copy them from %s to its copy of the folder (the key 0600) and reload Prometheus (SIGHUP).\n", mon.Cert(""), mon.Key(""), dir)
+			}
 		}
 	}
 	return nil
 }
 
+// leafNames are the certificates every host has.
 func leafNames() []string {
 	var names []string
 	for _, p := range certs.Leaves() {
 		names = append(names, p.Name)
 	}
 	return names
+}
+
+// renewableNames are the certificates renew replaces outside a
+// StatefulSet: every host's, then the monitoring client's.
+func renewableNames() []string {
+	return append(leafNames(), certs.MonitoringClient().Name)
 }
 
 // renewStatefulSet renews runtime statefulset's certificates in the object

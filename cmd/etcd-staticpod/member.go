@@ -25,8 +25,9 @@ func memberCommands() []*cli.Command {
 		Usage:    "scale the cluster out and in: add, promote and remove members",
 		Category: "running cluster",
 		Description: `Changes the cluster's membership and keeps the bundle folder in step: the recorded
-spec OUT/cluster.yaml and the control plane's OUT/kubeadm-config.yaml always list the
-cluster's members. Run from the machine that ran init (it holds the CA key).`,
+spec OUT/cluster.yaml, the control plane's OUT/kubeadm-config.yaml and, when
+OUT/monitoring exists (init --monitoring), Prometheus' OUT/monitoring/prometheus.yml
+always list the cluster's members. Run from the machine that ran init (it holds the CA key).`,
 		Subcommands: []*cli.Command{memberAddCommand(), memberPromoteCommand(), memberRemoveCommand(), list},
 	}}
 }
@@ -112,8 +113,9 @@ leaves recoverable:
      says the same (initial-cluster-state: existing) beside etcd.service, and the
      bundle carries the etcd binary of --etcd-binary (or of the spec's etcdBinary);
   3. adds the member through the API, as a learner (--voting: as a voting member);
-  4. records the host in OUT/cluster.yaml, its endpoint in OUT/kubeadm-config.yaml and
-     its archive in OUT/SHA256SUMS, and prints how to copy and start the bundle;
+  4. records the host in OUT/cluster.yaml, its endpoint in OUT/kubeadm-config.yaml, its
+     target in OUT/monitoring/prometheus.yml when that folder exists (one line says so)
+     and its archive in OUT/SHA256SUMS, and prints how to copy and start the bundle;
   5. waits, up to --wait, for the learner to start and catch up with the leader,
      and promotes it, retrying while etcd answers that it is not in sync yet.
      --no-promote stops after step 4; ` + "`etcd-staticpod member promote NAME`" + ` does step 5 alone.
@@ -269,7 +271,8 @@ func memberRemoveCommand() *cli.Command {
 		UsageText: "etcd-staticpod member remove NAME [--out DIR] [--force] [--timeout DURATION] [-o table|json|yaml]",
 		Description: `Removes the member NAME (looked up by name in the member list, or, if it never
 started, by the address the spec gives NAME) through the API, then the host from
-OUT/cluster.yaml and its endpoint from OUT/kubeadm-config.yaml, and prints what is
+OUT/cluster.yaml, its endpoint from OUT/kubeadm-config.yaml and, when OUT/monitoring
+exists, its target from OUT/monitoring/prometheus.yml (one line says so), and prints what is
 left to do on the host: remove its manifest so that kubelet stops the Pod, then its
 data (runtime systemd: systemctl disable --now etcd.service, then its data in
 /var/lib/private, where DynamicUser= keeps it). The host folder OUT/NAME and its
