@@ -301,7 +301,7 @@ func monitoringRenewPhase() Phase {
 			if r.NodeMode() || !r.hasMonitoring() {
 				return nil
 			}
-			if !r.opts.DryRun {
+			if !r.opts.DryRun && r.due(p.Files.Cert(r.bundle().Monitoring())) {
 				r.keys++
 			}
 			ca, err := r.checkCAKey()
@@ -323,6 +323,10 @@ func monitoringRenewPhase() Phase {
 		},
 		Run: func(r *Runner) error {
 			if r.NodeMode() || !r.hasMonitoring() {
+				return nil
+			}
+			if path := p.Files.Cert(r.bundle().Monitoring()); !r.due(path) {
+				r.keep(p.Name, layout.MonitoringDir, path)
 				return nil
 			}
 			rn, err := r.renewMonitoringClient()

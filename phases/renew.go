@@ -50,6 +50,15 @@ type Renewal struct {
 // OUT/monitoring when that folder exists and the run is not a --node one;
 // asked for alone, it is refused (bad input) otherwise.
 func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
+	return r.RenewDue(profiles, -1)
+}
+
+// RenewDue is Renew for the certificates that are missing, cannot be
+// read, or expire within d (expired ones too), as certs check-expiration
+// --within judges; the others are left byte for byte and not reported.
+// When no host certificate is renewed, no archive is packed again. A
+// negative d renews them all.
+func (r *Runner) RenewDue(profiles []certs.Profile, d time.Duration) ([]Renewal, error) {
 	if len(profiles) == 0 {
 		return nil, errors.New("no certificate to renew")
 	}
@@ -85,11 +94,45 @@ func (r *Runner) Renew(profiles []certs.Profile) ([]Renewal, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.renewed = nil
+	r.renewed, r.within = nil, d
+	defer func() { r.within = -1 }()
 	if err := r.Run(ps); err != nil {
 		return nil, err
 	}
 	return r.renewed, nil
+}
+
+// due reports whether the certificate at path is to be renewed: any,
+// without a limit; else one that is missing, cannot be read, or expires
+// within the limit.
+func (r *Runner) due(path string) bool {
+	if r.within < 0 {
+		return true
+	}
+	data, err := r.ReadFile(path)
+	if err != nil {
+		return true
+	}
+	cert, err := certs.ParseCert(data)
+	if err != nil {
+		return true
+	}
+	return cert.NotAfter.Sub(r.now()) < r.within
+}
+
+// keep says that the certificate at path is not due.
+func (r *Runner) keep(name, host, path string) {
+	d := r.within.String()
+	if r.within%(24*time.Hour) == 0 {
+		d = fmt.Sprintf("%dd", r.within/(24*time.Hour))
+	}
+	until := "?"
+	if data, err := r.ReadFile(path); err == nil {
+		if cert, err := certs.ParseCert(data); err == nil {
+			until = cert.NotAfter.UTC().Format(time.RFC3339)
+		}
+	}
+	r.Logf("[renew] Kept %s for %s: valid until %s, not due within %s", name, host, until, d)
 }
 
 // RenewTree is the workflow of `certs renew`: one phase per host
@@ -102,8 +145,10 @@ func RenewTree() Tree {
 			Name:  p.Name,
 			Short: "Renew " + p.Short + ", for every host",
 			Check: func(r *Runner) error {
-				if !r.opts.DryRun {
-					r.keys += len(r.Hosts())
+				for _, h := range r.Hosts() {
+					if !r.opts.DryRun && r.due(r.CertPath(h, p)+layout.CertExt) {
+						r.keys++
+					}
 				}
 				return r.checkRenew()
 			},
@@ -114,10 +159,18 @@ func RenewTree() Tree {
 			},
 		})
 	}
+	pack := Repack()
+	repack := pack.Run
+	pack.Run = func(r *Runner) error {
+		if r.within >= 0 && !slices.ContainsFunc(r.renewed, func(rn Renewal) bool { return rn.Name != certs.MonitoringClient().Name }) {
+			return nil // no host file changed: the archives are as they were
+		}
+		return repack(r)
+	}
 	return append(tree,
 		monitoringRenewPhase(),
 		Phase{Name: layout.ControlPlaneDir, Short: "Copy a renewed apiserver-etcd-client pair into OUT/" + layout.ControlPlaneDir, Run: func(r *Runner) error { return r.renewControlPlane(r.renewed) }},
-		Repack(),
+		pack,
 	)
 }
 
@@ -237,6 +290,10 @@ func (r *Runner) renewLeaf(p certs.Profile) ([]Renewal, error) {
 	var done []Renewal
 	for _, h := range r.Hosts() {
 		base := r.CertPath(h, p)
+		if !r.due(base + layout.CertExt) {
+			r.keep(p.Name, h.Name, base+layout.CertExt)
+			continue
+		}
 		rn := r.startRenewal(ca, p.Name, h.Name, base+layout.CertExt)
 		if r.opts.DryRun {
 			r.Logf("[dry-run] would renew %s for %s (key and certificate), valid until %s", p.Name, h.Name, rn.NotAfter.Format(time.RFC3339))

@@ -552,3 +552,81 @@ func TestRenewMonitoringRefuses(t *testing.T) {
 		t.Errorf("renewing without OUT/monitoring made it (%v)", err)
 	}
 }
+
+// TestRenewDue: with a limit, only the certificates that are missing or
+// expire within it are renewed, the monitoring pair too; the others stay
+// byte for byte, and so do the archives when nothing is due. Without a
+// limit every one is renewed.
+func TestRenewDue(t *testing.T) {
+	out := t.TempDir()
+	c := guideCluster(t, withECDSA, withMonitoring)
+	runAll(t, Options{Cluster: c, Out: out})
+	all := append(allLeaves, "etcd-monitoring-client")
+	renewDue := func(t *testing.T, within time.Duration) ([]Renewal, string) {
+		t.Helper()
+		var log bytes.Buffer
+		r, err := NewRunner(Options{Cluster: c, Out: out, Log: &log, Now: func() time.Time { return renewLater }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ps []certs.Profile
+		for _, n := range allLeaves {
+			p, _ := certs.Leaf(n)
+			ps = append(ps, p)
+		}
+		done, err := r.RenewDue(append(ps, certs.MonitoringClient()), within)
+		if err != nil {
+			t.Fatalf("renew within %s: %v\n%s", within, err, log.String())
+		}
+		return done, log.String()
+	}
+
+	// 300 days after init, every certificate has 65 days left.
+	before := snapshot(t, out)
+	done, log := renewDue(t, 30*24*time.Hour)
+	if got := changed(before, snapshot(t, out)); len(done) != 0 || len(got) != 0 {
+		t.Errorf("nothing due within 30d: renewed %d, changed %v", len(done), got)
+	}
+	for _, want := range []string{"[renew] Kept etcd-peer for etcd03: valid until ", ", not due within 30d", "[renew] Kept etcd-monitoring-client for monitoring"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+
+	// A missing certificate is due whatever the limit: only it, and its
+	// host's archive and SHA256SUMS, change.
+	base := filepath.Join(out, "etcd03/etc/kubernetes/pki/etcd/healthcheck-client")
+	for _, ext := range []string{".crt", ".key"} {
+		if err := os.Remove(base + ext); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before = snapshot(t, out)
+	done, _ = renewDue(t, 30*24*time.Hour)
+	want := []string{"SHA256SUMS", "etcd03.tar.gz", "etcd03/etc/kubernetes/pki/etcd/healthcheck-client.crt", "etcd03/etc/kubernetes/pki/etcd/healthcheck-client.key"}
+	if got := changed(before, snapshot(t, out)); len(done) != 1 || done[0].Old != nil || !slices.Equal(got, want) {
+		t.Errorf("renewed %+v, changed %v, want %v", done, got, want)
+	}
+
+	// Within 90 days: the rest, the monitoring pair with them.
+	before = snapshot(t, out)
+	done, _ = renewDue(t, 90*24*time.Hour)
+	after := snapshot(t, out)
+	if len(done) != 12 {
+		t.Errorf("%d renewed within 90d, want the 11 not just renewed and the monitoring pair", len(done))
+	}
+	for _, f := range []string{"monitoring/etcd-monitoring-client.crt", "etcd01/etc/kubernetes/pki/etcd/server.key", "etcd01.tar.gz"} {
+		if bytes.Equal(before[f], after[f]) {
+			t.Errorf("%s not renewed within 90d", f)
+		}
+	}
+	if !bytes.Equal(before[base[len(out)+1:]+".crt"], after[base[len(out)+1:]+".crt"]) {
+		t.Error("the certificate renewed a moment ago, valid a year, was renewed again")
+	}
+
+	// No limit: every one, due or not.
+	done, _ = renew(t, Options{Cluster: c, Out: out}, all...)
+	if len(done) != 13 {
+		t.Errorf("%d renewed without a limit, want 13", len(done))
+	}
+}

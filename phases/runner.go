@@ -86,6 +86,9 @@ type Runner struct {
 	caEndSaid bool
 	// renewed are the certificates the renew phases replaced.
 	renewed []Renewal
+	// within, when not negative, limits a renewal to the certificates
+	// that are due within it (see RenewDue).
+	within time.Duration
 }
 
 // NewRunner checks the options that every phase relies on.
@@ -123,7 +126,7 @@ func NewRunner(opts Options) (*Runner, error) {
 		Out: opts.Out, Root: opts.Root, DryRun: opts.DryRun,
 		Log: opts.Log, Warn: opts.Warn, Context: opts.Context, WriteDelay: opts.WriteDelay,
 	})
-	return &Runner{Queue: q, opts: opts}, nil
+	return &Runner{Queue: q, opts: opts, within: -1}, nil
 }
 
 // Cluster is the spec the run works from.

@@ -285,6 +285,12 @@ host's apiserver-etcd-client is renewed, DIR/control-plane gets the new pair too
 every NAME.tar.gz and SHA256SUMS are packed again. On a node, --node NAME --root /
 replaces the node's files in place, signing with --ca-cert/--ca-key or DIR/pki/etcd.
 
+--within DURATION (720h, 30d) renews, of the certificates named, only those that are
+missing, expired or expire within DURATION, as check-expiration --within judges; the others
+are left byte for byte and not listed ("Kept" lines say why), and when no host certificate
+is renewed no archive is packed again. Without --within every certificate named is renewed,
+due or not. Not with runtime statefulset.
+
 Output: the renewed certificates with their old and new expiry and serial. -o json (or
 yaml) prints a list of {"name", "host", "path", "oldNotAfter", "newNotAfter", "oldSerial",
 "newSerial"}; "old..." are "" when there was no certificate, "newSerial" is "" with
@@ -325,12 +331,15 @@ Examples:
   # Prometheus' client certificate alone (DIR/monitoring); then copy the pair to the Prometheus server
   etcd-staticpod certs renew ` + mon + `
 
+  # from a timer: only what expires within 30 days (nothing due: exit 0, nothing written)
+  etcd-staticpod certs renew all --within 30d
+
   # what would be renewed, as JSON
   etcd-staticpod certs renew all --dry-run -o json
 
   # while another run writes into ./etcd-bundles, wait for it (up to 5 minutes)
   etcd-staticpod certs renew all --wait-lock 5m`
-	const usage = " [--out DIR] [--config FILE] [--node NAME [--root DIR]] [--ca-cert FILE --ca-key FILE] [--dry-run] [-o table|json|yaml]"
+	const usage = " [--out DIR] [--config FILE] [--node NAME [--root DIR]] [--ca-cert FILE --ca-key FILE] [--within DURATION] [--dry-run] [-o table|json|yaml]"
 	return &cli.Command{
 		Name:        "renew",
 		Usage:       "give hosts (or a StatefulSet's members) a new key and certificate: " + strings.Join(names, ", ") + " (statefulset: etcd-client) or all",
@@ -356,7 +365,9 @@ Examples:
 
 func renewFlags() []cli.Flag {
 	flags := append(clusterFlags(), groupFlags(phases.FlagsCA)...)
-	return append(flags, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"})
+	return append(flags,
+		&cli.StringFlag{Name: "within", Usage: "renew only the certificates that are missing, expired or expire within `DURATION`, such as 720h or 30d (as check-expiration --within judges); the others stay byte for byte (default: renew every one named)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output `FORMAT`: table, json or yaml"})
 }
 
 func renew(c *cli.Context, name string) error {
@@ -369,6 +380,12 @@ func renew(c *cli.Context, name string) error {
 			return badArgs(fmt.Errorf("--%s %q: must not be empty", name, c.String(name)))
 		}
 	}
+	within := time.Duration(-1)
+	if c.IsSet("within") {
+		if within, err = expiry.ParseWithin(c.String("within")); err != nil {
+			return badArgs(fmt.Errorf("--within %q: %w", c.String("within"), err))
+		}
+	}
 	cl, err := loadCluster(c)
 	if err != nil {
 		return badArgs(err)
@@ -379,6 +396,9 @@ func renew(c *cli.Context, name string) error {
 		opts.Log = c.App.ErrWriter
 	}
 	if cl.InKubernetes() {
+		if within >= 0 {
+			return badArgs(fmt.Errorf("--within %q: not with runtime %s; name the certificates to renew", c.String("within"), spec.RuntimeStatefulSet))
+		}
 		return renewStatefulSet(c, opts, format, name)
 	}
 	mon := certs.MonitoringClient()
@@ -401,12 +421,16 @@ func renew(c *cli.Context, name string) error {
 		return err
 	}
 	defer release()
-	done, err := r.Renew(profiles)
+	done, err := r.RenewDue(profiles, within)
 	if err != nil {
 		return err
 	}
 	if err := saveCluster(c, cl); err != nil {
 		return err
+	}
+	if len(done) == 0 && within >= 0 && format == "table" {
+		fmt.Fprintf(c.App.Writer, "Nothing is due within %s: no certificate renewed.\n", c.String("within"))
+		return nil
 	}
 	if err := printRenewals(c.App.Writer, format, done); err != nil {
 		return fmt.Errorf("print renewals: %w", err)

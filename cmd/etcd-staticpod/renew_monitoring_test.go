@@ -81,8 +81,23 @@ func TestRenewMonitoringScrapes(t *testing.T) {
 		stdout, stderr, code := runCLI(t, args...)
 		assertOneLine(t, args, stdout, stderr, code, `--node "etcd01": etcd-monitoring-client belongs to no host`)
 	}
+	args := []string{"certs", "renew", "all", "--out", dir, "--within", "soon"}
+	stdout, stderr, code := runCLI(t, args...)
+	assertOneLine(t, args, stdout, stderr, code, `--within "soon": not a duration such as 720h or 30d`)
 	if treeHash(t, dir) != before {
 		t.Fatal("a refused renewal changed the bundles")
+	}
+
+	// Nothing expires within 30 days of init: nothing is written.
+	stdout, stderr, code = runCLI(t, "certs", "renew", "all", "--out", dir, "--within", "30d")
+	if code != 0 || !strings.Contains(stdout, "Nothing is due within 30d: no certificate renewed.") || !strings.Contains(stdout, "[renew] Kept etcd-monitoring-client for monitoring") {
+		t.Errorf("renew --within 30d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, _, code := runCLI(t, "certs", "renew", "all", "--out", dir, "--within", "30d", "-o", "json"); code != 0 || strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("renew --within 30d -o json: exit %d\n%s", code, stdout)
+	}
+	if treeHash(t, dir) != before {
+		t.Fatal("renew --within 30d with nothing due changed the bundles")
 	}
 
 	if _, err := scrape(ctx, member.ClientURL, caFile, certFile, keyFile); err != nil {
@@ -99,7 +114,8 @@ func TestRenewMonitoringScrapes(t *testing.T) {
 	// The command's clock is the real one: NotAfter moves by the seconds
 	// since init.
 	time.Sleep(1100 * time.Millisecond)
-	stdout, stderr, code := runCLI(t, "certs", "renew", "etcd-monitoring-client", "--out", dir, "-o", "json")
+	// Due within 400 days (it was made for 365).
+	stdout, stderr, code = runCLI(t, "certs", "renew", "etcd-monitoring-client", "--out", dir, "--within", "400d", "-o", "json")
 	if code != 0 {
 		t.Fatalf("renew: exit %d\n%s", code, stderr)
 	}
