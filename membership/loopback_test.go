@@ -29,6 +29,7 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/membership"
 	"github.com/etcd-staticpod/etcd-staticpod/monitoring"
 	"github.com/etcd-staticpod/etcd-staticpod/spec"
+	"github.com/etcd-staticpod/etcd-staticpod/testtool"
 )
 
 // New hosts join on port 2380 of their own loopback address, since the
@@ -579,7 +580,7 @@ func cfgWithout(t *testing.T, dir, name string) string {
 func scrapeTargets(t *testing.T, dir string) []string {
 	t.Helper()
 	file := filepath.Join(dir, layout.MonitoringDir, layout.MonitoringConfig)
-	if b, err := exec.Command(promtool(t), "check", "config", file).CombinedOutput(); err != nil {
+	if b, err := exec.Command(testtool.Promtool(t), "check", "config", file).CombinedOutput(); err != nil {
 		t.Errorf("promtool check config %s: %v\n%s", file, err, b)
 	}
 	data, err := os.ReadFile(file)
@@ -599,20 +600,6 @@ func scrapeTargets(t *testing.T, dir string) []string {
 		}
 	}
 	return out
-}
-
-// promtool is Prometheus' own checker (Debian's prometheus package; `make
-// prometheus` installs it).
-func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is needed: make prometheus")
-		}
-		t.Skip("no promtool: make prometheus installs it")
-	}
-	return p
 }
 
 // syncLog is a log another goroutine writes while the test reads it.
