@@ -322,6 +322,9 @@ func monitoringRenewPhase() Phase {
 			return nil
 		},
 		Run: func(r *Runner) error {
+			if r.NodeMode() && r.opts.Root == "" && r.hasMonitoring() {
+				r.Logf("[renew] Not renewing %s in %s in a --node run: `etcd-staticpod certs renew %s` renews it", p.Name, r.bundle().Monitoring(), p.Name)
+			}
 			if r.NodeMode() || !r.hasMonitoring() {
 				return nil
 			}

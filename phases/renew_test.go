@@ -422,7 +422,10 @@ func TestRenewMonitoringClient(t *testing.T) {
 	// Not asked for, or a run for one host: left byte for byte.
 	before := snapshot(t, out)
 	renew(t, Options{Cluster: c, Out: out}, "etcd-server")
-	renew(t, Options{Cluster: c, Out: out, Node: "etcd02"}, allLeaves...)
+	_, nodeLog := renew(t, Options{Cluster: c, Out: out, Node: "etcd02"}, append(allLeaves, "etcd-monitoring-client")...)
+	if !strings.Contains(nodeLog, "[renew] Not renewing etcd-monitoring-client in "+mon+" in a --node run") {
+		t.Errorf("a --node run does not say it leaves the monitoring pair:\n%s", nodeLog)
+	}
 	after := snapshot(t, out)
 	for _, f := range append(monFiles, "monitoring/prometheus.yml") {
 		if !bytes.Equal(before[f], after[f]) {

@@ -222,6 +222,8 @@ func TestStatefulSetRenew(t *testing.T) {
 		{[]string{"etcd-peer", "--node", "etcd-3"}, `--node "etcd-3": no such member (members: etcd-0 .. etcd-2)`},
 		{[]string{"apiserver-etcd-client"}, `certificate "apiserver-etcd-client": with runtime statefulset, want all or one of etcd-server, etcd-peer, etcd-healthcheck-client, etcd-client`},
 		{[]string{"all", "--root", "/"}, `--root "/": runtime statefulset has no hosts`},
+		{[]string{"all", "--within", "30d"}, `--within "30d": not with runtime statefulset`},
+		{[]string{"etcd-monitoring-client"}, `certificate "etcd-monitoring-client": with runtime statefulset, want all or one of`},
 	} {
 		before := treeHash(t, out)
 		_, stderr, code := runCLI(t, append([]string{"certs", "renew", "--out", out}, tc.args...)...)
