@@ -163,17 +163,9 @@ func TestRenewMonitoringScrapes(t *testing.T) {
 
 	// A pair of another CA gets nothing: the scrape above proves the
 	// member checked the renewed one.
-	other, err := certs.NewAuthority("ECDSA-P256", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreign, foreignKey, err := other.IssueNew(certs.Request{Profile: certs.MonitoringClient(), Validity: time.Hour}, "ECDSA-P256", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreignKeyPEM, _ := certs.EncodeKey(foreignKey)
 	fdir := t.TempDir()
-	fcert, fkey := writeFile(t, filepath.Join(fdir, "c.crt"), string(certs.EncodeCert(foreign))), writeFile(t, filepath.Join(fdir, "c.key"), string(foreignKeyPEM))
+	fcert, fkey := filepath.Join(fdir, "c.crt"), filepath.Join(fdir, "c.key")
+	writeForeignMonitoringPair(t, fcert, fkey)
 	if _, err := scrape(ctx, member.ClientURL, caFile, fcert, fkey); err == nil {
 		t.Error("the member served /metrics to a client certificate of another CA")
 	}
@@ -198,6 +190,26 @@ func TestRenewMonitoringScrapes(t *testing.T) {
 	if _, err := scrape(ctx, member.ClientURL, caFile, certFile, keyFile); err != nil {
 		t.Errorf("scrape after renew all: %v", err)
 	}
+}
+
+// writeForeignMonitoringPair writes a monitoring client pair signed by a
+// CA of its own, which no member of ours trusts.
+func writeForeignMonitoringPair(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	other, err := certs.NewAuthority("ECDSA-P256", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, foreignKey, err := other.IssueNew(certs.Request{Profile: certs.MonitoringClient(), Validity: time.Hour}, "ECDSA-P256", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := certs.EncodeKey(foreignKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, certFile, string(certs.EncodeCert(foreign)))
+	writeFile(t, keyFile, string(keyPEM))
 }
 
 func certPool(ca *x509.Certificate) *x509.CertPool {

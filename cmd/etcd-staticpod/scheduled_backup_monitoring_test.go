@@ -134,17 +134,7 @@ func TestInitMonitoring(t *testing.T) {
 	}
 
 	// A certificate that no longer matches is refused, with the way out.
-	other, err := certs.NewAuthority("ECDSA-P256", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreign, foreignKey, err := other.IssueNew(certs.Request{Profile: certs.MonitoringClient(), Validity: time.Hour}, "ECDSA-P256", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreignKeyPEM, _ := certs.EncodeKey(foreignKey)
-	writeFile(t, filepath.Join(dir, certFile), string(certs.EncodeCert(foreign)))
-	writeFile(t, filepath.Join(dir, keyFile), string(foreignKeyPEM))
+	writeForeignMonitoringPair(t, filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
 	before = treeHash(t, out)
 	_, stderr, code = runCLI(t, "init", "--out", out)
 	if code == 0 || !strings.Contains(stderr, "not signed by the CA") || !strings.Contains(stderr, "run init --monitoring again") {
