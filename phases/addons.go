@@ -60,7 +60,7 @@ func (r *Runner) inspectMonitoringClient() (leafState, error) {
 	base := p.Files.Base(r.bundle().Monitoring())
 	certPEM, certErr := r.ReadFile(base + layout.CertExt)
 	keyPEM, keyErr := r.ReadFile(base + layout.KeyExt)
-	redo := fmt.Sprintf("remove %s.crt and %s.key and run init --monitoring again for a new one", base, base)
+	redo := fmt.Sprintf("`etcd-staticpod certs renew %s` makes a new one (or remove %s.crt and %s.key and run init --monitoring again)", p.Name, base, base)
 	switch {
 	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
 		return leafMissing, nil

@@ -137,11 +137,18 @@ func TestInitMonitoring(t *testing.T) {
 	writeForeignMonitoringPair(t, filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
 	before = treeHash(t, out)
 	_, stderr, code = runCLI(t, "init", "--out", out)
-	if code == 0 || !strings.Contains(stderr, "not signed by the CA") || !strings.Contains(stderr, "run init --monitoring again") {
+	if code == 0 || !strings.Contains(stderr, "not signed by the CA") || !strings.Contains(stderr, "`etcd-staticpod certs renew etcd-monitoring-client` makes a new one") {
 		t.Errorf("foreign monitoring certificate: exit %d, %s", code, stderr)
 	}
 	if treeHash(t, out) != before {
 		t.Error("a refused run changed the bundles")
+	}
+	// The way out it names works.
+	if stdout, stderr, code := runCLI(t, "certs", "renew", "etcd-monitoring-client", "--out", out); code != 0 {
+		t.Fatalf("certs renew etcd-monitoring-client: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, stderr, code := runCLI(t, "init", "--out", out); code != 0 {
+		t.Errorf("init after renewing the monitoring certificate: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
 
