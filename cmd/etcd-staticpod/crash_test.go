@@ -95,10 +95,20 @@ func TestKilledInWriteWindow(t *testing.T) {
 	bin := hooksBinary(t)
 	out := filepath.Join(t.TempDir(), "bundles")
 	initArgs := []string{"init", "--hosts", threeHosts, "--encryption-algorithm", "ECDSA-P256", "--out", out}
-	kill := func(args ...string) []string {
+	caKeyTemp := func(temps []string) bool {
+		return slices.ContainsFunc(temps, func(p string) bool { return strings.HasPrefix(filepath.Base(p), ".ca.key.tmp-") })
+	}
+	anyTemp := func([]string) bool { return true }
+	// kill waits until the run's temp files include what want looks for:
+	// they appear one by one, and a busy machine can show the first alone.
+	kill := func(want func([]string) bool, args ...string) []string {
 		t.Helper()
 		r := start(t, slowed(bin, time.Minute, args...))
 		temps := untilTemps(t, out, r)
+		for deadline := time.Now().Add(30 * time.Second); !want(temps) && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			temps = tempsUnder(out)
+		}
 		if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -124,13 +134,13 @@ func TestKilledInWriteWindow(t *testing.T) {
 		checkComplete(t, out, crt)
 		return string(crt)
 	}
-	temps := kill(initArgs...)
-	if !slices.ContainsFunc(temps, func(p string) bool { return strings.HasPrefix(filepath.Base(p), ".ca.key.tmp-") }) {
+	temps := kill(caKeyTemp, initArgs...)
+	if !caKeyTemp(temps) {
 		t.Errorf("no temp copy of the CA key among %v", temps)
 	}
 	ca := rerun()
 	for _, args := range [][]string{initArgs, {"certs", "renew", "all", "--out", out}, {"init", "phase", "bundle", "--out", out}} {
-		kill(args...)
+		kill(anyTemp, args...)
 		if rerun() != ca {
 			t.Fatalf("%v: the CA changed", args)
 		}
