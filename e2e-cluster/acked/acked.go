@@ -27,6 +27,20 @@ type Ledger struct {
 	failedAtAck int
 }
 
+// ReadBack runs read, which lists what the writer wrote, until it
+// succeeds, a second apart, for at most within: the read-back may come
+// while the cluster still settles after the run's last step.
+func ReadBack(within time.Duration, read func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := read()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // New starts the books of the writer called name (the prefix of its lines),
 // which logs to log, at start.
 func New(name string, log io.Writer, start time.Time) *Ledger {

@@ -2,6 +2,7 @@ package acked
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,25 @@ func TestLongestStretch(t *testing.T) {
 	s = New("w", &log, t0).Check(nil, at(2500))
 	if s.Gap != 2500*time.Millisecond || s.Acked != 0 {
 		t.Errorf("with no write: stretch %s, %d acknowledged", s.Gap, s.Acked)
+	}
+}
+
+// ReadBack tries again until the read succeeds, and gives the last error
+// once its time is up.
+func TestReadBack(t *testing.T) {
+	tries := 0
+	err := ReadBack(time.Minute, func() error {
+		if tries++; tries < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err != nil || tries != 3 {
+		t.Errorf("after %d tries: %v, want success on the third", tries, err)
+	}
+	tries = 0
+	err = ReadBack(0, func() error { tries++; return errors.New("down") })
+	if err == nil || err.Error() != "down" || tries != 1 {
+		t.Errorf("with no time: %d tries, %v; want one try and its error", tries, err)
 	}
 }

@@ -133,17 +133,13 @@ func run(o options) error {
 // prints the summary.
 func verify(cli *clientv3.Client, prefix string, writes *acked.Ledger, end time.Time) error {
 	var resp *clientv3.GetResponse
-	var err error
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	err := acked.ReadBack(2*time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
 		resp, err = cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-		cancel()
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("reading back the keys written: %w", err)
 	}

@@ -170,17 +170,11 @@ func readyzSummary(msg string) string {
 // answer, and prints the summary.
 func verify(cs *client, namespace, run string, st *stats, end time.Time) error {
 	var list corev1.ConfigMapList
-	var err error
-	deadline := time.Now().Add(2 * time.Minute)
 	path := "/api/v1/namespaces/" + namespace + "/configmaps?labelSelector=" + url.QueryEscape(label+"="+run)
 	cs.http.Timeout = 30 * time.Second
-	for {
-		err = cs.do(context.Background(), http.MethodGet, path, nil, http.StatusOK, &list)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	err := acked.ReadBack(2*time.Minute, func() error {
+		return cs.do(context.Background(), http.MethodGet, path, nil, http.StatusOK, &list)
+	})
 	if err != nil {
 		return fmt.Errorf("listing the ConfigMaps written: %w", err)
 	}
