@@ -110,7 +110,7 @@ func rounded(d []time.Duration) []time.Duration {
 //   - restore-node: `etcd-staticpod snapshot restore --node` of one member,
 //     as each host runs it, and the same etcdutl restore.
 //
-// Each iteration runs $SNAPSHOT_BENCH_ROUNDS rounds (5 unless set), the
+// Each iteration runs $SNAPSHOT_BENCH_ROUNDS rounds (9 unless set), the
 // two tools alternating which goes first; the metrics are the medians and
 // their ratio (x-etcdctl, x-etcdutl: below 1 is faster than etcd's tool).
 // ns/op is the time of a whole iteration and means nothing on its own.
@@ -118,7 +118,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	etcdctl := etcdTool(b, "ETCDCTL_BIN", "etcdctl")
 	etcdutl := etcdTool(b, "ETCDUTL_BIN", "etcdutl")
 	mb := benchEnvInt(b, "SNAPSHOT_BENCH_MB", 150)
-	rounds := benchEnvInt(b, "SNAPSHOT_BENCH_ROUNDS", 5)
+	rounds := benchEnvInt(b, "SNAPSHOT_BENCH_ROUNDS", 9)
 	bin := etcdtest.CLIBinary(b)
 	dir := etcdtest.Bundles(b, etcdtest.ExecInit(bin), 3)
 	c := etcdtest.Run(b, dir)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/etcd-staticpod/etcd-staticpod/cpusched"
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
 	"github.com/etcd-staticpod/etcd-staticpod/layout"
 	"github.com/etcd-staticpod/etcd-staticpod/safefile"
@@ -58,12 +59,14 @@ rescued from a cluster that lost its quorum. When no member is healthy the most
 recent one that answers is used, with a note on stderr. --timeout bounds finding
 the members and their answers; a member silent by then is passed over, with a note.
 
-The snapshot streams straight into a temp file beside FILE (mode 0600), and only
-when the stream has ended with a SHA-256 digest that matches the data does the
-temp file replace FILE: a broken or damaged transfer leaves FILE as it was. The
-file is then read back and checked as a restore checks it: the digest etcd
-appends, and bbolt's consistency check of every page. A progress bar goes to
-stderr when stderr is a terminal.
+The snapshot streams straight into a temp file beside FILE (mode 0600), hashed as
+it arrives, and the temp file replaces FILE only once it passed the checks a
+restore makes: the SHA-256 digest etcd appends matches the data, and bbolt's
+consistency check of every page passes (run on the pages just written, while they
+are synced to disk). A broken or damaged transfer leaves FILE as it was. A
+progress bar goes to stderr when stderr is a terminal. The save runs as a batch
+task (SCHED_BATCH, its nice value kept): on a machine it shares with a member,
+it never preempts that member, which then sends faster and keeps serving.
 
 For backups on a schedule, --dir DIR names the file itself:
 DIR/` + snapshot.DirFilePrefix + `YYYYMMDDTHHMMSSZ.db, the time in UTC to the second (a second
@@ -144,6 +147,9 @@ func runSnapshotSave(c *cli.Context) error {
 	if err != nil {
 		return badArgs(err)
 	}
+	// Never preempting the member that streams to it, when both share a
+	// machine; a refusal only leaves the process as it was.
+	_ = cpusched.Batch()
 	ctx, cancel, err := commandDeadline(c)
 	if err != nil {
 		return err

@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,6 +318,16 @@ func (m *Member) process() *Process {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.proc
+}
+
+// Signal sends sig to the member's processes: SIGSTOP holds the member
+// as a hung one would be, SIGCONT lets it go on.
+func (m *Member) Signal(sig syscall.Signal) error {
+	p := m.process()
+	if p == nil {
+		return fmt.Errorf("member %s never started", m.Name)
+	}
+	return p.Signal(sig)
 }
 
 // Running reports whether the member's process is alive.
