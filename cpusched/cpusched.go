@@ -36,16 +36,12 @@ func Batch() error {
 
 // batchPass moves the threads listed now and returns how many it moved.
 func batchPass() (int, error) {
-	tasks, err := os.ReadDir("/proc/self/task")
+	tids, err := Threads(0)
 	if err != nil {
-		return 0, fmt.Errorf("list threads: %w", err)
+		return 0, err
 	}
 	moved := 0
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
+	for _, tid := range tids {
 		attr, err := unix.SchedGetAttr(tid, 0)
 		if errors.Is(err, unix.ESRCH) {
 			// The thread ended.
@@ -64,4 +60,23 @@ func batchPass() (int, error) {
 		moved++
 	}
 	return moved, nil
+}
+
+// Threads lists the thread IDs of process pid, or of this process for 0.
+func Threads(pid int) ([]int, error) {
+	dir := "/proc/self/task"
+	if pid != 0 {
+		dir = fmt.Sprintf("/proc/%d/task", pid)
+	}
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list threads: %w", err)
+	}
+	tids := make([]int, 0, len(tasks))
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }

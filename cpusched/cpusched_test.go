@@ -1,9 +1,7 @@
 package cpusched
 
 import (
-	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 
@@ -13,16 +11,12 @@ import (
 // policies is every thread's scheduling policy and nice value.
 func policies(t *testing.T) map[int]*unix.SchedAttr {
 	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
+	tids, err := Threads(0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[int]*unix.SchedAttr{}
-	for _, task := range tasks {
-		tid, err := strconv.Atoi(task.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, tid := range tids {
 		attr, err := unix.SchedGetAttr(tid, 0)
 		if err != nil {
 			continue // ended since

@@ -14,14 +14,15 @@ import (
 	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
 )
 
-// savedSnapshot saves, with the built binary, a snapshot of a real
-// one-member cluster holding mb megabytes of values.
-func savedSnapshot(t *testing.T, bin string, mb int) string {
+// filledMember runs a real one-member cluster made by the built binary,
+// holding mb megabytes of values, and returns its host folder.
+func filledMember(t *testing.T, bin string, mb int) (string, *etcdtest.Cluster) {
 	t.Helper()
 	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 1)
-	etcdtest.Run(t, dir)
+	c := etcdtest.Run(t, dir)
+	bundle := filepath.Join(dir, "etcd01")
 	ctx := context.Background()
-	tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: filepath.Join(dir, "etcd01")})
+	tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: bundle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +37,16 @@ func savedSnapshot(t *testing.T, bin string, mb int) string {
 			t.Fatal(err)
 		}
 	}
+	return bundle, c
+}
+
+// savedSnapshot saves, with the built binary, a snapshot of a real
+// one-member cluster holding mb megabytes of values.
+func savedSnapshot(t *testing.T, bin string, mb int) string {
+	t.Helper()
+	bundle, _ := filledMember(t, bin, mb)
 	file := filepath.Join(t.TempDir(), "etcd.db")
-	if _, stderr, code := etcdtest.Exec(t, bin, "snapshot", "save", file, "--bundle", filepath.Join(dir, "etcd01")); code != 0 {
+	if _, stderr, code := etcdtest.Exec(t, bin, "snapshot", "save", file, "--bundle", bundle); code != 0 {
 		t.Fatalf("snapshot save: exit %d: %s", code, stderr)
 	}
 	return file

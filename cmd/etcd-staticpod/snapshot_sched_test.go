@@ -1,21 +1,16 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/etcd-staticpod/etcd-staticpod/etcdops"
-	"github.com/etcd-staticpod/etcd-staticpod/etcdops/etcdtest"
+	"github.com/etcd-staticpod/etcd-staticpod/cpusched"
 )
 
 // TestSaveRunsAsBatch holds a real member still (SIGSTOP) while snapshot
@@ -24,26 +19,8 @@ import (
 // the save then completes once the member goes on.
 func TestSaveRunsAsBatch(t *testing.T) {
 	bin := binary(t)
-	dir := etcdtest.Bundles(t, etcdtest.ExecInit(bin), 1)
-	c := etcdtest.Run(t, dir)
-	bundle := filepath.Join(dir, "etcd01")
-	ctx := context.Background()
-	tgt, err := etcdops.Resolve(ctx, etcdops.Options{Bundle: bundle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := tgt.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kv.Close()
 	// Several megabytes: more than the member sends before it is stopped.
-	value := strings.Repeat("v", 256<<10)
-	for i := range 64 {
-		if _, err := kv.Put(ctx, fmt.Sprintf("/registry/k/%04d", i), value); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bundle, c := filledMember(t, bin, 16)
 
 	work := t.TempDir()
 	file := filepath.Join(work, "etcd.db")
@@ -70,18 +47,14 @@ func TestSaveRunsAsBatch(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", r.cmd.Process.Pid))
+	tids, err := cpusched.Threads(r.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tasks) < 2 {
-		t.Fatalf("the save has %d threads", len(tasks))
+	if len(tids) < 2 {
+		t.Fatalf("the save has %d threads", len(tids))
 	}
-	for _, task := range tasks {
-		tid, err := strconv.Atoi(task.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, tid := range tids {
 		attr, err := unix.SchedGetAttr(tid, 0)
 		if err != nil {
 			t.Fatalf("thread %d: %v", tid, err)
