@@ -113,7 +113,16 @@ func (r *Runner) due(path string) bool {
 	if err != nil {
 		return true
 	}
-	cert, err := certs.ParseCert(data)
+	return r.dueCert(data)
+}
+
+// dueCert is due for a certificate's PEM: any without a limit, else one
+// that cannot be read or expires within the limit.
+func (r *Runner) dueCert(pem []byte) bool {
+	if r.within < 0 {
+		return true
+	}
+	cert, err := certs.ParseCert(pem)
 	if err != nil {
 		return true
 	}
@@ -122,15 +131,22 @@ func (r *Runner) due(path string) bool {
 
 // keep says that the certificate at path is not due.
 func (r *Runner) keep(name, host, path string) {
+	var cert *x509.Certificate
+	if data, err := r.ReadFile(path); err == nil {
+		cert, _ = certs.ParseCert(data)
+	}
+	r.keepCert(name, host, cert)
+}
+
+// keepCert says that cert, of name for host, is not due.
+func (r *Runner) keepCert(name, host string, cert *x509.Certificate) {
 	d := r.within.String()
 	if r.within%(24*time.Hour) == 0 {
 		d = fmt.Sprintf("%dd", r.within/(24*time.Hour))
 	}
 	until := "?"
-	if data, err := r.ReadFile(path); err == nil {
-		if cert, err := certs.ParseCert(data); err == nil {
-			until = cert.NotAfter.UTC().Format(time.RFC3339)
-		}
+	if cert != nil {
+		until = cert.NotAfter.UTC().Format(time.RFC3339)
 	}
 	r.Logf("[renew] Kept %s for %s: valid until %s, not due within %s", name, host, until, d)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/etcd-staticpod/etcd-staticpod/badinput"
 	"github.com/etcd-staticpod/etcd-staticpod/certs"
@@ -26,7 +27,11 @@ func StatefulSetRenewable() []string {
 // in use and built from the current spec. It rewrites OUT/statefulset/
 // etcd.yaml and, when the application client is renewed, the client
 // bundle; the other certificates in the stream stay as they are.
-func (r *Runner) RenewStatefulSet(names []string, member string) ([]Renewal, error) {
+//
+// A d not negative limits the renewal to the certificates that cannot be
+// read or expire within d (expired ones too), as certs check-expiration
+// --within judges; when none is, nothing is written.
+func (r *Runner) RenewStatefulSet(names []string, member string, d time.Duration) ([]Renewal, error) {
 	c := r.Cluster()
 	if !c.InKubernetes() {
 		return nil, badinput.Errorf("runtime %q: not a StatefulSet", c.Runtime)
@@ -57,13 +62,18 @@ func (r *Runner) RenewStatefulSet(names []string, member string) ([]Renewal, err
 				return err
 			}
 			if !r.opts.DryRun {
-				r.keys += len(r.stsRenewals(names, ordinal))
+				for _, j := range r.stsRenewals(names, ordinal) {
+					if r.dueCert(j.pair(&creds).Cert) {
+						r.keys++
+					}
+				}
 			}
 			return nil
 		},
 		Run: func(r *Runner) error { return r.renewStatefulSet(creds, names, ordinal) },
 	}
-	r.renewed = nil
+	r.renewed, r.within = nil, d
+	defer func() { r.within = -1 }()
 	if err := r.Run([]Phase{phase}); err != nil {
 		return nil, err
 	}
@@ -155,6 +165,10 @@ func (r *Runner) renewStatefulSet(creds statefulset.Credentials, names []string,
 		if o, err := certs.ParseCert(pair.Cert); err == nil {
 			old = o
 		}
+		if !r.dueCert(pair.Cert) {
+			r.keepCert(j.name, j.host, old)
+			continue
+		}
 		rn := Renewal{Name: j.name, Host: j.host, Path: stream + "#" + j.secret + "/" + j.key, Old: old}
 		if r.opts.DryRun {
 			rn.NotAfter = r.now().Add(c.CertificateValidity.Duration)
@@ -162,6 +176,7 @@ func (r *Runner) renewStatefulSet(creds statefulset.Credentials, names []string,
 				rn.NotAfter = ca.Cert.NotAfter
 			}
 			r.renewed = append(r.renewed, rn)
+			clientRenewed = clientRenewed || j.name == certs.ApplicationClient().Name
 			continue
 		}
 		key, err := r.pool.Key(c.EncryptionAlgorithm)
@@ -180,6 +195,10 @@ func (r *Runner) renewStatefulSet(creds statefulset.Credentials, names []string,
 		r.renewed = append(r.renewed, rn)
 		clientRenewed = clientRenewed || j.name == certs.ApplicationClient().Name
 	}
+	if len(r.renewed) == 0 {
+		// Nothing due: the stream and the client bundle stay as they are.
+		return nil
+	}
 	if err := r.notCAKeyIn(creds); err != nil {
 		return err
 	}
@@ -190,7 +209,7 @@ func (r *Runner) renewStatefulSet(creds statefulset.Credentials, names []string,
 	if err := r.WriteFile(stream, out, layout.ModeKey, layout.ModePrivDir); err != nil {
 		return err
 	}
-	if clientRenewed || r.opts.DryRun && slices.Contains(names, certs.ApplicationClient().Name) && ordinal < 0 {
+	if clientRenewed {
 		dir := r.bundle().StatefulSetClient()
 		app := certs.ApplicationClient()
 		if err := r.WriteFile(app.Files.Key(dir), creds.Client.Key, layout.ModeKey, layout.ModePrivDir); err != nil {

@@ -184,3 +184,72 @@ func noCAKeyIn(t *testing.T, c *spec.Cluster, stream, caKeyPEM []byte) {
 		t.Errorf("scanned %d private keys, want %d", keys, want)
 	}
 }
+
+// TestStatefulSetRenewDue: with a limit, only the StatefulSet's
+// certificates that expire within it are renewed; with none due, the
+// object stream and the client bundle keep every byte.
+func TestStatefulSetRenewDue(t *testing.T) {
+	c := stsSpec(t, 3)
+	out := t.TempDir()
+	runInit(t, c, out)
+	b := layout.Bundle(out)
+	renewDue := func(t *testing.T, names []string, member string, within time.Duration) ([]Renewal, string) {
+		t.Helper()
+		var log bytes.Buffer
+		r, err := NewRunner(Options{Cluster: c, Out: out, Log: &log, Now: func() time.Time { return renewLater }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := r.RenewStatefulSet(names, member, within)
+		if err != nil {
+			t.Fatalf("renew within %s: %v\n%s", within, err, log.String())
+		}
+		return done, log.String()
+	}
+	credentials := func() statefulset.Credentials {
+		stream, err := os.ReadFile(b.StatefulSetManifest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds, err := statefulset.ReadCredentials(c, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return creds
+	}
+
+	// 300 days after init, every certificate has 65 days left.
+	before := snapshot(t, out)
+	done, log := renewDue(t, StatefulSetRenewable(), "", 30*24*time.Hour)
+	if got := changed(before, snapshot(t, out)); len(done) != 0 || len(got) != 0 {
+		t.Errorf("nothing due within 30d: renewed %d, changed %v", len(done), got)
+	}
+	for _, want := range []string{"[renew] Kept etcd-peer for etcd-2: valid until ", ", not due within 30d", "[renew] Kept etcd-client for statefulset"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+
+	// etcd-1's peer pair renewed now, without a limit: valid another year.
+	if done, _ := renewDue(t, []string{"etcd-peer"}, "etcd-1", -1); len(done) != 1 {
+		t.Fatalf("renewed %d, want etcd-1's peer pair", len(done))
+	}
+	mid := credentials()
+
+	// Within 90 days: everything but that pair.
+	done, _ = renewDue(t, StatefulSetRenewable(), "", 90*24*time.Hour)
+	if len(done) != 3*2+2-1 {
+		t.Errorf("%d renewed within 90d, want 7: every member's pairs but etcd-1's peer, and both clients", len(done))
+	}
+	after := credentials()
+	if !bytes.Equal(after.Members[1].Peer.Cert, mid.Members[1].Peer.Cert) || !bytes.Equal(after.Members[1].Peer.Key, mid.Members[1].Peer.Key) {
+		t.Error("etcd-1's peer pair, valid a year, was renewed again")
+	}
+	if bytes.Equal(after.Members[1].Server.Cert, mid.Members[1].Server.Cert) || bytes.Equal(after.Members[0].Peer.Cert, mid.Members[0].Peer.Cert) || bytes.Equal(after.Client.Cert, mid.Client.Cert) {
+		t.Error("a certificate due within 90d was not renewed")
+	}
+	bundle, err := os.ReadFile(filepath.Join(b.StatefulSetClient(), "client.crt"))
+	if err != nil || !bytes.Equal(bundle, after.Client.Cert) {
+		t.Errorf("the client bundle does not hold the renewed client certificate (%v)", err)
+	}
+}

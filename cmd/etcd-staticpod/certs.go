@@ -289,7 +289,8 @@ replaces the node's files in place, signing with --ca-cert/--ca-key or DIR/pki/e
 missing, expired or expire within DURATION, as check-expiration --within judges; the others
 are left byte for byte and not listed ("Kept" lines say why), and when no host certificate
 is renewed no archive is packed again. Without --within every certificate named is renewed,
-due or not. Not with runtime statefulset.
+due or not. With runtime statefulset, when nothing is due the object stream and the
+client bundle stay as they are.
 
 Output: the renewed certificates with their old and new expiry and serial. -o json (or
 yaml) prints a list of {"name", "host", "path", "oldNotAfter", "newNotAfter", "oldSerial",
@@ -396,10 +397,7 @@ func renew(c *cli.Context, name string) error {
 		opts.Log = c.App.ErrWriter
 	}
 	if cl.InKubernetes() {
-		if within >= 0 {
-			return badArgs(fmt.Errorf("--within %q: not with runtime %s; name the certificates to renew", c.String("within"), spec.RuntimeStatefulSet))
-		}
-		return renewStatefulSet(c, opts, format, name)
+		return renewStatefulSet(c, opts, format, name, within)
 	}
 	mon := certs.MonitoringClient()
 	profiles := append(certs.Leaves(), mon)
@@ -476,7 +474,7 @@ func renewableNames() []string {
 
 // renewStatefulSet renews runtime statefulset's certificates in the object
 // stream; --node names a member.
-func renewStatefulSet(c *cli.Context, opts phases.Options, format, name string) error {
+func renewStatefulSet(c *cli.Context, opts phases.Options, format, name string, within time.Duration) error {
 	if c.IsSet("root") {
 		return badArgs(fmt.Errorf("--root %q: runtime %s has no hosts; renew in the bundle folder", c.String("root"), spec.RuntimeStatefulSet))
 	}
@@ -495,9 +493,13 @@ func renewStatefulSet(c *cli.Context, opts phases.Options, format, name string) 
 		return err
 	}
 	defer release()
-	done, err := r.RenewStatefulSet(names, member)
+	done, err := r.RenewStatefulSet(names, member, within)
 	if err != nil {
 		return err
+	}
+	if len(done) == 0 && within >= 0 && format == "table" {
+		fmt.Fprintf(c.App.Writer, "Nothing is due within %s: no certificate renewed.\n", c.String("within"))
+		return nil
 	}
 	if err := printRenewals(c.App.Writer, format, done); err != nil {
 		return fmt.Errorf("print renewals: %w", err)

@@ -89,16 +89,7 @@ func TestRenewMonitoringScrapes(t *testing.T) {
 	}
 
 	// Nothing expires within 30 days of init: nothing is written.
-	stdout, stderr, code = runCLI(t, "certs", "renew", "all", "--out", dir, "--within", "30d")
-	if code != 0 || !strings.Contains(stdout, "Nothing is due within 30d: no certificate renewed.") || !strings.Contains(stdout, "[renew] Kept etcd-monitoring-client for monitoring") {
-		t.Errorf("renew --within 30d: exit %d\n%s%s", code, stdout, stderr)
-	}
-	if stdout, _, code := runCLI(t, "certs", "renew", "all", "--out", dir, "--within", "30d", "-o", "json"); code != 0 || strings.TrimSpace(stdout) != "[]" {
-		t.Errorf("renew --within 30d -o json: exit %d\n%s", code, stdout)
-	}
-	if treeHash(t, dir) != before {
-		t.Fatal("renew --within 30d with nothing due changed the bundles")
-	}
+	nothingDueWithin30d(t, dir, "[renew] Kept etcd-monitoring-client for monitoring")
 
 	if _, err := scrape(ctx, member.ClientURL, caFile, certFile, keyFile); err != nil {
 		t.Fatalf("the pair init wrote: %v", err)
@@ -216,4 +207,22 @@ func certPool(ca *x509.Certificate) *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca)
 	return p
+}
+
+// nothingDueWithin30d runs certs renew all --within 30d in the bundle
+// folder out, as a table and as JSON: nothing is due, so it says so, logs
+// kept (a Kept line), prints an empty list and changes no byte.
+func nothingDueWithin30d(t *testing.T, out, kept string) {
+	t.Helper()
+	before := treeHash(t, out)
+	stdout, stderr, code := runCLI(t, "certs", "renew", "all", "--out", out, "--within", "30d")
+	if code != 0 || !strings.Contains(stdout, "Nothing is due within 30d: no certificate renewed.") || !strings.Contains(stdout, kept) {
+		t.Errorf("renew --within 30d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, _, code := runCLI(t, "certs", "renew", "all", "--out", out, "--within", "30d", "-o", "json"); code != 0 || strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("renew --within 30d -o json: exit %d\n%s", code, stdout)
+	}
+	if treeHash(t, out) != before {
+		t.Fatal("renew --within 30d with nothing due changed the output")
+	}
 }

@@ -222,7 +222,6 @@ func TestStatefulSetRenew(t *testing.T) {
 		{[]string{"etcd-peer", "--node", "etcd-3"}, `--node "etcd-3": no such member (members: etcd-0 .. etcd-2)`},
 		{[]string{"apiserver-etcd-client"}, `certificate "apiserver-etcd-client": with runtime statefulset, want all or one of etcd-server, etcd-peer, etcd-healthcheck-client, etcd-client`},
 		{[]string{"all", "--root", "/"}, `--root "/": runtime statefulset has no hosts`},
-		{[]string{"all", "--within", "30d"}, `--within "30d": not with runtime statefulset`},
 		{[]string{"etcd-monitoring-client"}, `certificate "etcd-monitoring-client": with runtime statefulset, want all or one of`},
 	} {
 		before := treeHash(t, out)
@@ -232,6 +231,20 @@ func TestStatefulSetRenew(t *testing.T) {
 		}
 		if treeHash(t, out) != before {
 			t.Errorf("%v changed the output", tc.args)
+		}
+	}
+
+	// --within: nothing is due a year ahead of expiry; everything is
+	// within 400 days of it.
+	nothingDueWithin30d(t, out, "[renew] Kept etcd-server for etcd-2: valid until ")
+	stdout, stderr, code = runCLI(t, "certs", "renew", "etcd-server", "--out", out, "--within", "400d")
+	if code != 0 || !strings.Contains(stdout, "kubectl -n apps rollout restart statefulset/etcd") {
+		t.Errorf("renew --within 400d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	due := read()
+	for i := range due.Members {
+		if bytes.Equal(due.Members[i].Server.Cert, all.Members[i].Server.Cert) || !bytes.Equal(due.Members[i].Peer.Cert, all.Members[i].Peer.Cert) {
+			t.Errorf("--within 400d, etcd-server: etcd-%d's server certificate kept or its peer certificate renewed", i)
 		}
 	}
 }
