@@ -71,15 +71,7 @@ members=(etcd01 etcd02 etcd03)
 passed=0
 work=
 
-# on_error STATUS LINE COMMAND: the ERR trap. Under set -e a failing command
-# that no check covers would end the run with no word of what failed. Only the
-# script's own shell reports: a subshell's failure (a pipeline's part, a
-# command substitution) reaches it as the failure of the command that ran it,
-# on the line that command is on.
-on_error() {
-	((BASH_SUBSHELL == 0)) || return 0
-	log "FAIL: line $2${FUNCNAME[1]:+ (in ${FUNCNAME[1]})}: exit status $1; the command that failed last: $3"
-}
+# on_error (lib.sh) names a failing command no check covers.
 trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 cgroups_before=
 writer_pid=

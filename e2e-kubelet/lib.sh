@@ -18,6 +18,15 @@ fail() {
 	log "FAIL: $*"
 	exit 1
 }
+# on_error STATUS LINE COMMAND: the runs' ERR trap (with set -E). Under set -e
+# a failing command that no check covers would end the run with no word of
+# what failed. Only the script's own shell reports: a subshell's failure (a
+# pipeline's part, a command substitution) reaches it as the failure of the
+# command that ran it, on the line that command is on.
+on_error() {
+	((BASH_SUBSHELL == 0)) || return 0
+	log "FAIL: line $2${FUNCNAME[1]:+ (in ${FUNCNAME[1]})}: exit status $1; the command that failed last: $3"
+}
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 

@@ -20,7 +20,10 @@
 # Environment: GO, BIN (default .bin), E2E_KUBELET_READY_TIMEOUT and
 # E2E_KUBELET_RESTART_TIMEOUT (seconds), E2E_KUBELET_KEEP=1 keeps the work
 # folder (bundles, logs).
-set -euo pipefail
+#
+# Every check ends the run with its own FAIL line (fail); a command that fails
+# where no check looks is named by the ERR trap (on_error, lib.sh).
+set -eEuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=e2e-kubelet/lib.sh
@@ -51,13 +54,14 @@ passed=0
 work=
 cgroups_before=
 declare -A saved_sysctl=()
+trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 
 # --- teardown -------------------------------------------------------------
 
 teardown() {
 	local rc=$?
 	set +e
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM ERR
 	if ((rc != 0)) && [[ -n $work && -d $work/state ]]; then
 		dump_logs
 	fi
