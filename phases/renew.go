@@ -113,17 +113,14 @@ func (r *Runner) due(path string) bool {
 	if err != nil {
 		return true
 	}
-	return r.dueCert(data)
+	cert, _ := certs.ParseCert(data)
+	return r.dueCert(cert)
 }
 
-// dueCert is due for a certificate's PEM: any without a limit, else one
-// that cannot be read or expires within the limit.
-func (r *Runner) dueCert(pem []byte) bool {
-	if r.within < 0 {
-		return true
-	}
-	cert, err := certs.ParseCert(pem)
-	if err != nil {
+// dueCert is due for a parsed certificate, nil when it could not be read:
+// any without a limit, else one unread or expiring within the limit.
+func (r *Runner) dueCert(cert *x509.Certificate) bool {
+	if r.within < 0 || cert == nil {
 		return true
 	}
 	return cert.NotAfter.Sub(r.now()) < r.within

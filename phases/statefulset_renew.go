@@ -1,7 +1,6 @@
 package phases
 
 import (
-	"crypto/x509"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -63,7 +62,7 @@ func (r *Runner) RenewStatefulSet(names []string, member string, d time.Duration
 			}
 			if !r.opts.DryRun {
 				for _, j := range r.stsRenewals(names, ordinal) {
-					if r.dueCert(j.pair(&creds).Cert) {
+					if cert, _ := certs.ParseCert(j.pair(&creds).Cert); r.dueCert(cert) {
 						r.keys++
 					}
 				}
@@ -161,11 +160,9 @@ func (r *Runner) renewStatefulSet(creds statefulset.Credentials, names []string,
 	clientRenewed := false
 	for _, j := range r.stsRenewals(names, ordinal) {
 		pair := j.pair(&creds)
-		var old *x509.Certificate
-		if o, err := certs.ParseCert(pair.Cert); err == nil {
-			old = o
-		}
-		if !r.dueCert(pair.Cert) {
+		// nil when it cannot be read, and then due.
+		old, _ := certs.ParseCert(pair.Cert)
+		if !r.dueCert(old) {
 			r.keepCert(j.name, j.host, old)
 			continue
 		}
